@@ -1,0 +1,1 @@
+"""Shared library of the exchanger: money, errors, events, database, outbox, inbox, metrics, RPC client."""

@@ -1,0 +1,142 @@
+"""PostgreSQL access: a small thread/greenlet-safe pool per process, one schema per service.
+
+Each service sees only its own schema (search_path), so nobody reads another's tables by accident.
+"""
+import contextlib
+import logging
+import threading
+
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+import psycopg2.pool
+from nameko.extensions import DependencyProvider
+
+from libs import config
+
+log = logging.getLogger(__name__)
+
+# NUMERIC comes back as Decimal (psycopg2's default); uuid columns as uuid.UUID.
+psycopg2.extras.register_uuid()
+
+
+class Database:
+    """A bounded pool of connections with `search_path` set to one schema.
+
+    `transaction()` yields a RealDictCursor inside BEGIN ... COMMIT; an exception rolls back.
+    Connections that broke (server restart, pg_terminate_backend) are dropped instead of returned.
+    """
+
+    def __init__(self, url=None, schema=None, minconn=1, maxconn=20, application_name=None):
+        self.url = url or config.database_url()
+        self.schema = schema
+        self.application_name = application_name or schema or "exchanger"
+        self._pool = None
+        self._maxconn = maxconn
+        self._minconn = minconn
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(maxconn)
+
+    def _connect_kwargs(self):
+        options = "-c search_path=%s,public" % self.schema if self.schema else None
+        kwargs = {"application_name": self.application_name}
+        if options:
+            kwargs["options"] = options
+        return kwargs
+
+    @property
+    def pool(self):
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = psycopg2.pool.ThreadedConnectionPool(
+                        self._minconn, self._maxconn, self.url, **self._connect_kwargs())
+        return self._pool
+
+    def connect(self, autocommit=False):
+        """A connection outside the pool (LISTEN, COPY streaming); the caller closes it."""
+        conn = psycopg2.connect(self.url, **self._connect_kwargs())
+        conn.autocommit = autocommit
+        return conn
+
+    @contextlib.contextmanager
+    def connection(self):
+        # The semaphore makes callers wait for a free connection instead of failing with PoolError.
+        self._slots.acquire()
+        conn = None
+        broken = False
+        try:
+            conn = self.pool.getconn()
+            yield conn
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            broken = True
+            raise
+        finally:
+            if conn is not None:
+                if conn.closed or broken:
+                    self.pool.putconn(conn, close=True)
+                else:
+                    if conn.status != psycopg2.extensions.STATUS_READY:
+                        try:
+                            conn.rollback()
+                        except psycopg2.Error:
+                            broken = True
+                    self.pool.putconn(conn, close=broken)
+            self._slots.release()
+
+    @contextlib.contextmanager
+    def transaction(self, isolation=None):
+        with self.connection() as conn:
+            if isolation:
+                conn.set_session(isolation_level=isolation)
+            try:
+                with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                    yield cur
+                conn.commit()
+            except BaseException:
+                if not conn.closed:
+                    conn.rollback()
+                raise
+            finally:
+                if isolation and not conn.closed:
+                    conn.set_session(isolation_level="DEFAULT")
+
+    def fetchall(self, sql, params=None):
+        with self.transaction() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def fetchone(self, sql, params=None):
+        with self.transaction() as cur:
+            cur.execute(sql, params)
+            return cur.fetchone()
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.closeall()
+            self._pool = None
+
+
+class DatabaseProvider(DependencyProvider):
+    """nameko dependency: one pool per container, the same (concurrency-safe) Database for every worker."""
+
+    def __init__(self, schema, maxconn=None):
+        self.schema = schema
+        self.maxconn = maxconn
+
+    def setup(self):
+        cfg = self.container.config
+        maxconn = self.maxconn or int(cfg.get("DB_POOL_SIZE", cfg.get("max_workers", 10) + 2))
+        self.database = Database(
+            url=cfg.get("DATABASE_URL") or config.database_url(),
+            schema=self.schema, maxconn=maxconn,
+            application_name=self.container.service_name)
+
+    def stop(self):
+        self.database.close()
+
+    def kill(self):
+        self.database.close()
+
+    def get_dependency(self, worker_ctx):
+        return self.database

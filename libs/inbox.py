@@ -1,0 +1,25 @@
+"""Consumer-side dedupe (blueprint §3.3): record (consumer, event_id) in the same transaction as the effect.
+
+Each service has `processed_events(consumer, event_id)` in its own schema (see its first migration).
+"""
+
+INBOX_TABLE_SQL = """
+CREATE TABLE IF NOT EXISTS processed_events (
+    consumer     text        NOT NULL,
+    event_id     uuid        NOT NULL,
+    processed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, event_id)
+)
+"""
+
+
+def claim(cur, consumer, event_id):
+    """True the first time this consumer sees event_id in a committed transaction; False for a duplicate.
+
+    A concurrent duplicate blocks on the primary key until the first transaction ends, then sees the conflict,
+    so two deliveries processed at once still have one effect.
+    """
+    cur.execute(
+        "INSERT INTO processed_events (consumer, event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        (consumer, str(event_id)))
+    return cur.rowcount == 1

@@ -1,0 +1,128 @@
+"""Event handlers with bounded delayed retries and a dead-letter queue (blueprint §3.4, P11, pitfall N2).
+
+nameko's stock handler acks a message whose handler raised (the event is gone) or, with requeue_on_error,
+requeues it at once forever. `reliable_event_handler` instead republishes a failed message to the next retry
+queue (it comes back after a delay) and after `max_attempts` to the dead-letter queue, then acks the original:
+a poison message never loops and never blocks the queue, and an operator sees it as `exchanger_dlq_messages`.
+"""
+import logging
+import threading
+
+import amqp
+from marshmallow import ValidationError
+from nameko.events import EventHandler, SERVICE_POOL
+
+from libs import metrics, topology
+from libs.amqp_publish import ConfirmingPublisher, PublishError, connect
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_HEADER = "x-exchanger-attempt"
+ERROR_HEADER = "x-exchanger-error"
+
+
+class PermanentError(Exception):
+    """A failure that no retry can fix (malformed event): straight to the dead-letter queue."""
+
+
+PERMANENT = (PermanentError, ValidationError, KeyError, TypeError)
+
+
+class ReliableEventHandler(EventHandler):
+    def __init__(self, source_service, event_type, max_attempts=None, base_delay_ms=None, **kwargs):
+        kwargs.pop("handler_type", None)
+        super().__init__(source_service, event_type, handler_type=SERVICE_POOL, reliable_delivery=True,
+                         requeue_on_error=False, **kwargs)
+        self._max_attempts = max_attempts
+        self._base_delay_ms = base_delay_ms
+
+    def subscription(self):
+        for s in topology.all_subscriptions():
+            if (s.source, s.event_type, s.service, s.method) == (
+                    self.source_service, self.event_type, self.container.service_name, self.method_name):
+                return s
+        raise RuntimeError("handler %s.%s for %s/%s is not in libs/topology.py" % (
+            self.container.service_name, self.method_name, self.source_service, self.event_type))
+
+    def setup(self):
+        super().setup()
+        s = self.subscription()
+        self.max_attempts = self._max_attempts or s.max_attempts
+        self.base_delay_ms = self._base_delay_ms or s.base_delay_ms
+        self.queue_name = self.queue.name
+        self.dlq_name = topology.dead_letter_queue_name(self.queue_name)
+        amqp_uri = self.container.config["AMQP_URI"]
+        conn = connect(amqp_uri)
+        try:
+            topology.declare_subscription(conn.channel(), s)
+        finally:
+            conn.close()
+        self.publisher = ConfirmingPublisher(amqp_uri)
+        self._monitor_stop = threading.Event()
+
+    def start(self):
+        super().start()
+        self.container.spawn_managed_thread(self._watch_dead_letters)
+
+    def stop(self):
+        self._monitor_stop.set()
+        self.publisher.close()
+        super().stop()
+
+    def kill(self):
+        self._monitor_stop.set()
+        self.publisher.close()
+        super().kill()
+
+    def _watch_dead_letters(self):
+        """Keep the DLQ size gauge current (passive declare returns the message count)."""
+        conn = None
+        while not self._monitor_stop.is_set():
+            try:
+                if conn is None:
+                    conn = connect(self.container.config["AMQP_URI"])
+                    channel = conn.channel()
+                _, count, _ = channel.queue_declare(self.dlq_name, passive=True)
+                metrics.DLQ_MESSAGES.labels(self.dlq_name).set(count)
+            except (OSError, amqp.exceptions.AMQPError):
+                conn = None
+            self._monitor_stop.wait(float(self.container.config.get("DLQ_WATCH_INTERVAL", 10)))
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def handle_message_processed(self, message, result=None, exc_info=None):
+        if exc_info is None:
+            self.queue_consumer.ack_message(message)
+            return
+        headers = dict(message.headers or {})
+        attempt = int(headers.get(ATTEMPT_HEADER, 1))
+        exc = exc_info[1]
+        permanent = isinstance(exc, PERMANENT)
+        if permanent or attempt >= self.max_attempts:
+            target = self.dlq_name
+            metrics.DEAD_LETTERED.labels(self.queue_name).inc()
+            log.error("event to %s failed on attempt %d (%r): dead-lettered", self.queue_name, attempt, exc)
+        else:
+            target = topology.retry_queue_name(self.queue_name, attempt)
+            metrics.EVENT_RETRIES.labels(self.queue_name).inc()
+            log.warning("event to %s failed on attempt %d (%r): retry later", self.queue_name, attempt, exc)
+        headers[ATTEMPT_HEADER] = attempt + 1
+        headers[ERROR_HEADER] = ("%s: %s" % (type(exc).__name__, exc))[:500]
+        try:
+            results = self.publisher.publish_batch([{
+                "message_id": message.properties.get("message_id") or "retry",
+                "exchange": "", "routing_key": target, "body": message.body,
+                "content_type": message.content_type, "headers": headers}])
+            if results != ["ok"]:
+                raise PublishError("retry publish %s" % results)
+        except PublishError:
+            log.exception("could not move a failed event to %s; requeueing it", target)
+            self.queue_consumer.requeue_message(message)
+            return
+        self.queue_consumer.ack_message(message)
+
+
+reliable_event_handler = ReliableEventHandler.decorator

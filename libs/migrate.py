@@ -1,0 +1,70 @@
+"""Apply every part's schema migrations with yoyo: `python -m libs.migrate`.
+
+Each part keeps plain SQL files in its own `migrations/` folder and owns one PostgreSQL schema of the same
+name; yoyo's bookkeeping tables live inside that schema, so parts migrate independently.
+"""
+import argparse
+import os
+import sys
+from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
+
+import psycopg2
+from yoyo import get_backend, read_migrations
+
+from libs import config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# schema name -> folder of migrations, in the order they are applied.
+PARTS = {
+    "orders": "services/orders/migrations",
+    "payments": "services/payments/migrations",
+    "notifier": "services/notifier/migrations",
+    "reporting": "services/reporting/migrations",
+    "gateway": "gateway/migrations",
+    "sandbox": "sandbox/migrations",
+}
+
+
+def _with_schema(url, schema):
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query["schema"] = schema
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def migrate(url=None, parts=None, verbose=True):
+    url = url or config.database_url()
+    applied = {}
+    for schema, folder in PARTS.items():
+        if parts and schema not in parts:
+            continue
+        path = os.path.join(ROOT, folder)
+        if not os.path.isdir(path):
+            continue
+        conn = psycopg2.connect(url)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CREATE SCHEMA IF NOT EXISTS %s" % schema)
+        conn.close()
+        backend = get_backend(_with_schema(url, schema))
+        migrations = read_migrations(path)
+        with backend.lock():
+            todo = backend.to_apply(migrations)
+            backend.apply_migrations(todo)
+        applied[schema] = [m.id for m in todo]
+        if verbose:
+            print("migrated %-10s %d new: %s" % (schema, len(todo), ", ".join(m.id for m in todo) or "-"))
+    return applied
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("parts", nargs="*", help="schemas to migrate (default: all)")
+    args = parser.parse_args(argv)
+    migrate(args.database_url, args.parts or None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

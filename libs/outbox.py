@@ -1,0 +1,228 @@
+"""Transactional outbox (blueprint §3.1, P8).
+
+`write_event(cur, ...)` inserts the event in the caller's transaction, so the state change and its event commit
+together or not at all. `OutboxRelay` publishes unpublished rows with publisher confirms and mandatory routing,
+then marks them published. A crash between publish and mark means the event is published again: consumers
+dedupe on `event_id` (libs/inbox.py), so it still has one effect.
+
+Run inside a service (`OutboxRelayProvider`) or alone: `python -m libs.outbox --schema orders --source orders`.
+"""
+import argparse
+import json
+import logging
+import os
+import select
+import threading
+import time
+import uuid
+
+import psycopg2
+from nameko.extensions import DependencyProvider
+
+from libs import config, events, metrics, topology
+from libs.amqp_publish import ConfirmingPublisher, PublishError
+from libs.db import Database
+
+log = logging.getLogger(__name__)
+
+OUTBOX_TABLE_SQL = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id           uuid PRIMARY KEY,
+    seq          bigserial UNIQUE,
+    source       text        NOT NULL,
+    event_type   text        NOT NULL,
+    aggregate_id text,
+    payload      jsonb       NOT NULL,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    published_at timestamptz,
+    routed       boolean,
+    attempts     integer     NOT NULL DEFAULT 0,
+    last_error   text
+);
+CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
+"""
+
+
+def notify_channel(schema):
+    return "outbox_%s" % schema
+
+
+def write_event(cur, source, event_type, data, aggregate_id=None, schema=None):
+    """Add one event to the outbox in the current transaction; returns its envelope (with event_id)."""
+    message = events.envelope(source, event_type, data)
+    cur.execute(
+        "INSERT INTO outbox (id, source, event_type, aggregate_id, payload) VALUES (%s, %s, %s, %s, %s)",
+        (message["event_id"], source, event_type, None if aggregate_id is None else str(aggregate_id),
+         json.dumps(message)))
+    # Delivered only if the transaction commits: wakes the relay at once instead of at its next poll.
+    cur.execute("SELECT pg_notify(%s, '')", (notify_channel(schema or source),))
+    return message
+
+
+def _crash_point(name):
+    """Deterministic crash points for fault tests (reliability.md §5.1)."""
+    if os.environ.get("CRASH_AT") == name:
+        log.warning("CRASH_AT=%s: exiting now", name)
+        os._exit(137)
+
+
+class OutboxRelay:
+    def __init__(self, database, source, amqp_uri=None, batch_size=200, idle_wait=1.0):
+        self.db = database
+        self.source = source
+        self.schema = database.schema
+        self.amqp_uri = amqp_uri or config.amqp_uri()
+        self.batch_size = batch_size
+        self.idle_wait = idle_wait
+        self.publisher = ConfirmingPublisher(self.amqp_uri)
+        self.exchange = "%s.events" % source
+        self._topology_ready = False
+        self._stopping = threading.Event()
+        self._listen_conn = None
+        self._last_backlog_check = 0.0
+        self._last_cleanup = 0.0
+
+    def prepare(self):
+        """Queues exist before we publish (blueprint §3.5): declare every subscription of the topology."""
+        if not self._topology_ready:
+            topology.declare_all(self.amqp_uri)
+            self.publisher.declare_exchange(self.exchange)
+            self._topology_ready = True
+
+    def run_once(self):
+        """Publish one batch; returns the number of rows handled."""
+        self.prepare()
+        with self.db.transaction() as cur:
+            cur.execute(
+                "SELECT id, event_type, payload FROM outbox WHERE published_at IS NULL "
+                "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED", (self.batch_size,))
+            rows = cur.fetchall()
+            if not rows:
+                return 0
+            _crash_point("relay_before_publish")
+            batch = [{"message_id": str(r["id"]), "exchange": self.exchange, "routing_key": r["event_type"],
+                      "body": json.dumps(r["payload"])} for r in rows]
+            try:
+                results = self.publisher.publish_batch(batch)
+            except PublishError as exc:
+                cur.execute("UPDATE outbox SET attempts = attempts + 1, last_error = %s WHERE id = ANY(%s)",
+                            (str(exc)[:500], [r["id"] for r in rows]))
+                metrics.OUTBOX_PUBLISH_ERRORS.labels(self.source).inc(len(rows))
+                raise
+            _crash_point("relay_after_publish")
+            ok = [r["id"] for r, res in zip(rows, results) if res == "ok"]
+            returned = [r["id"] for r, res in zip(rows, results) if res == "returned"]
+            nacked = [r["id"] for r, res in zip(rows, results) if res == "nacked"]
+            if ok:
+                cur.execute("UPDATE outbox SET published_at = now(), routed = true WHERE id = ANY(%s)", (ok,))
+            if returned:
+                # No queue is bound for this event type: nobody subscribes to it (the topology declared every
+                # subscriber's queue before we published). Kept and counted, not retried forever.
+                cur.execute("UPDATE outbox SET published_at = now(), routed = false WHERE id = ANY(%s)",
+                            (returned,))
+                metrics.OUTBOX_UNROUTED.labels(self.source).inc(len(returned))
+            if nacked:
+                cur.execute("UPDATE outbox SET attempts = attempts + 1, last_error = 'nacked' "
+                            "WHERE id = ANY(%s)", (nacked,))
+            metrics.OUTBOX_PUBLISHED.labels(self.source).inc(len(ok) + len(returned))
+            return len(rows)
+
+    def update_backlog_metric(self, force=False):
+        now = time.monotonic()
+        if not force and now - self._last_backlog_check < 5:
+            return
+        self._last_backlog_check = now
+        row = self.db.fetchone("SELECT count(*) AS n, min(created_at) AS oldest FROM outbox "
+                               "WHERE published_at IS NULL")
+        metrics.OUTBOX_BACKLOG.labels(self.source).set(row["n"])
+        if now - self._last_cleanup > 3600:
+            self._last_cleanup = now
+            self.db.fetchone("WITH gone AS (DELETE FROM outbox WHERE published_at < now() - interval '7 days' "
+                             "RETURNING 1) SELECT count(*) FROM gone")
+
+    def _wait_for_notify(self, timeout):
+        try:
+            if self._listen_conn is None or self._listen_conn.closed:
+                self._listen_conn = self.db.connect(autocommit=True)
+                with self._listen_conn.cursor() as cur:
+                    cur.execute("LISTEN %s" % notify_channel(self.schema))
+            ready, _, _ = select.select([self._listen_conn], [], [], timeout)
+            if ready:
+                self._listen_conn.poll()
+                self._listen_conn.notifies.clear()
+        except psycopg2.Error:
+            self._listen_conn = None
+            time.sleep(timeout)
+
+    def run_forever(self):
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                handled = self.run_once()
+                self.update_backlog_metric()
+                backoff = 0.5
+                if handled < self.batch_size:
+                    self._wait_for_notify(self.idle_wait)
+            except Exception:  # noqa: BLE001 - the relay must outlive broker and database outages
+                log.exception("outbox relay %s: publish failed, retrying in %.1fs", self.source, backoff)
+                self._topology_ready = False
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 10)
+
+    def stop(self):
+        self._stopping.set()
+        self.publisher.close()
+        if self._listen_conn is not None:
+            try:
+                self._listen_conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+class OutboxRelayProvider(DependencyProvider):
+    """Runs the relay in a managed thread of the service container. Several instances are safe (SKIP LOCKED)."""
+
+    def __init__(self, schema, source=None):
+        self.schema = schema
+        self.source = source or schema
+
+    def setup(self):
+        cfg = self.container.config
+        self.database = Database(url=cfg.get("DATABASE_URL") or config.database_url(), schema=self.schema,
+                                 maxconn=2, application_name="%s-relay" % self.source)
+        self.relay = OutboxRelay(self.database, self.source, cfg.get("AMQP_URI"),
+                                 idle_wait=float(cfg.get("OUTBOX_IDLE_WAIT", 1.0)))
+
+    def start(self):
+        self.container.spawn_managed_thread(self.relay.run_forever)
+
+    def stop(self):
+        self.relay.stop()
+        self.database.close()
+
+    def kill(self):
+        self.stop()
+
+    def get_dependency(self, worker_ctx):
+        return self.relay
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Publish a service's outbox to RabbitMQ.")
+    parser.add_argument("--schema", required=True)
+    parser.add_argument("--source", default=None)
+    parser.add_argument("--once", action="store_true", help="publish what is pending, then exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    db = Database(schema=args.schema, maxconn=2, application_name="%s-relay" % args.schema)
+    relay = OutboxRelay(db, args.source or args.schema)
+    if args.once:
+        while relay.run_once():
+            pass
+        return 0
+    relay.run_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

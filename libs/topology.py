@@ -1,0 +1,85 @@
+"""Every event subscription of the system, declared before any publisher runs (blueprint §3.5, pitfall N3).
+
+A subscription is a nameko SERVICE_POOL event handler: queue `evt-<source>-<event>--<service>.<method>` bound to
+the exchange `<source>.events`. Each has bounded delayed retries (`<queue>.retry.<n>`, a per-queue TTL that
+dead-letters back to the queue) and a dead-letter queue `<queue>.dlq` for what still fails.
+
+The relay of each publishing service declares all of them at start, and `python -m libs.topology` does it from
+the command line; a unit test checks that every handler in the code is listed here.
+"""
+import collections
+
+from libs import amqp_publish, config, events
+
+Subscription = collections.namedtuple(
+    "Subscription", "source event_type service method max_attempts base_delay_ms")
+
+
+def sub(source, event_type, service, method, max_attempts=6, base_delay_ms=1000):
+    return Subscription(source, event_type, service, method, max_attempts, base_delay_ms)
+
+
+# Later services add their handlers here.
+SUBSCRIPTIONS = [
+]
+
+# Handlers that exist only in the test suite register themselves here at import (see tests/).
+EXTRA_SUBSCRIPTIONS = []
+
+
+def all_subscriptions():
+    return list(SUBSCRIPTIONS) + list(EXTRA_SUBSCRIPTIONS)
+
+
+def queue_name(source, event_type, service, method):
+    return "evt-{}-{}--{}.{}".format(source, event_type, service, method)
+
+
+def retry_queue_name(queue, attempt):
+    return "%s.retry.%d" % (queue, attempt)
+
+
+def dead_letter_queue_name(queue):
+    return "%s.dlq" % queue
+
+
+def retry_delay_ms(base_delay_ms, attempt):
+    """Delay before delivery `attempt + 1`: base, 2x base, 4x base..."""
+    return base_delay_ms * (2 ** (attempt - 1))
+
+
+def declare_subscription(channel, s):
+    exchange = "%s.events" % s.source
+    channel.exchange_declare(exchange, "topic", durable=True, auto_delete=False)
+    queue = queue_name(s.source, s.event_type, s.service, s.method)
+    # Same arguments as nameko's EventHandler declares, or RabbitMQ refuses the second declaration.
+    channel.queue_declare(queue, durable=True, auto_delete=False, exclusive=False)
+    channel.queue_bind(queue, exchange, routing_key=s.event_type)
+    for attempt in range(1, s.max_attempts):
+        channel.queue_declare(
+            retry_queue_name(queue, attempt), durable=True, auto_delete=False, exclusive=False,
+            arguments={"x-message-ttl": retry_delay_ms(s.base_delay_ms, attempt),
+                       "x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue})
+    channel.queue_declare(dead_letter_queue_name(queue), durable=True, auto_delete=False, exclusive=False)
+    return queue
+
+
+def declare(amqp_uri, subscriptions):
+    conn = amqp_publish.connect(amqp_uri)
+    try:
+        ch = conn.channel()
+        for s in subscriptions:
+            declare_subscription(ch, s)
+        for source in (events.ORDERS, events.PAYMENTS, events.NOTIFIER, events.REPORTING):
+            ch.exchange_declare("%s.events" % source, "topic", durable=True, auto_delete=False)
+    finally:
+        conn.close()
+
+
+def declare_all(amqp_uri=None):
+    declare(amqp_uri or config.amqp_uri(), all_subscriptions())
+
+
+if __name__ == "__main__":
+    declare_all()
+    print("declared %d subscriptions" % len(all_subscriptions()))

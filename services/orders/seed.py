@@ -1,0 +1,44 @@
+"""Demo data: sandbox currencies and one active direction of each exchange type (and a few more).
+Idempotent: `python -m services.orders.seed` can run on every start."""
+from decimal import Decimal as D
+
+from libs.db import Database
+
+# code, name, precision, account at the sandbox payment system, reserve
+CURRENCIES = [
+    ("USD", "Sandbox Dollar", 2, "EXCH-USD", D("100000")),
+    ("EUR", "Sandbox Euro", 2, "EXCH-EUR", D("100000")),
+    ("RUB", "Sandbox Ruble", 2, "EXCH-RUB", D("10000000")),
+    ("USDT", "Sandbox Tether", 6, "EXCH-USDT", D("100000")),
+]
+
+# currency_in, currency_out, exchange_type, rate_in, rate_out, fee %, min, max, window minutes
+DIRECTIONS = [
+    ("USDT", "EUR", "auto", D("1"), D("0.92"), D("0.5"), D("10"), D("5000"), 30),
+    ("USD", "RUB", "semi_auto", D("1"), D("95.5"), D("1"), D("10"), D("3000"), 30),
+    ("EUR", "USDT", "manual", D("1"), D("1.07"), D("0.5"), D("20"), D("10000"), 60),
+    ("RUB", "USD", "auto", D("100"), D("1"), D("0"), D("1000"), D("500000"), 30),
+    ("USD", "EUR", "manual", D("1"), D("0.91"), D("0"), D("10"), D("2000"), 60),
+]
+
+
+def seed(db=None):
+    db = db or Database(schema="orders", maxconn=1)
+    with db.transaction() as cur:
+        for code, name, precision, account, reserve in CURRENCIES:
+            cur.execute(
+                "INSERT INTO currencies (code, name, precision, payment_system, account, reserve) "
+                "VALUES (%s, %s, %s, 'sandbox', %s, %s) ON CONFLICT (code) DO NOTHING",
+                (code, name, precision, account, reserve))
+        for cin, cout, kind, rate_in, rate_out, fee, lo, hi, window in DIRECTIONS:
+            cur.execute(
+                "INSERT INTO directions (currency_in, currency_out, exchange_type, rate_in, rate_out, fee, "
+                "min_amount, max_amount, payment_window_minutes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (currency_in, currency_out, exchange_type) DO NOTHING",
+                (cin, cout, kind, rate_in, rate_out, fee, lo, hi, window))
+    return db
+
+
+if __name__ == "__main__":
+    seed()
+    print("seeded currencies and directions")
