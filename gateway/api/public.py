@@ -1,0 +1,56 @@
+"""Customer API: directions, create an order, follow it by its token, say "I have paid", cancel."""
+from flask import Blueprint, jsonify, request
+
+from gateway import rpc
+from gateway.api import load_body
+from gateway.auth import client_ip
+from gateway.errors import ApiError
+from gateway.schemas import EmptySchema, OrderCreateSchema
+
+bp = Blueprint("public_api", __name__, url_prefix="/api/v1")
+
+TOKEN_MAX = 64
+
+
+def _check_token(token):
+    if not (8 <= len(token) <= TOKEN_MAX) or not all(c.isalnum() or c in "-_" for c in token):
+        raise ApiError(404, "not_found", "order not found")
+
+
+@bp.get("/directions")
+def list_directions():
+    directions = rpc.service("orders").list_directions()
+    return jsonify(directions)
+
+
+@bp.post("/orders")
+def create_order():
+    data = load_body(OrderCreateSchema())
+    # The client's Idempotency-Key (or none) makes a retried POST return the same order, not a second one.
+    key = request.headers.get("Idempotency-Key")
+    if key:
+        if len(key) > 100:
+            raise ApiError(422, "validation_failed", "invalid input", {"Idempotency-Key": ["at most 100 chars"]})
+        data["request_id"] = key
+    order = rpc.service("orders").create_order(data, {"ip": client_ip()})
+    return jsonify(order), 201
+
+
+@bp.get("/orders/<token>")
+def get_order(token):
+    _check_token(token)
+    return jsonify(rpc.service("orders").get_order_by_token(token))
+
+
+@bp.post("/orders/<token>/paid")
+def claim_paid(token):
+    _check_token(token)
+    load_body(EmptySchema())
+    return jsonify(rpc.service("orders").claim_paid(token, {"ip": client_ip()}))
+
+
+@bp.post("/orders/<token>/cancel")
+def cancel(token):
+    _check_token(token)
+    load_body(EmptySchema())
+    return jsonify(rpc.service("orders").cancel_by_customer(token, {"ip": client_ip()}))

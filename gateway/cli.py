@@ -1,0 +1,46 @@
+"""Staff administration: `python -m gateway.cli create-staff NAME --role operator` (asks for the password),
+`python -m gateway.cli ensure-admin` (the first admin from EXCHANGER_ADMIN_USER / EXCHANGER_ADMIN_PASSWORD)."""
+import argparse
+import getpass
+import os
+import sys
+
+from gateway.auth import ROLES, StaffStore
+from libs.db import Database
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m gateway.cli")
+    sub = parser.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create-staff", help="add an operator, analyst or admin")
+    create.add_argument("username")
+    create.add_argument("--role", choices=ROLES, default="operator")
+    create.add_argument("--password-env", help="read the password from this environment variable")
+    sub.add_parser("ensure-admin", help="create the first admin from the environment if missing")
+    args = parser.parse_args(argv)
+    store = StaffStore(Database(schema="gateway", maxconn=1, application_name="gateway-cli"))
+    if args.command == "create-staff":
+        password = os.environ.get(args.password_env) if args.password_env else getpass.getpass("password: ")
+        try:
+            store.create(args.username, password or "", args.role)
+        except ValueError as exc:
+            print("error: %s" % exc, file=sys.stderr)
+            return 2
+        print("created %s (%s)" % (args.username, args.role))
+        return 0
+    user = os.environ.get("EXCHANGER_ADMIN_USER")
+    password = os.environ.get("EXCHANGER_ADMIN_PASSWORD")
+    if not user or not password:
+        print("EXCHANGER_ADMIN_USER and EXCHANGER_ADMIN_PASSWORD are not set: no admin created", file=sys.stderr)
+        return 0
+    try:
+        _, created = store.ensure(user, password, "admin")
+    except ValueError as exc:
+        print("error: %s" % exc, file=sys.stderr)
+        return 2
+    print("admin %s %s" % (user, "created" if created else "exists"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

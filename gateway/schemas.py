@@ -1,0 +1,152 @@
+"""marshmallow schemas at the HTTP edge: requests are loaded (unknown fields rejected), responses documented.
+The OpenAPI document is generated from these same classes (gateway/openapi.py)."""
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from libs import money
+from services.orders.domain import EXCHANGE_TYPES, STATUSES
+
+
+class AmountString(fields.String):
+    """A positive decimal amount as a string ("100.50"); numbers are refused so no float ever touches money."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise ValidationError("must be a decimal string, e.g. \"100.50\"")
+        try:
+            return money.to_str(money.parse_amount(value))
+        except money.AmountError as exc:
+            raise ValidationError(str(exc))
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+# -- requests --------------------------------------------------------------------------------------------------
+class OrderCreateSchema(StrictSchema):
+    direction_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**31 - 1))
+    amount_in = AmountString(required=True, metadata={"example": "100.00"})
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    recipient = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                              metadata={"description": "the customer's account to be paid"})
+    phone = fields.String(allow_none=True, validate=validate.Regexp(r"^\+[1-9][0-9]{6,14}$",
+                                                                    error="international format, e.g. +4915112345678"))
+    sms_opt_in = fields.Boolean(load_default=False)
+    partner_code = fields.String(allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,32}$"))
+    language = fields.String(load_default="en", validate=validate.OneOf(["en", "ru"]))
+
+    @validates_schema
+    def _sms_needs_phone(self, data, **kwargs):
+        if data.get("sms_opt_in") and not data.get("phone"):
+            raise ValidationError("needs a phone number", "sms_opt_in")
+
+
+class LoginSchema(StrictSchema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=256))
+
+
+class ProcessSchema(StrictSchema):
+    notice = fields.String(required=True, validate=validate.Length(min=1, max=2000),
+                           metadata={"description": "told to the customer"})
+
+
+class FinalizeSchema(StrictSchema):
+    notice = fields.String(allow_none=True, validate=validate.Length(max=2000))
+
+
+class CancelSchema(StrictSchema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class EmptySchema(StrictSchema):
+    pass
+
+
+class AdminOrdersQuerySchema(StrictSchema):
+    status = fields.String(metadata={"description": "one status or several, comma-separated"})
+    exchange_type = fields.String(validate=validate.OneOf(EXCHANGE_TYPES))
+    direction_id = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
+    email = fields.String(validate=validate.Length(max=254))
+    created_from = fields.AwareDateTime(default_timezone=None)
+    created_to = fields.AwareDateTime(default_timezone=None)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    cursor = fields.String(validate=validate.Regexp(r"^[0-9]{1,18}$"))
+
+    @validates_schema
+    def _statuses(self, data, **kwargs):
+        if data.get("status"):
+            bad = [s for s in data["status"].split(",") if s not in STATUSES]
+            if bad:
+                raise ValidationError("unknown status: %s" % ", ".join(bad), "status")
+
+
+# -- responses (documentation and tests) ------------------------------------------------------------------------
+class ErrorSchema(Schema):
+    error = fields.String(required=True)
+    message = fields.String(required=True)
+    fields = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+
+
+class DirectionSchema(Schema):
+    id = fields.Integer(required=True)
+    currency_in = fields.String(required=True)
+    currency_out = fields.String(required=True)
+    rate_in = fields.String(required=True)
+    rate_out = fields.String(required=True)
+    min_amount = fields.String(required=True)
+    max_amount = fields.String(required=True)
+    reserve = fields.String(required=True)
+    exchange_type = fields.String(required=True, validate=validate.OneOf(EXCHANGE_TYPES))
+    fee = fields.String(required=True, metadata={"description": "percent of the amount out"})
+    payment_window_minutes = fields.Integer()
+    precision_in = fields.Integer()
+    precision_out = fields.Integer()
+
+
+class PayToSchema(Schema):
+    system = fields.String(required=True)
+    account = fields.String(required=True)
+    amount = fields.String(required=True)
+    currency = fields.String(required=True)
+    reference = fields.String(required=True)
+
+
+class HistoryItemSchema(Schema):
+    from_status = fields.String(allow_none=True)
+    to_status = fields.String()
+    action = fields.String()
+    actor = fields.String()
+    note = fields.String(allow_none=True)
+    at = fields.String()
+
+
+class OrderSchema(Schema):
+    id = fields.Integer(required=True)
+    token = fields.String(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
+    exchange_type = fields.String(required=True)
+    currency_in = fields.String(required=True)
+    amount_in = fields.String(required=True)
+    currency_out = fields.String(required=True)
+    amount_out = fields.String(required=True)
+    rate_in = fields.String(required=True)
+    rate_out = fields.String(required=True)
+    payment_flag = fields.String(allow_none=True, required=True)
+    pay_to = fields.Nested(PayToSchema, required=True)
+    expires_at = fields.String(required=True)
+    created_at = fields.String(required=True)
+    updated_at = fields.String()
+    history = fields.List(fields.Nested(HistoryItemSchema))
+
+
+class OrderListSchema(Schema):
+    items = fields.List(fields.Nested(OrderSchema), required=True)
+    next_cursor = fields.String(allow_none=True)
+
+
+class TokenSchema(Schema):
+    token = fields.String(required=True)
+    expires_at = fields.String()
+    role = fields.String()

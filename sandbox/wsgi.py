@@ -1,0 +1,4 @@
+"""WSGI entry point: `gunicorn sandbox.wsgi:app`."""
+from sandbox.app import create_app
+
+app = create_app()
