@@ -57,3 +57,13 @@ if ! port_open 5672; then
 fi
 port_open 5672 || { echo "RabbitMQ is not reachable on 127.0.0.1:5672" >&2; exit 1; }
 echo "PostgreSQL and RabbitMQ are up."
+
+# A separate RabbitMQ virtual host for the test suite, so tests never take messages of a running `make run`.
+if command -v rabbitmqctl >/dev/null 2>&1; then
+  for vhost in ${EXCHANGER_VHOSTS:-exchanger_test}; do
+    if ! as_root rabbitmqctl -q list_vhosts 2>/dev/null | grep -qx "$vhost"; then
+      as_root rabbitmqctl -q add_vhost "$vhost" >/dev/null
+      as_root rabbitmqctl -q set_permissions -p "$vhost" guest ".*" ".*" ".*" >/dev/null
+    fi
+  done
+fi

@@ -1,0 +1,75 @@
+# Two commands: `make run` (the whole exchanger on this machine) and `make test` (the whole suite).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+# Local defaults (override in the environment). Secrets for real systems come only from the environment.
+export DATABASE_URL ?= postgresql://exchanger:exchanger@127.0.0.1:5432/exchanger
+export AMQP_URI ?= pyamqp://guest:guest@127.0.0.1:5672/
+export GATEWAY_PORT ?= 8000
+export SANDBOX_PORT ?= 8090
+export EXCHANGER_ADMIN_USER ?= admin
+export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/var/prometheus-gateway
+
+TEST_DATABASE_URL ?= postgresql://exchanger:exchanger@127.0.0.1:5432/exchanger_test
+TEST_AMQP_URI ?= pyamqp://guest:guest@127.0.0.1:5672/exchanger_test
+PYTEST ?= $(PY) -m pytest -p no:cacheprovider
+
+.PHONY: run test install services migrate unit interface e2e bench clean
+
+$(STAMP): requirements.txt constraints.txt
+	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
+	@test -x $(PY) || python3 -m venv $(VENV) || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv $(VENV); }
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements.txt -c constraints.txt
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+services:
+	@bash deploy/local/ensure-services.sh
+
+migrate: install services
+	$(PY) -m libs.migrate
+
+run: install services
+	@mkdir -p var
+	@if [ -z "$$EXCHANGER_ADMIN_PASSWORD" ]; then \
+	  test -s var/admin-password || $(PY) -c "import secrets; print(secrets.token_urlsafe(12))" > var/admin-password; \
+	fi
+	@export EXCHANGER_ADMIN_PASSWORD=$${EXCHANGER_ADMIN_PASSWORD:-$$(cat var/admin-password)}; \
+	  bash deploy/local/prepare.sh && \
+	  echo && echo "  Exchanger:      http://127.0.0.1:$(GATEWAY_PORT)/" && \
+	  echo "  API docs:       http://127.0.0.1:$(GATEWAY_PORT)/api/v1/openapi.json" && \
+	  echo "  Sandbox bank:   http://127.0.0.1:$(SANDBOX_PORT)/" && \
+	  echo "  Metrics:        http://127.0.0.1:$(GATEWAY_PORT)/metrics, orders :9101" && \
+	  echo "  Admin sign-in:  $$EXCHANGER_ADMIN_USER / $$EXCHANGER_ADMIN_PASSWORD" && echo && \
+	  exec honcho start -f Procfile
+
+# The suite runs against real PostgreSQL and RabbitMQ (its own database and virtual host).
+# Three pytest runs: unit and interface tests use eventlet (nameko), end-to-end tests drive real processes.
+test: install services
+	@export DATABASE_URL=$(TEST_DATABASE_URL) AMQP_URI=$(TEST_AMQP_URI); \
+	  set -e; \
+	  $(PYTEST) tests/unit; \
+	  $(PYTEST) tests/interface; \
+	  $(PYTEST) tests/e2e
+
+unit: install
+	DATABASE_URL=$(TEST_DATABASE_URL) AMQP_URI=$(TEST_AMQP_URI) $(PYTEST) tests/unit
+
+interface: install services
+	DATABASE_URL=$(TEST_DATABASE_URL) AMQP_URI=$(TEST_AMQP_URI) $(PYTEST) tests/interface
+
+e2e: install services
+	DATABASE_URL=$(TEST_DATABASE_URL) AMQP_URI=$(TEST_AMQP_URI) $(PYTEST) tests/e2e
+
+bench: install
+	$(PY) bench/orders.py
+
+clean:
+	rm -rf $(VENV) var
