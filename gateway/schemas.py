@@ -1,6 +1,8 @@
 """marshmallow schemas at the HTTP edge: requests are loaded (unknown fields rejected), responses documented.
 The OpenAPI document is generated from these same classes (gateway/openapi.py)."""
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+import datetime
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from libs import money
 from services.orders.domain import EXCHANGE_TYPES, STATUSES
@@ -73,6 +75,17 @@ class AdminOrdersQuerySchema(StrictSchema):
     created_to = fields.AwareDateTime(default_timezone=None)
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     cursor = fields.String(validate=validate.Regexp(r"^[0-9]{1,18}$"))
+
+    @post_load
+    def _to_utc(self, data, **kwargs):
+        # PostgreSQL refuses offsets beyond ±15:59 that Python accepts; normalise to UTC at the edge.
+        for key in ("created_from", "created_to"):
+            if key in data:
+                try:
+                    data[key] = data[key].astimezone(datetime.timezone.utc)
+                except (OverflowError, ValueError):
+                    raise ValidationError("date out of range", key)
+        return data
 
     @validates_schema
     def _statuses(self, data, **kwargs):
