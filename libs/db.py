@@ -9,7 +9,6 @@ import threading
 import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
-import psycopg2.pool
 from nameko.extensions import DependencyProvider
 
 from libs import config
@@ -27,13 +26,12 @@ class Database:
     Connections that broke (server restart, pg_terminate_backend) are dropped instead of returned.
     """
 
-    def __init__(self, url=None, schema=None, minconn=1, maxconn=20, application_name=None):
+    def __init__(self, url=None, schema=None, maxconn=20, application_name=None):
         self.url = url or config.database_url()
         self.schema = schema
         self.application_name = application_name or schema or "exchanger"
-        self._pool = None
-        self._maxconn = maxconn
-        self._minconn = minconn
+        self._idle = []
+        self._closed = False
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(maxconn)
 
@@ -44,14 +42,21 @@ class Database:
             kwargs["options"] = options
         return kwargs
 
-    @property
-    def pool(self):
-        if self._pool is None:
-            with self._lock:
-                if self._pool is None:
-                    self._pool = psycopg2.pool.ThreadedConnectionPool(
-                        self._minconn, self._maxconn, self.url, **self._connect_kwargs())
-        return self._pool
+    def _getconn(self):
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return psycopg2.connect(self.url, **self._connect_kwargs())
+
+    def _putconn(self, conn, close=False):
+        if close or conn.closed or self._closed:
+            try:
+                conn.close()
+            except psycopg2.Error:
+                pass
+            return
+        with self._lock:
+            self._idle.append(conn)
 
     def connect(self, autocommit=False):
         """A connection outside the pool (LISTEN, COPY streaming); the caller closes it."""
@@ -61,27 +66,25 @@ class Database:
 
     @contextlib.contextmanager
     def connection(self):
-        # The semaphore makes callers wait for a free connection instead of failing with PoolError.
+        # At most maxconn connections; callers wait for a free one instead of failing. Idle connections are
+        # kept (psycopg2's own pool closes all above minconn on return: a reconnect on nearly every call).
         self._slots.acquire()
         conn = None
         broken = False
         try:
-            conn = self.pool.getconn()
+            conn = self._getconn()
             yield conn
         except (psycopg2.OperationalError, psycopg2.InterfaceError):
             broken = True
             raise
         finally:
             if conn is not None:
-                if conn.closed or broken:
-                    self.pool.putconn(conn, close=True)
-                else:
-                    if conn.status != psycopg2.extensions.STATUS_READY:
-                        try:
-                            conn.rollback()
-                        except psycopg2.Error:
-                            broken = True
-                    self.pool.putconn(conn, close=broken)
+                if not broken and not conn.closed and conn.status != psycopg2.extensions.STATUS_READY:
+                    try:
+                        conn.rollback()
+                    except psycopg2.Error:
+                        broken = True
+                self._putconn(conn, close=broken)
             self._slots.release()
 
     @contextlib.contextmanager
@@ -112,9 +115,13 @@ class Database:
             return cur.fetchone()
 
     def close(self):
-        if self._pool is not None:
-            self._pool.closeall()
-            self._pool = None
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            try:
+                conn.close()
+            except psycopg2.Error:
+                pass
 
 
 class DatabaseProvider(DependencyProvider):

@@ -1,0 +1,131 @@
+"""Order-creation throughput through the running gateway, against the framework's own ceiling.
+
+    python bench/orders.py --url http://127.0.0.1:8000 --concurrency 16 --seconds 20
+
+Phase 1 drives POST /api/v1/orders with `concurrency` keep-alive connections for `seconds`.
+Phase 2, in the same run, drives a bare echo RPC to the orders service through the same RPC client the gateway
+uses (libs/rpc_client.py) at the same concurrency: what the messaging alone costs.
+Prints one JSON line: {"orders_per_s", "p50_ms", "p99_ms", "errors", "echo_rpc_per_s", "ratio", ...}.
+"""
+import argparse
+import http.client
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from urllib.parse import urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from libs.rpc_client import RpcClient  # noqa: E402
+
+
+def percentile(values, q):
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def pick_direction(url):
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=10)
+    conn.request("GET", "/api/v1/directions")
+    directions = json.loads(conn.getresponse().read())
+    # the widest manual direction: orders stay "new" and no payout is triggered by the load
+    return min(directions, key=lambda d: (d["exchange_type"] != "manual", -float(d["max_amount"])))
+
+
+def drive_orders(url, concurrency, seconds, direction):
+    parts = urlsplit(url)
+    latencies, errors, lock = [], [0], threading.Lock()
+    deadline = time.monotonic() + seconds
+    body_base = {"direction_id": direction["id"], "amount_in": direction["min_amount"],
+                 "recipient": "BENCH-WALLET"}
+
+    def worker(n):
+        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=30)
+        mine, bad = [], 0
+        i = 0
+        while time.monotonic() < deadline:
+            i += 1
+            body = json.dumps(dict(body_base, email="bench-%d-%d@example.com" % (n, i)))
+            started = time.perf_counter()
+            try:
+                conn.request("POST", "/api/v1/orders", body, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                if response.status != 201:
+                    bad += 1
+                else:
+                    mine.append(time.perf_counter() - started)
+            except (OSError, http.client.HTTPException):
+                bad += 1
+                conn.close()
+                conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=30)
+        with lock:
+            latencies.extend(mine)
+            errors[0] += bad
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(concurrency)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    elapsed = time.monotonic() - started
+    return latencies, errors[0], elapsed
+
+
+def drive_echo(amqp_uri, concurrency, seconds):
+    client = RpcClient(amqp_uri, timeout=10, name="bench")
+    client.call("orders", "echo", "warm-up")
+    counts, lock = [0], threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def worker():
+        done = 0
+        while time.monotonic() < deadline:
+            client.call("orders", "echo", uuid.uuid4().hex)
+            done += 1
+        with lock:
+            counts[0] += done
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    client.close()
+    return counts[0] / (time.monotonic() - started)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--amqp-uri", default=os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1:5672/"))
+    args = parser.parse_args()
+
+    direction = pick_direction(args.url)
+    drive_orders(args.url, args.concurrency, min(3, args.seconds), direction)   # warm-up
+    latencies, errors, elapsed = drive_orders(args.url, args.concurrency, args.seconds, direction)
+    echo_per_s = drive_echo(args.amqp_uri, args.concurrency, args.seconds)
+    orders_per_s = len(latencies) / elapsed
+    result = {
+        "orders_per_s": round(orders_per_s, 1),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 1) if latencies else None,
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 1) if latencies else None,
+        "errors": errors,
+        "echo_rpc_per_s": round(echo_per_s, 1),
+        "ratio": round(orders_per_s / echo_per_s, 3) if echo_per_s else None,
+        "concurrency": args.concurrency,
+        "seconds": args.seconds,
+        "mean_ms": round(statistics.mean(latencies) * 1000, 1) if latencies else None,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
