@@ -124,6 +124,12 @@ class Database:
                 pass
 
 
+def execute_batch(cur, statements):
+    """Run several statements in ONE round trip: [(sql, params), ...] are bound client-side and sent together.
+    For writes that return nothing (history, audit, outbox rows); each round trip costs more than the SQL."""
+    cur.execute(b";\n".join(cur.mogrify(sql, params) for sql, params in statements))
+
+
 class DatabaseProvider(DependencyProvider):
     """nameko dependency: one pool per container, the same (concurrency-safe) Database for every worker."""
 

@@ -3,16 +3,6 @@
 Each service has `processed_events(consumer, event_id)` in its own schema (see its first migration).
 """
 
-INBOX_TABLE_SQL = """
-CREATE TABLE IF NOT EXISTS processed_events (
-    consumer     text        NOT NULL,
-    event_id     uuid        NOT NULL,
-    processed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer, event_id)
-)
-"""
-
-
 def claim(cur, consumer, event_id):
     """True the first time this consumer sees event_id in a committed transaction; False for a duplicate.
 

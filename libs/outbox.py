@@ -14,48 +14,37 @@ import os
 import select
 import threading
 import time
-import uuid
 
 import psycopg2
 from nameko.extensions import DependencyProvider
 
 from libs import config, events, metrics, topology
 from libs.amqp_publish import ConfirmingPublisher, PublishError
-from libs.db import Database
+from libs.db import Database, execute_batch
 
 log = logging.getLogger(__name__)
-
-OUTBOX_TABLE_SQL = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id           uuid PRIMARY KEY,
-    seq          bigserial UNIQUE,
-    source       text        NOT NULL,
-    event_type   text        NOT NULL,
-    aggregate_id text,
-    payload      jsonb       NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    published_at timestamptz,
-    routed       boolean,
-    attempts     integer     NOT NULL DEFAULT 0,
-    last_error   text
-);
-CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
-"""
-
 
 def notify_channel(schema):
     return "outbox_%s" % schema
 
 
+def event_statements(source, event_type, data, aggregate_id=None, schema=None):
+    """The statements that add one event to the outbox: ([(sql, params), ...], envelope).
+    Run them in the transaction of the state change (libs.db.execute_batch sends them with other writes)."""
+    message = events.envelope(source, event_type, data)
+    return [
+        ("INSERT INTO outbox (id, source, event_type, aggregate_id, payload) VALUES (%s, %s, %s, %s, %s)",
+         (message["event_id"], source, event_type, None if aggregate_id is None else str(aggregate_id),
+          json.dumps(message))),
+        # Delivered only if the transaction commits: wakes the relay at once instead of at its next poll.
+        ("SELECT pg_notify(%s, '')", (notify_channel(schema or source),)),
+    ], message
+
+
 def write_event(cur, source, event_type, data, aggregate_id=None, schema=None):
     """Add one event to the outbox in the current transaction; returns its envelope (with event_id)."""
-    message = events.envelope(source, event_type, data)
-    cur.execute(
-        "INSERT INTO outbox (id, source, event_type, aggregate_id, payload) VALUES (%s, %s, %s, %s, %s)",
-        (message["event_id"], source, event_type, None if aggregate_id is None else str(aggregate_id),
-         json.dumps(message)))
-    # Delivered only if the transaction commits: wakes the relay at once instead of at its next poll.
-    cur.execute("SELECT pg_notify(%s, '')", (notify_channel(schema or source),))
+    statements, message = event_statements(source, event_type, data, aggregate_id, schema)
+    execute_batch(cur, statements)
     return message
 
 
@@ -67,13 +56,14 @@ def _crash_point(name):
 
 
 class OutboxRelay:
-    def __init__(self, database, source, amqp_uri=None, batch_size=200, idle_wait=1.0):
+    def __init__(self, database, source, amqp_uri=None, batch_size=200, idle_wait=1.0, coalesce=0.005):
         self.db = database
         self.source = source
         self.schema = database.schema
         self.amqp_uri = amqp_uri or config.amqp_uri()
         self.batch_size = batch_size
         self.idle_wait = idle_wait
+        self.coalesce = coalesce
         self.publisher = ConfirmingPublisher(self.amqp_uri)
         self.exchange = "%s.events" % source
         self._topology_ready = False
@@ -105,27 +95,30 @@ class OutboxRelay:
             try:
                 results = self.publisher.publish_batch(batch)
             except PublishError as exc:
+                # Recorded when this transaction commits (raising here would roll the record back), then raised.
                 cur.execute("UPDATE outbox SET attempts = attempts + 1, last_error = %s WHERE id = ANY(%s)",
                             (str(exc)[:500], [r["id"] for r in rows]))
                 metrics.OUTBOX_PUBLISH_ERRORS.labels(self.source).inc(len(rows))
-                raise
-            _crash_point("relay_after_publish")
-            ok = [r["id"] for r, res in zip(rows, results) if res == "ok"]
-            returned = [r["id"] for r, res in zip(rows, results) if res == "returned"]
-            nacked = [r["id"] for r, res in zip(rows, results) if res == "nacked"]
-            if ok:
-                cur.execute("UPDATE outbox SET published_at = now(), routed = true WHERE id = ANY(%s)", (ok,))
-            if returned:
-                # No queue is bound for this event type: nobody subscribes to it (the topology declared every
-                # subscriber's queue before we published). Kept and counted, not retried forever.
-                cur.execute("UPDATE outbox SET published_at = now(), routed = false WHERE id = ANY(%s)",
-                            (returned,))
-                metrics.OUTBOX_UNROUTED.labels(self.source).inc(len(returned))
-            if nacked:
-                cur.execute("UPDATE outbox SET attempts = attempts + 1, last_error = 'nacked' "
-                            "WHERE id = ANY(%s)", (nacked,))
-            metrics.OUTBOX_PUBLISHED.labels(self.source).inc(len(ok) + len(returned))
-            return len(rows)
+                failure = exc
+            else:
+                _crash_point("relay_after_publish")
+                ok = [r["id"] for r, res in zip(rows, results) if res == "ok"]
+                returned = [r["id"] for r, res in zip(rows, results) if res == "returned"]
+                nacked = [r["id"] for r, res in zip(rows, results) if res == "nacked"]
+                if ok:
+                    cur.execute("UPDATE outbox SET published_at = now(), routed = true WHERE id = ANY(%s)", (ok,))
+                if returned:
+                    # No queue is bound for this event type: nobody subscribes to it (the topology declared every
+                    # subscriber's queue before we published). Kept and counted, not retried forever.
+                    cur.execute("UPDATE outbox SET published_at = now(), routed = false WHERE id = ANY(%s)",
+                                (returned,))
+                    metrics.OUTBOX_UNROUTED.labels(self.source).inc(len(returned))
+                if nacked:
+                    cur.execute("UPDATE outbox SET attempts = attempts + 1, last_error = 'nacked' "
+                                "WHERE id = ANY(%s)", (nacked,))
+                metrics.OUTBOX_PUBLISHED.labels(self.source).inc(len(ok) + len(returned))
+                return len(rows)
+        raise failure
 
     def update_backlog_metric(self, force=False):
         now = time.monotonic()
@@ -161,7 +154,13 @@ class OutboxRelay:
                 handled = self.run_once()
                 self.update_backlog_metric()
                 backoff = 0.5
-                if handled < self.batch_size:
+                if handled >= self.batch_size:
+                    continue
+                if handled:
+                    # Under load, let a few more commits gather: one confirmed batch instead of many small ones
+                    # (the relay shares its process's CPU with the service).
+                    self._stopping.wait(self.coalesce)
+                else:
                     self._wait_for_notify(self.idle_wait)
             except Exception:  # noqa: BLE001 - the relay must outlive broker and database outages
                 log.exception("outbox relay %s: publish failed, retrying in %.1fs", self.source, backoff)
