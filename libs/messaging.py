@@ -9,6 +9,7 @@ import logging
 import threading
 
 import amqp
+import eventlet
 from marshmallow import ValidationError
 from nameko.events import EventHandler, SERVICE_POOL
 
@@ -47,7 +48,8 @@ class ReliableEventHandler(EventHandler):
     def setup(self):
         super().setup()
         s = self.subscription()
-        self.max_attempts = self._max_attempts or s.max_attempts
+        # Never more attempts than the topology declared retry queues for (a missing queue would loop).
+        self.max_attempts = min(self._max_attempts or s.max_attempts, s.max_attempts)
         self.base_delay_ms = self._base_delay_ms or s.base_delay_ms
         self.queue_name = self.queue.name
         self.dlq_name = topology.dead_letter_queue_name(self.queue_name)
@@ -109,7 +111,8 @@ class ReliableEventHandler(EventHandler):
             target = topology.retry_queue_name(self.queue_name, attempt)
             metrics.EVENT_RETRIES.labels(self.queue_name).inc()
             log.warning("event to %s failed on attempt %d (%r): retry later", self.queue_name, attempt, exc)
-        headers[ATTEMPT_HEADER] = attempt + 1
+        # On the DLQ the header says how many attempts were made; on a retry queue, which attempt comes next.
+        headers[ATTEMPT_HEADER] = attempt if target == self.dlq_name else attempt + 1
         headers[ERROR_HEADER] = ("%s: %s" % (type(exc).__name__, exc))[:500]
         try:
             results = self.publisher.publish_batch([{
@@ -120,6 +123,7 @@ class ReliableEventHandler(EventHandler):
                 raise PublishError("retry publish %s" % results)
         except PublishError:
             log.exception("could not move a failed event to %s; requeueing it", target)
+            eventlet.sleep(1)  # the broker is in trouble: no hot requeue loop
             self.queue_consumer.requeue_message(message)
             return
         self.queue_consumer.ack_message(message)

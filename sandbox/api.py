@@ -5,7 +5,7 @@ from flask import Blueprint, jsonify, request
 from marshmallow import ValidationError
 
 from sandbox import domain, schemas, storage
-from sandbox.database import get_db, transact
+from sandbox.database import transact
 
 bp = Blueprint("sandbox_api", __name__, url_prefix="/api")
 

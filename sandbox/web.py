@@ -1,6 +1,7 @@
 """The demo's "customer bank": pick a wallet, send money to the exchanger with the order's reference, see the
 result and the wallet's recent history. Server-rendered; the form is a classic POST with a CSRF token and an
 idempotency key, so a double click or a browser retry never pays twice."""
+import datetime
 import hmac
 import secrets
 import uuid
@@ -27,6 +28,14 @@ def amount_filter(value, precision=domain.DEFAULT_PRECISION):
         return ""
     text = format(money.round_down(value, precision), ",f")
     return text.replace(",", "\u202f")
+
+
+@bp.app_template_filter("utc")
+def utc_filter(value, fmt="%Y-%m-%d %H:%M"):
+    """A timestamptz (in whatever the session's time zone is) as UTC text."""
+    if value is None:
+        return ""
+    return value.astimezone(datetime.timezone.utc).strftime(fmt) + " UTC"
 
 
 def _csrf_token():

@@ -1,11 +1,9 @@
 """Fixtures for the sandbox payment system's interface tests: the real Flask app served over HTTP by werkzeug on
-a free port, against the test database. Imported by tests/interface/test_sandbox_*.py (no conftest needed).
+a free port, against the test database. Imported by tests/interface/test_sandbox_*.py.
 
 Every test makes its own accounts (uuid suffixes) and scopes its faults to them, so tests share the database
 without depending on their order.
 """
-import os
-import sys
 import threading
 import uuid
 from decimal import Decimal
@@ -14,15 +12,10 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from libs.migrate import migrate
+from sandbox.app import create_app
+from tests.conftest import TEST_DATABASE_URL
 
-from libs.migrate import migrate  # noqa: E402
-from sandbox.app import create_app  # noqa: E402
-
-TEST_DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql://exchanger:exchanger@127.0.0.1:5432/exchanger_test")
 TIMEOUT = 15
 
 

@@ -1,19 +1,13 @@
 """Unit tests of the sandbox payment system's pure rules and wire forms (no database)."""
 import datetime
-import os
-import sys
 import uuid
 from decimal import Decimal as D
 
 import pytest
 from marshmallow import ValidationError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from sandbox import domain, schemas  # noqa: E402
-from sandbox.web import amount_filter  # noqa: E402
+from sandbox import domain, schemas
+from sandbox.web import amount_filter, utc_filter
 
 
 def acct(account="A", currency="USD", precision=2, balance="100"):
@@ -189,3 +183,9 @@ def test_amount_filter_formats_at_precision():
     assert amount_filter(D("1234567.5"), 2) == "1\u202f234\u202f567.50"
     assert amount_filter(D("0.000001"), 6) == "0.000001"
     assert amount_filter(None) == ""
+
+
+def test_utc_filter_converts_the_session_time_zone():
+    moscow = datetime.timezone(datetime.timedelta(hours=3))
+    assert utc_filter(datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=moscow)) == "2024-01-02 00:04 UTC"
+    assert utc_filter(None) == ""

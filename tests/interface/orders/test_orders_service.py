@@ -1,0 +1,148 @@
+"""The orders service in a real nameko container against real PostgreSQL and RabbitMQ; no other service runs.
+
+Events are caught on a queue of our own bound to `orders.events`, so what a consumer would receive is checked."""
+import json
+import uuid
+
+import eventlet
+import psycopg2
+import pytest
+from nameko.containers import ServiceContainer
+from nameko.testing.services import entrypoint_hook, entrypoint_waiter
+
+from libs import errors
+from libs.amqp_publish import connect
+from services.orders import seed
+from services.orders.dependencies import OrderStore
+from services.orders.service import OrdersService
+from tests.conftest import eventually
+
+STAFF = {"name": "op-1", "role": "operator"}
+
+
+@pytest.fixture
+def db(migrated_database):
+    from libs.db import Database
+    database = Database(migrated_database, schema="orders", maxconn=2)
+    seed.seed(database)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def orders(nameko_config, db):
+    container = ServiceContainer(OrdersService, dict(nameko_config, METRICS_PORT=None))
+    container.start()
+    yield container
+    container.kill()   # a graceful stop waits ~2 s for the consumers; nothing here needs it
+
+
+@pytest.fixture
+def events_queue(nameko_config, orders):
+    """A queue bound to every orders event; yields a function returning the bodies received so far."""
+    name = "test-orders-events-%s" % uuid.uuid4().hex[:8]
+    conn = connect(nameko_config["AMQP_URI"])
+    channel = conn.channel()
+    channel.exchange_declare("orders.events", "topic", durable=True, auto_delete=False)
+    channel.queue_declare(name, durable=False, auto_delete=False, exclusive=True)
+    channel.queue_bind(name, "orders.events", routing_key="#")
+    received = []
+
+    def drain():
+        while True:
+            message = channel.basic_get(name, no_ack=True)
+            if message is None:
+                return received
+            received.append(json.loads(message.body))
+    yield drain
+    conn.close()
+
+
+def call(container, method, *args):
+    with entrypoint_hook(container, method) as hook:
+        return hook(*args)
+
+
+def manual_direction(container):
+    return next(d for d in call(container, "list_directions") if d["exchange_type"] == "manual")
+
+
+def create(container, direction, **extra):
+    data = {"direction_id": direction["id"], "amount_in": "100", "email": "c@example.com", "recipient": "W"}
+    data.update(extra)
+    return call(container, "create_order", data, {"ip": "127.0.0.1"})
+
+
+def test_create_commits_the_order_and_publishes_its_event(orders, events_queue, db):
+    order = create(orders, manual_direction(orders))
+    assert order["status"] == "new" and order["amount_out"] == "106.465"   # 100 EUR * 1.07 - 0.5% in USDT (6 places)
+
+    def published():
+        return [e for e in events_queue() if e["data"]["order"]["id"] == order["id"]]
+    event = eventually(published, timeout=10)[0]
+    assert event["event_type"] == "order_created" and event["source"] == "orders"
+    assert uuid.UUID(event["event_id"])
+    assert event["data"]["order"]["amount_in"] == "100"            # strings on the wire
+    row = db.fetchone("SELECT published_at, routed FROM outbox WHERE id = %s", (event["event_id"],))
+    assert row["published_at"] is not None
+
+
+def test_business_errors_are_expected_exceptions_with_fields(orders):
+    direction = manual_direction(orders)
+    with pytest.raises(errors.ValidationFailed) as exc:
+        create(orders, direction, amount_in="1")
+    assert "amount_in" in exc.value.fields
+    with pytest.raises(errors.ValidationFailed):
+        create(orders, direction, direction_id=999999)
+
+
+def test_transitions_are_compare_and_set_under_concurrency(orders, db):
+    order = create(orders, manual_direction(orders))
+    call(orders, "claim_paid", order["token"])
+    store = OrderStore(db)   # two workers at once, each with its own connection and transaction
+    outcomes = []
+
+    def act(action, actor, note):
+        try:
+            outcomes.append((action, store.transition(action, actor, order_id=order["id"], note=note)["status"]))
+        except errors.Conflict:
+            outcomes.append((action, "conflict"))
+    pool = eventlet.GreenPool()
+    pool.spawn(act, "finalize", dict(STAFF, kind="staff"), None)
+    pool.spawn(act, "cancel", dict(STAFF, kind="staff", name="op-2"), "customer asked")
+    pool.waitall()
+    assert sorted(o[1] for o in outcomes) in (["completed", "conflict"], ["canceled", "conflict"])
+    history = db.fetchall("SELECT to_status FROM status_history WHERE order_id = %s ORDER BY id", (order["id"],))
+    assert len(history) == 3   # new, payment_claimed, and exactly one of completed/canceled
+
+
+def test_expiry_timer_works_from_the_database_deadline(orders, db):
+    order = create(orders, manual_direction(orders))
+    with db.transaction() as cur:
+        cur.execute("UPDATE orders SET expires_at = now() - interval '1 minute' WHERE id = %s", (order["id"],))
+    with entrypoint_waiter(orders, "expire_unpaid", timeout=15):
+        pass
+    assert call(orders, "get_order", order["id"])["status"] == "expired"
+
+
+def test_the_database_refuses_a_transition_the_table_does_not_list(orders, db):
+    order = create(orders, manual_direction(orders))
+    with pytest.raises(psycopg2.errors.CheckViolation):
+        with db.transaction() as cur:
+            cur.execute("UPDATE orders SET status = 'completed' WHERE id = %s", (order["id"],))
+
+
+def test_audit_log_is_append_only(orders, db):
+    create(orders, manual_direction(orders))
+    with pytest.raises(psycopg2.errors.RaiseException):
+        with db.transaction() as cur:
+            cur.execute("UPDATE audit_log SET actor = 'someone else'")
+    with pytest.raises(psycopg2.errors.RaiseException):
+        with db.transaction() as cur:
+            cur.execute("DELETE FROM audit_log")
+
+
+def test_operator_commands_need_an_actor(orders):
+    order = create(orders, manual_direction(orders))
+    with pytest.raises(errors.Forbidden):
+        call(orders, "cancel", order["id"], "no actor", None)
