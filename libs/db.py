@@ -115,7 +115,9 @@ class Database:
             return cur.fetchone()
 
     def close(self):
+        """Close idle connections; those in use are closed when returned."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
             try:

@@ -87,6 +87,11 @@ class ReliableEventHandler(EventHandler):
                 _, count, _ = channel.queue_declare(self.dlq_name, passive=True)
                 metrics.DLQ_MESSAGES.labels(self.dlq_name).set(count)
             except (OSError, amqp.exceptions.AMQPError):
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:  # noqa: BLE001 - already broken
+                        pass
                 conn = None
             self._monitor_stop.wait(float(self.container.config.get("DLQ_WATCH_INTERVAL", 10)))
         if conn is not None:

@@ -149,33 +149,42 @@ class OutboxRelay:
 
     def run_forever(self):
         backoff = 0.5
-        while not self._stopping.is_set():
-            try:
-                handled = self.run_once()
-                self.update_backlog_metric()
-                backoff = 0.5
-                if handled >= self.batch_size:
-                    continue
-                if handled:
-                    # Under load, let a few more commits gather: one confirmed batch instead of many small ones
-                    # (the relay shares its process's CPU with the service).
-                    self._stopping.wait(self.coalesce)
-                else:
-                    self._wait_for_notify(self.idle_wait)
-            except Exception:  # noqa: BLE001 - the relay must outlive broker and database outages
-                log.exception("outbox relay %s: publish failed, retrying in %.1fs", self.source, backoff)
-                self._topology_ready = False
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 10)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    handled = self.run_once()
+                    self.update_backlog_metric()
+                    backoff = 0.5
+                    if handled >= self.batch_size:
+                        continue
+                    if handled:
+                        # Under load, let a few more commits gather: one confirmed batch instead of many small
+                        # ones (the relay shares its process's CPU with the service).
+                        self._stopping.wait(self.coalesce)
+                    else:
+                        self._wait_for_notify(self.idle_wait)
+                except Exception:  # noqa: BLE001 - the relay must outlive broker and database outages
+                    log.exception("outbox relay %s: publish failed, retrying in %.1fs", self.source, backoff)
+                    self._topology_ready = False
+                    self._stopping.wait(backoff)
+                    backoff = min(backoff * 2, 10)
+        finally:
+            # Closed by the loop itself: closing the LISTEN connection from another thread while the loop waits
+            # on it in select() would be a second simultaneous read on one socket.
+            self._close_listener()
+            self.publisher.close()
 
-    def stop(self):
-        self._stopping.set()
-        self.publisher.close()
+    def _close_listener(self):
         if self._listen_conn is not None:
             try:
                 self._listen_conn.close()
             except Exception:  # noqa: BLE001
                 pass
+            self._listen_conn = None
+
+    def stop(self):
+        """Ask the loop to end; it closes its own connections (within idle_wait)."""
+        self._stopping.set()
 
 
 class OutboxRelayProvider(DependencyProvider):
