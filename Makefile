@@ -46,7 +46,8 @@ run: install services
 	  echo && echo "  Exchanger:      http://127.0.0.1:$(GATEWAY_PORT)/" && \
 	  echo "  API docs:       http://127.0.0.1:$(GATEWAY_PORT)/api/v1/openapi.json" && \
 	  echo "  Sandbox bank:   http://127.0.0.1:$(SANDBOX_PORT)/" && \
-	  echo "  Metrics:        http://127.0.0.1:$(GATEWAY_PORT)/metrics, orders :9101" && \
+	  echo "  Metrics:        http://127.0.0.1:$(GATEWAY_PORT)/metrics, services :9101-:9104" && \
+	  echo "  Mail sent:      var/mail (local SMTP server on :8025)" && \
 	  echo "  Admin sign-in:  $$EXCHANGER_ADMIN_USER / $$EXCHANGER_ADMIN_PASSWORD" && echo && \
 	  exec honcho start -f Procfile
 
@@ -68,8 +69,12 @@ interface: install services
 e2e: install services
 	DATABASE_URL=$(TEST_DATABASE_URL) AMQP_URI=$(TEST_AMQP_URI) $(PYTEST) tests/e2e
 
+# Against a running `make run` (each prints one JSON line last).
 bench: install
 	$(PY) bench/orders.py
+	$(PY) bench/payments.py
+	$(PY) bench/notifier.py
+	$(PY) bench/export.py
 
 clean:
 	rm -rf $(VENV) var

@@ -5,7 +5,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from gateway import config as gateway_config
-from gateway import errors, metrics
+from gateway import errors, metrics, pages, security
 from gateway.auth import StaffStore
 from libs.db import Database
 
@@ -28,17 +28,15 @@ def create_app(config=None):
 
     errors.init_app(app)
     metrics.init_app(app)
+    security.init_app(app, database)  # sessions, CSRF, rate limits, headers (before the blueprints use them)
 
-    from gateway.api import admin, auth, health, public
+    from gateway.api import account, admin, auth, health, manage, notifications, partner, payments, public, reports
     from gateway import openapi
-    for module in (public, auth, admin, health, openapi):
+    for module in (public, auth, admin, manage, notifications, reports, payments, account, partner, health, openapi):
         app.register_blueprint(module.bp)
 
-    @app.after_request
-    def _no_sniff(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if response.mimetype == "application/json":
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
+    pages.init_app(app)  # customer and operator pages, HTML errors outside /api
+    from gateway.pages import cabinet, partners_admin  # the customer's cabinet and the partner program (issue 7)
+    app.register_blueprint(cabinet.bp)
+    app.register_blueprint(partners_admin.bp)
     return app

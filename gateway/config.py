@@ -3,12 +3,41 @@ from libs import config
 
 
 def from_env():
+    public_url = config.env("PUBLIC_URL", "http://127.0.0.1:%s" % config.env("GATEWAY_PORT", "8000"))
     return {
         "AMQP_URI": config.amqp_uri(),
         "DATABASE_URL": config.database_url(),
         "RPC_TIMEOUT": config.env_float("GATEWAY_RPC_TIMEOUT", 5.0),
-        "READY_SERVICES": [s for s in config.env("GATEWAY_READY_SERVICES", "orders").split(",") if s],
+        "READY_SERVICES": [s for s in config.env("GATEWAY_READY_SERVICES",
+                                                 "orders,notifier,payments,reporting").split(",") if s],
         "TOKEN_TTL_HOURS": config.env_float("GATEWAY_TOKEN_TTL_HOURS", 8.0),
         "MAX_CONTENT_LENGTH": 64 * 1024,
-        "PUBLIC_URL": config.env("PUBLIC_URL", "http://127.0.0.1:%s" % config.env("GATEWAY_PORT", "8000")),
+        "PUBLIC_URL": public_url,
+        # -- staff security (gateway/security.py, docs/pages.md) --------------------------------------------------
+        # Cookie and CSRF signing key; without it a random key is kept in the gateway schema (local runs only).
+        "SECRET_KEY": config.env("GATEWAY_SECRET_KEY") or None,
+        # Secure cookies (and the __Host- prefix) whenever the public URL is https.
+        "COOKIE_SECURE": config.env("GATEWAY_COOKIE_SECURE", "1" if public_url.startswith("https") else "0") == "1",
+        "SESSION_IDLE_MINUTES": config.env_float("GATEWAY_SESSION_IDLE_MINUTES", 30.0),
+        "SESSION_MAX_HOURS": config.env_float("GATEWAY_SESSION_MAX_HOURS", 12.0),
+        "TOKEN_IDLE_MINUTES": config.env_float("GATEWAY_TOKEN_IDLE_MINUTES", 60.0),
+        "PRE_AUTH_MINUTES": config.env_float("GATEWAY_PRE_AUTH_MINUTES", 5.0),
+        # Roles that must enrol TOTP at first sign-in (admins always do; per-account flag for the others).
+        "TOTP_REQUIRED_ROLES": [r for r in config.env("GATEWAY_TOTP_REQUIRED_ROLES", "admin").split(",") if r],
+        "TOTP_ISSUER": config.env("GATEWAY_TOTP_ISSUER", "Exchanger"),
+        "LOCKOUT_THRESHOLD": config.env_int("GATEWAY_LOCKOUT_THRESHOLD", 5),
+        "LOCKOUT_WINDOW_MINUTES": config.env_float("GATEWAY_LOCKOUT_WINDOW_MINUTES", 15.0),
+        "LOCKOUT_MINUTES": config.env_float("GATEWAY_LOCKOUT_MINUTES", 15.0),
+        # flask-limiter limits on failed sign-ins: per address and username, and per address alone (credential stuffing).
+        "LOGIN_RATE_LIMIT": config.env("GATEWAY_LOGIN_RATE_LIMIT", "10 per minute"),
+        "LOGIN_RATE_LIMIT_IP": config.env("GATEWAY_LOGIN_RATE_LIMIT_IP", "100 per minute"),
+        "HSTS_SECONDS": config.env_int("GATEWAY_HSTS_SECONDS", 31536000),
+        # Where customers pay in the demo (the sandbox bank page), linked from the order page.
+        "SANDBOX_PUBLIC_URL": config.env("SANDBOX_PUBLIC_URL",
+                                         "http://127.0.0.1:%s" % config.env("SANDBOX_PORT", "8090")),
+        # The reporting service's internal CSV endpoint (services/reporting/config.yml WEB_SERVER_ADDRESS) and the
+        # shared token it may require (REPORTING_HTTP_TOKEN on both sides).
+        "REPORTING_URL": config.env("REPORTING_URL", "http://127.0.0.1:8104"),
+        "REPORTING_HTTP_TOKEN": config.env("REPORTING_HTTP_TOKEN") or None,
+        "ALERT_SWEEP_SECONDS": config.env_float("GATEWAY_ALERT_SWEEP_SECONDS", 10.0),
     }

@@ -87,6 +87,16 @@ def build_spec():
         spec.path("/api/v1/admin/orders/{order_id}/%s" % action, operations={"post": _op(
             summary, schema, ("200", "Order"), ("400", "404", "409", "422"), secured=True, params=[ORDER_ID],
             tag="admin")})
+    from gateway.api import auth, notifications
+    auth.document(spec, _op)
+    notifications.document(spec, _op)
+    from gateway.api import payments
+    payments.document(spec, _op)
+    from gateway.api import reports
+    reports.document(spec, _op)
+    from gateway.api import account, partner  # accounts and the partner program (issue 7)
+    account.document(spec, _op)
+    partner.document(spec, _op)
     return spec
 
 

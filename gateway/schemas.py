@@ -20,6 +20,16 @@ class AmountString(fields.String):
             raise ValidationError(str(exc))
 
 
+class AmountOrZeroString(AmountString):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise ValidationError("must be a decimal string, e.g. \"0.5\"")
+        try:
+            return money.to_str(money.parse_amount(value, allow_zero=True))
+        except money.AmountError as exc:
+            raise ValidationError(str(exc))
+
+
 class StrictSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -47,6 +57,12 @@ class OrderCreateSchema(StrictSchema):
 class LoginSchema(StrictSchema):
     username = fields.String(required=True, validate=validate.Length(min=1, max=64))
     password = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    code = fields.String(validate=validate.Regexp(r"^[0-9]{6}$", error="six digits"),
+                         metadata={"description": "TOTP code; required once the account has enrolled"})
+
+
+class TotpCodeSchema(StrictSchema):
+    code = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{6}$", error="six digits"))
 
 
 class ProcessSchema(StrictSchema):
@@ -71,8 +87,17 @@ class AdminOrdersQuerySchema(StrictSchema):
     exchange_type = fields.String(validate=validate.OneOf(EXCHANGE_TYPES))
     direction_id = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))
     email = fields.String(validate=validate.Length(max=254))
+    currency_in = fields.String(validate=validate.Regexp(r"^[A-Z0-9]{2,16}$"))
+    currency_out = fields.String(validate=validate.Regexp(r"^[A-Z0-9]{2,16}$"))
+    partner_code = fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,32}$"))
     created_from = fields.AwareDateTime(default_timezone=None)
     created_to = fields.AwareDateTime(default_timezone=None)
+    updated_from = fields.AwareDateTime(default_timezone=None)
+    updated_to = fields.AwareDateTime(default_timezone=None)
+    amount_in_min = AmountOrZeroString()
+    amount_in_max = AmountOrZeroString()
+    amount_out_min = AmountOrZeroString()
+    amount_out_max = AmountOrZeroString()
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     cursor = fields.String(validate=validate.Regexp(r"^[0-9]{1,18}$"))
 
@@ -93,6 +118,57 @@ class AdminOrdersQuerySchema(StrictSchema):
             bad = [s for s in data["status"].split(",") if s not in STATUSES]
             if bad:
                 raise ValidationError("unknown status: %s" % ", ".join(bad), "status")
+
+
+# -- directions, currencies, staff (admin) ----------------------------------------------------------------------
+class DirectionUpdateSchema(StrictSchema):
+    rate_in = AmountString()
+    rate_out = AmountString()
+    fee = AmountOrZeroString(metadata={"description": "percent of the amount out, below 100"})
+    min_amount = AmountString()
+    max_amount = AmountString()
+    payment_window_minutes = fields.Integer(strict=True, validate=validate.Range(min=1, max=10080))
+    active = fields.Boolean()
+
+
+class DirectionCreateSchema(DirectionUpdateSchema):
+    currency_in = fields.String(required=True, validate=validate.Regexp(r"^[A-Z0-9]{2,16}$"))
+    currency_out = fields.String(required=True, validate=validate.Regexp(r"^[A-Z0-9]{2,16}$"))
+    exchange_type = fields.String(required=True, validate=validate.OneOf(EXCHANGE_TYPES))
+    rate_in = AmountString(required=True)
+    rate_out = AmountString(required=True)
+    min_amount = AmountString(required=True)
+    max_amount = AmountString(required=True)
+
+
+class CurrencyUpdateSchema(StrictSchema):
+    name = fields.String(validate=validate.Length(min=1, max=100))
+    reserve = AmountOrZeroString()
+    active = fields.Boolean()
+    account = fields.String(validate=validate.Length(min=1, max=100))
+    payment_system = fields.String(validate=validate.Regexp(r"^[a-z0-9_]{1,32}$"))
+
+
+class CurrencyCreateSchema(CurrencyUpdateSchema):
+    code = fields.String(required=True, validate=validate.Regexp(r"^[A-Z0-9]{2,16}$"))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    precision = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=18))
+    account = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    payment_system = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9_]{1,32}$"))
+
+
+class StaffCreateSchema(StrictSchema):
+    username = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.@-]{3,64}$"))
+    password = fields.String(required=True, validate=validate.Length(min=12, max=256))
+    role = fields.String(required=True, validate=validate.OneOf(["admin", "operator", "analyst"]))
+    totp_required = fields.Boolean(load_default=True)
+
+
+class StaffUpdateSchema(StrictSchema):
+    role = fields.String(validate=validate.OneOf(["admin", "operator", "analyst"]))
+    active = fields.Boolean()
+    totp_required = fields.Boolean()
+    password = fields.String(validate=validate.Length(min=12, max=256))
 
 
 # -- responses (documentation and tests) ------------------------------------------------------------------------
@@ -163,3 +239,5 @@ class TokenSchema(Schema):
     token = fields.String(required=True)
     expires_at = fields.String()
     role = fields.String()
+    enrolment_required = fields.Boolean(metadata={
+        "description": "true: the token may only enrol TOTP (POST /api/v1/auth/totp, then /totp/confirm)"})

@@ -16,6 +16,10 @@ REPORTING = "reporting"
 
 ORDER_CREATED = "order_created"
 ORDER_STATUS_CHANGED = "order_status_changed"
+PARTNER_CREDITED = "partner_credited"      # orders (partner program): {partner_account_id, order_id, amount, ...}
+ACCOUNT_SIGNUP_REQUESTED = "account_signup_requested"  # orders: {account_id, email, language, token_id, confirm_url}
+PASSWORD_RESET_REQUESTED = "password_reset_requested"  # orders: {account_id, email, language, token_id, reset_url}
+SETTINGS_CHANGED = "settings_changed"      # notifier: {settings, customer_sms_available, version}
 
 
 def utcnow():

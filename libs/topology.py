@@ -21,6 +21,30 @@ def sub(source, event_type, service, method, max_attempts=6, base_delay_ms=1000)
 
 # Later services add their handlers here.
 SUBSCRIPTIONS = [
+    # reporting: the read model of orders (services/reporting)
+    sub(events.ORDERS, events.ORDER_CREATED, "reporting", "on_order_created"),
+    sub(events.ORDERS, events.ORDER_STATUS_CHANGED, "reporting", "on_order_status_changed"),
+    sub(events.PAYMENTS, "payment_received", "reporting", "on_payment_received"),
+    sub(events.PAYMENTS, "payment_unmatched", "reporting", "on_payment_unmatched"),
+    sub(events.PAYMENTS, "payout_sent", "reporting", "on_payout_sent"),
+    sub(events.PAYMENTS, "payout_failed", "reporting", "on_payout_failed"),
+    # notifier: letters and SMS of the matrix (services/notifier; L5 `partner_credited` is added with its event)
+    sub(events.ORDERS, events.ORDER_CREATED, "notifier", "handle_order_created"),
+    sub(events.ORDERS, events.ORDER_STATUS_CHANGED, "notifier", "handle_order_status_changed"),
+    # notifier: L5 private message for a partner's credit; account letters (issue 7, docs/partners.md)
+    sub(events.ORDERS, events.PARTNER_CREDITED, "notifier", "handle_partner_credited"),
+    sub(events.ORDERS, events.ACCOUNT_SIGNUP_REQUESTED, "notifier", "handle_account_signup_requested"),
+    sub(events.ORDERS, events.PASSWORD_RESET_REQUESTED, "notifier", "handle_password_reset_requested"),
+    # payments: its copy of orders and the payouts they ask for; orders: what payments found and sent (issue 3)
+    sub(events.ORDERS, events.ORDER_CREATED, "payments", "handle_order_created"),
+    sub(events.ORDERS, events.ORDER_STATUS_CHANGED, "payments", "handle_order_status_changed"),
+    sub(events.ORDERS, "payment_rejected", "payments", "handle_payment_rejected"),
+    sub(events.PAYMENTS, "payment_received", "orders", "handle_payment_received"),
+    sub(events.PAYMENTS, "payout_sent", "orders", "handle_payout_sent"),
+    sub(events.PAYMENTS, "payout_failed", "orders", "handle_payout_failed"),
+    sub(events.PAYMENTS, "balance_changed", "orders", "handle_balance_changed"),
+    # orders: the customer SMS fee announced by the notifier (issue 4)
+    sub(events.NOTIFIER, events.SETTINGS_CHANGED, "orders", "handle_settings_changed"),
 ]
 
 # Handlers that exist only in the test suite register themselves here at import (see tests/).

@@ -20,7 +20,7 @@ def orders():
 @require(READ)
 def list_orders():
     filters = load_query(AdminOrdersQuerySchema())
-    for key in ("created_from", "created_to"):
+    for key in ("created_from", "created_to", "updated_from", "updated_to"):
         if key in filters:
             filters[key] = filters[key].isoformat()
     return jsonify(orders().list_orders(filters))

@@ -1,15 +1,15 @@
 """Orders storage: every read and write of the orders schema, each write in one transaction with its
 status-history row, audit row and outbox event (blueprint §4)."""
+import contextlib
 import datetime
 import json
 import re
 
-import psycopg2
 from nameko.extensions import DependencyProvider
 
-from libs import config, errors, events, metrics, money, outbox
-from libs.db import Database
-from services.orders import domain
+from libs import config, errors, events, inbox, metrics, money, outbox
+from libs.db import Database, execute_batch
+from services.orders import domain, partners
 from services.orders.schemas import audit_to_wire, direction_to_wire, history_to_wire, order_to_wire
 
 SOURCE = events.ORDERS
@@ -109,43 +109,56 @@ class OrderStore:
                 direction["currency_out"]: {"precision": direction["precision_out"],
                                             "reserve": direction["reserve"]},
             }
+            sms_percent = 0
+            if sms_opt_in:
+                cur.execute("SELECT fee_percent, available FROM sms_fee_setting WHERE id = 1")
+                setting = cur.fetchone()
+                if setting and setting["available"]:
+                    sms_percent = setting["fee_percent"]
             try:
-                amount_out, fee_amount = domain.quote(direction, currencies, amount_in)
+                amount_out, fee_amount = domain.quote(direction, currencies, amount_in, sms_percent)
             except domain.RuleError as exc:
                 raise errors.ValidationFailed(exc.message, exc.fields)
+            sms_fee = domain.sms_fee_amount(direction, amount_in, sms_percent, direction["precision_out"])
             now = events.utcnow()
             expires_at = now + datetime.timedelta(minutes=direction["payment_window_minutes"])
             row = None
-            for _ in range(5):  # a reference collision is astronomically rare; retry with a fresh one
-                cur.execute("SAVEPOINT new_order")
-                try:
-                    cur.execute(
-                        """INSERT INTO orders (token, reference, request_id, direction_id, exchange_type,
-                               currency_in, currency_out, amount_in, amount_out, rate_in, rate_out, fee,
-                               fee_amount, pay_system, pay_account, email, recipient, phone, sms_opt_in,
-                               partner_code, language, expires_at, created_at, updated_at)
-                           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                                   %s, %s, %s, %s, %s)
-                           RETURNING *""",
-                        (domain.new_token(), domain.new_reference(), request_id, direction["id"],
-                         direction["exchange_type"], direction["currency_in"], direction["currency_out"],
-                         amount_in, amount_out, direction["rate_in"], direction["rate_out"], direction["fee"],
-                         fee_amount, direction["pay_system"], direction["pay_account"], email, recipient, phone,
-                         sms_opt_in, partner_code, language, expires_at, now, now))
-                    row = cur.fetchone()
+            for _ in range(5):
+                # ON CONFLICT: a retried call with the same request_id, or (astronomically rare) a reference
+                # collision; no savepoint round trip on the normal path.
+                cur.execute(
+                    """INSERT INTO orders (token, reference, request_id, direction_id, exchange_type,
+                           currency_in, currency_out, amount_in, amount_out, rate_in, rate_out, fee,
+                           fee_amount, sms_fee, pay_system, pay_account, email, recipient, phone, sms_opt_in,
+                           partner_code, language, expires_at, created_at, updated_at)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                               %s, %s, %s, %s, %s)
+                       ON CONFLICT DO NOTHING RETURNING *""",
+                    (domain.new_token(), domain.new_reference(), request_id, direction["id"],
+                     direction["exchange_type"], direction["currency_in"], direction["currency_out"],
+                     amount_in, amount_out, direction["rate_in"], direction["rate_out"], direction["fee"],
+                     fee_amount, sms_fee, direction["pay_system"], direction["pay_account"], email, recipient,
+                     phone,
+                     sms_opt_in, partner_code, language, expires_at, now, now))
+                row = cur.fetchone()
+                if row is not None:
                     break
-                except psycopg2.errors.UniqueViolation as exc:
-                    cur.execute("ROLLBACK TO SAVEPOINT new_order")
-                    if request_id and "request_id" in str(exc):
-                        cur.execute("SELECT * FROM orders WHERE request_id = %s", (request_id,))
-                        return order_to_wire(cur.fetchone())
+                if request_id:
+                    cur.execute("SELECT * FROM orders WHERE request_id = %s", (request_id,))
+                    existing = cur.fetchone()
+                    if existing:
+                        return order_to_wire(existing)
             if row is None:
                 raise errors.Conflict("could not allocate a payment reference")
             order = order_to_wire(row)
-            cur.execute("INSERT INTO status_history (order_id, from_status, to_status, action, actor) "
-                        "VALUES (%s, NULL, 'new', 'create', %s)", (row["id"], _actor_name(actor)))
-            self._audit(cur, actor, "create", row["id"], None, "new", detail={"ip": (actor or {}).get("ip")})
-            outbox.write_event(cur, SOURCE, events.ORDER_CREATED, {"order": order}, aggregate_id=row["id"])
+            event, _ = outbox.event_statements(SOURCE, events.ORDER_CREATED, {"order": order},
+                                               aggregate_id=row["id"])
+            execute_batch(cur, [
+                ("INSERT INTO status_history (order_id, from_status, to_status, action, actor) "
+                 "VALUES (%s, NULL, 'new', 'create', %s)", (row["id"], _actor_name(actor))),
+                self._audit_statement(actor, "create", row["id"], None, "new",
+                                      detail={"ip": (actor or {}).get("ip")}),
+            ] + event)
         metrics.ORDER_TRANSITIONS.labels("", "new").inc()
         return order
 
@@ -197,6 +210,13 @@ class OrderStore:
         if filters.get("created_to"):
             where.append("created_at < %s")
             params.append(filters["created_to"])
+        # the rest of the CSV export's filters (services/reporting/filters.py), so the admin list matches it
+        for key, column, op in (("updated_from", "updated_at", ">="), ("updated_to", "updated_at", "<"),
+                                ("amount_in_min", "amount_in", ">="), ("amount_in_max", "amount_in", "<="),
+                                ("amount_out_min", "amount_out", ">="), ("amount_out_max", "amount_out", "<=")):
+            if filters.get(key) not in (None, ""):
+                where.append("%s %s %%s" % (column, op))
+                params.append(filters[key])
         if not filters.get("include_deleted") and not (statuses and "deleted" in statuses):
             where.append("status <> 'deleted'")
         if filters.get("cursor"):
@@ -216,14 +236,15 @@ class OrderStore:
 
     # -- transitions -----------------------------------------------------------------------------------------
     def transition(self, action_name, actor, order_id=None, token=None, note=None, payment_flag=None,
-                   amount_received=None, extra_detail=None):
+                   amount_received=None, extra_detail=None, cur=None):
         """Compare-and-set one transition; NotFound, Conflict (wrong status or lost race) or ValidationFailed.
 
         Failed staff attempts are audited too (the winner and the loser of a race both appear).
+        With `cur`, it runs inside the caller's transaction (payment events: claim + pay + payout in one).
         """
         actor = actor or {"kind": "system", "name": "system"}
         action = domain.ACTIONS[action_name]
-        with self.db.transaction() as cur:
+        with self._transaction(cur) as cur:
             if token is not None:
                 cur.execute("SELECT * FROM orders WHERE token = %s AND status <> 'deleted' FOR UPDATE", (token,))
             else:
@@ -262,17 +283,23 @@ class OrderStore:
             if row is None:
                 raise errors.Conflict("order changed meanwhile")
             order = order_to_wire(row)
-            cur.execute("INSERT INTO status_history (order_id, from_status, to_status, action, actor, note) "
-                        "VALUES (%s, %s, %s, %s, %s, %s)",
-                        (row["id"], current["status"], row["status"], action_name, _actor_name(actor), note))
             detail = {"note": note} if note else {}
             if extra_detail:
                 detail.update(extra_detail)
-            self._audit(cur, actor, action_name, row["id"], current["status"], row["status"], detail=detail)
-            outbox.write_event(cur, SOURCE, events.ORDER_STATUS_CHANGED, {
+            event, _ = outbox.event_statements(SOURCE, events.ORDER_STATUS_CHANGED, {
                 "order": order, "from_status": current["status"], "to_status": row["status"],
                 "action": action_name, "actor": {k: actor.get(k) for k in ("kind", "name", "role")},
                 "note": note}, aggregate_id=row["id"])
+            execute_batch(cur, [
+                ("INSERT INTO status_history (order_id, from_status, to_status, action, actor, note) "
+                 "VALUES (%s, %s, %s, %s, %s, %s)",
+                 (row["id"], current["status"], row["status"], action_name, _actor_name(actor), note)),
+                self._audit_statement(actor, action_name, row["id"], current["status"], row["status"],
+                                      detail=detail),
+            ] + event)
+            if row["status"] == "completed" and row["partner_code"]:
+                # The referring partner's commission commits with the completion, exactly once (issue 7).
+                partners.credit_completed_order(cur, row)
         metrics.ORDER_TRANSITIONS.labels(current["status"], row["status"]).inc()
         return order
 
@@ -299,12 +326,256 @@ class OrderStore:
             self._audit(cur, actor, action, order_id, None, None, detail=detail, outcome=outcome)
 
     def _audit(self, cur, actor, action, order_id, from_status, to_status, outcome="ok", detail=None):
+        cur.execute(*self._audit_statement(actor, action, order_id, from_status, to_status, outcome, detail))
+
+    @staticmethod
+    def _audit_statement(actor, action, order_id, from_status, to_status, outcome="ok", detail=None):
         actor = actor or {}
-        cur.execute(
-            "INSERT INTO audit_log (actor, actor_role, actor_ip, action, order_id, from_status, to_status, "
-            "outcome, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (_actor_name(actor), actor.get("role"), actor.get("ip"), action, order_id, from_status, to_status,
-             outcome, json.dumps(detail or {})))
+        return ("INSERT INTO audit_log (actor, actor_role, actor_ip, action, order_id, from_status, to_status, "
+                "outcome, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (_actor_name(actor), actor.get("role"), actor.get("ip"), action, order_id, from_status,
+                 to_status, outcome, json.dumps(detail or {})))
+
+    # -- directions and currencies management (admin pages, issue 6); every change audited -----------------------
+    DIRECTION_FIELDS = ("rate_in", "rate_out", "fee", "min_amount", "max_amount", "payment_window_minutes", "active")
+    CURRENCY_FIELDS = ("name", "reserve", "active", "account", "payment_system")
+
+    @staticmethod
+    def _catalog_values(data, allowed, fields):
+        """Validate the changeable fields of a direction or currency; amounts are Decimal from strings."""
+        out = {}
+        for key, value in data.items():
+            if key not in allowed:
+                fields.setdefault(key, []).append("cannot be changed here")
+                continue
+            try:
+                if key in ("rate_in", "rate_out", "min_amount", "max_amount"):
+                    out[key] = money.parse_amount(value)
+                elif key in ("fee", "reserve"):
+                    out[key] = money.parse_amount(value, allow_zero=True)
+                    if key == "fee" and out[key] >= 100:
+                        raise money.AmountError("must be below 100 (percent)")
+                elif key == "payment_window_minutes":
+                    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10080:
+                        raise money.AmountError("must be 1 to 10080 minutes")
+                    out[key] = value
+                elif key == "active":
+                    if not isinstance(value, bool):
+                        raise money.AmountError("must be true or false")
+                    out[key] = value
+                else:
+                    if not isinstance(value, str) or not 1 <= len(value.strip()) <= 100:
+                        raise money.AmountError("must be 1 to 100 characters")
+                    out[key] = value.strip()
+            except money.AmountError as exc:
+                fields.setdefault(key, []).append(str(exc))
+        return out
+
+    @staticmethod
+    def _wire_values(values):
+        return {k: (money.to_str(v) if isinstance(v, money.Decimal) else v) for k, v in values.items()}
+
+    def create_direction(self, data, actor):
+        fields = {}
+        data = dict(data or {})
+        cin, cout, kind = data.pop("currency_in", None), data.pop("currency_out", None), data.pop("exchange_type", None)
+        if kind not in domain.EXCHANGE_TYPES:
+            fields["exchange_type"] = ["must be one of %s" % ", ".join(domain.EXCHANGE_TYPES)]
+        if not cin or cin == cout:
+            fields["currency_out"] = ["must differ from currency_in"]
+        values = self._catalog_values(data, self.DIRECTION_FIELDS, fields)
+        for key in ("rate_in", "rate_out", "min_amount", "max_amount"):
+            if key not in values and key not in fields:
+                fields[key] = ["required"]
+        if "min_amount" in values and "max_amount" in values and values["max_amount"] < values["min_amount"]:
+            fields["max_amount"] = ["must be at least min_amount"]
+        if fields:
+            raise errors.ValidationFailed("invalid direction", fields)
+        with self.db.transaction() as cur:
+            cur.execute("SELECT code FROM currencies WHERE code = ANY(%s)", ([cin, cout],))
+            known = {r["code"] for r in cur.fetchall()}
+            missing = {k: ["unknown currency"] for k, c in (("currency_in", cin), ("currency_out", cout))
+                       if c not in known}
+            if missing:
+                raise errors.ValidationFailed("unknown currency", missing)
+            cur.execute(
+                "INSERT INTO directions (currency_in, currency_out, exchange_type, rate_in, rate_out, fee, min_amount, "
+                "max_amount, payment_window_minutes, active) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (currency_in, currency_out, exchange_type) DO NOTHING RETURNING id",
+                (cin, cout, kind, values["rate_in"], values["rate_out"], values.get("fee", 0), values["min_amount"],
+                 values["max_amount"], values.get("payment_window_minutes", 30), values.get("active", True)))
+            row = cur.fetchone()
+            if row is None:
+                raise errors.Conflict("this direction exists already")
+            detail = dict(self._wire_values(values), currency_in=cin, currency_out=cout, exchange_type=kind,
+                          direction_id=row["id"])
+            self._audit(cur, actor, "direction_create", None, None, None, detail=detail)
+        return self.get_direction(row["id"])
+
+    def update_direction(self, direction_id, changes, actor):
+        fields = {}
+        values = self._catalog_values(changes or {}, self.DIRECTION_FIELDS, fields)
+        if fields:
+            raise errors.ValidationFailed("invalid direction", fields)
+        if not values:
+            return self.get_direction(direction_id)
+        with self.db.transaction() as cur:
+            cur.execute("SELECT * FROM directions WHERE id = %s FOR UPDATE", (direction_id,))
+            before = cur.fetchone()
+            if before is None:
+                raise errors.NotFound("direction not found")
+            lo, hi = values.get("min_amount", before["min_amount"]), values.get("max_amount", before["max_amount"])
+            if hi < lo:
+                raise errors.ValidationFailed("invalid direction", {"max_amount": ["must be at least min_amount"]})
+            cur.execute("UPDATE directions SET " + ", ".join("%s = %%(%s)s" % (k, k) for k in values) +
+                        ", updated_at = now() WHERE id = %(id)s", dict(values, id=direction_id))
+            self._audit(cur, actor, "direction_update", None, None, None, detail={
+                "direction_id": direction_id, "changes": self._wire_values(values),
+                "before": self._wire_values({k: before[k] for k in values})})
+        return self.get_direction(direction_id)
+
+    def create_currency(self, data, actor):
+        data = dict(data or {})
+        fields = {}
+        code = data.pop("code", None)
+        precision = data.pop("precision", None)
+        if not isinstance(code, str) or not re.match(r"^[A-Z0-9]{2,16}$", code):
+            fields["code"] = ["2 to 16 capital letters or digits"]
+        if isinstance(precision, bool) or not isinstance(precision, int) or not 0 <= precision <= 18:
+            fields["precision"] = ["0 to 18"]
+        values = self._catalog_values(data, self.CURRENCY_FIELDS, fields)
+        for key in ("name", "account", "payment_system"):
+            if key not in values and key not in fields:
+                fields[key] = ["required"]
+        if fields:
+            raise errors.ValidationFailed("invalid currency", fields)
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO currencies (code, name, precision, payment_system, account, reserve, active) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (code) DO NOTHING RETURNING code",
+                        (code, values["name"], precision, values["payment_system"], values["account"],
+                         values.get("reserve", 0), values.get("active", True)))
+            if cur.fetchone() is None:
+                raise errors.Conflict("this currency exists already")
+            self._audit(cur, actor, "currency_create", None, None, None,
+                        detail=dict(self._wire_values(values), code=code, precision=precision))
+        return next(c for c in self.list_currencies() if c["code"] == code)
+
+    def update_currency(self, code, changes, actor):
+        fields = {}
+        values = self._catalog_values(changes or {}, self.CURRENCY_FIELDS, fields)
+        if fields:
+            raise errors.ValidationFailed("invalid currency", fields)
+        with self.db.transaction() as cur:
+            cur.execute("SELECT * FROM currencies WHERE code = %s FOR UPDATE", (code,))
+            before = cur.fetchone()
+            if before is None:
+                raise errors.NotFound("currency not found")
+            if values:
+                cur.execute("UPDATE currencies SET " + ", ".join("%s = %%(%s)s" % (k, k) for k in values) +
+                            ", updated_at = now() WHERE code = %(code)s", dict(values, code=code))
+                self._audit(cur, actor, "currency_update", None, None, None, detail={
+                    "code": code, "changes": self._wire_values(values),
+                    "before": self._wire_values({k: before[k] for k in values})})
+        return next(c for c in self.list_currencies() if c["code"] == code)
+
+
+    # -- payments events (services/payments/contract.py); each in one transaction with its inbox record ---------
+    def _transaction(self, cur=None):
+        """The caller's transaction if it passes a cursor, else a new one."""
+        if cur is not None:
+            return contextlib.nullcontext(cur)
+        return self.db.transaction()
+
+    def apply_payment(self, event_id, consumer, data):
+        """payment_received: the order is paid, exact or flagged (partial, over, late: it then waits in `paid`
+        for an operator); an exact payment of an `auto` order goes straight on to `payout`, in the same
+        transaction. An order that cannot take the payment (canceled, already paid, a manual exchange) answers
+        payment_rejected, and payments puts the payment on the operators' unmatched list: it is never lost."""
+        payment, order_id, flag = data["payment"], data["order_id"], data.get("flag")
+        actor = {"kind": "system", "name": "payments"}
+        note = "payment %s of %s %s%s%s" % (
+            payment["id"], money.to_str(payment["amount"]), payment["currency"], " (%s)" % flag if flag else "",
+            ", assigned by %s" % data["assigned_by"] if data.get("assigned_by") else "")
+        detail = {"payment_id": payment["id"], "external_id": payment["external_id"], "flag": flag,
+                  "on_time": data.get("on_time"), "occurred_at": payment["occurred_at"],
+                  "assigned_by": data.get("assigned_by")}
+        with self.db.transaction() as cur:
+            if not inbox.claim(cur, consumer, event_id):
+                metrics.EVENT_DUPLICATES.labels(consumer).inc()
+                return None
+            try:
+                order = self.transition("pay", actor, order_id=order_id, payment_flag=flag,
+                                        amount_received=payment["amount"], note=note, extra_detail=detail, cur=cur)
+            except (errors.Conflict, errors.NotFound) as exc:
+                cur.execute("SELECT status FROM orders WHERE id = %s", (order_id,))
+                row = cur.fetchone()
+                outbox.write_event(cur, SOURCE, "payment_rejected", {
+                    "payment_id": payment["id"], "order_id": order_id, "status": row["status"] if row else None,
+                    "reason": exc.message}, aggregate_id=order_id)
+                return None
+            if order["exchange_type"] == "auto" and flag is None:
+                order = self.transition("payout", {"kind": "system", "name": "auto-payout"}, order_id=order_id,
+                                        note="exact payment: automatic payout", cur=cur)
+            return order
+
+    def apply_payout_result(self, event_id, consumer, data, sent):
+        """payout_sent -> completed; payout_failed -> payout_error (an operator retries, finalizes or cancels)."""
+        payout, order_id = data["payout"], data["order_id"]
+        action = "payout_sent" if sent else "payout_failed"
+        note = ("payout %s sent (%s)" % (payout["idempotency_key"], payout.get("provider_id")) if sent else
+                "payout %s failed: %s" % (payout["idempotency_key"], data.get("error") or payout.get("error")))
+        detail = {"payout_id": payout["id"], "idempotency_key": payout["idempotency_key"],
+                  "amount": money.to_str(payout["amount"]), "currency": payout["currency"],
+                  "to_account": payout["to_account"], "provider_id": payout.get("provider_id")}
+        with self.db.transaction() as cur:
+            if not inbox.claim(cur, consumer, event_id):
+                metrics.EVENT_DUPLICATES.labels(consumer).inc()
+                return None
+            try:
+                return self.transition(action, {"kind": "system", "name": "payments"}, order_id=order_id,
+                                       note=note[:2000], extra_detail=detail, cur=cur)
+            except (errors.Conflict, errors.NotFound) as exc:
+                # The order is not in `payout` (a repeated announcement): nothing to change, but on the record.
+                self._audit(cur, {"kind": "system", "name": "payments"}, action, order_id, None, None,
+                            outcome="ignored", detail=dict(detail, reason=exc.message))
+                return None
+
+    def apply_balance(self, event_id, consumer, data):
+        """balance_changed: the currency's reserve follows its payout account's balance. Observations older than
+        the last change are ignored (events may arrive out of order)."""
+        with self.db.transaction() as cur:
+            if not inbox.claim(cur, consumer, event_id):
+                metrics.EVENT_DUPLICATES.labels(consumer).inc()
+                return False
+            cur.execute("UPDATE currencies SET reserve = %s, updated_at = %s WHERE code = %s "
+                        "AND payment_system = %s AND account = %s AND updated_at <= %s",
+                        (data["balance"], data["observed_at"], data["currency"], data["system"], data["account"],
+                         data["observed_at"]))
+            return cur.rowcount == 1
+
+    def apply_sms_fee_setting(self, event_id, consumer, data):
+        """settings_changed from the notifier: keep the newest announced customer SMS fee (versions only grow)."""
+        with self.db.transaction() as cur:
+            if not inbox.claim(cur, consumer, event_id):
+                metrics.EVENT_DUPLICATES.labels(consumer).inc()
+                return False
+            cur.execute("UPDATE sms_fee_setting SET fee_percent = %s, available = %s, version = %s, "
+                        "updated_at = now() WHERE id = 1 AND version < %s",
+                        (money.parse_amount(data["customer_sms_fee"], allow_zero=True),
+                         bool(data["customer_sms_available"]), int(data["version"]), int(data["version"])))
+            return cur.rowcount == 1
+
+    def export_orders(self, after_id=0, limit=500):
+        """A page of full snapshots in id order, deleted ones included, each with the last transition's
+        from_status and action: what the reporting service needs to rebuild its read model (docs/reporting.md)."""
+        limit = max(1, min(int(limit or 500), 1000))
+        rows = self.db.fetchall(
+            "SELECT o.*, h.from_status AS previous_status, h.action AS last_action FROM orders o "
+            "LEFT JOIN LATERAL (SELECT from_status, action FROM status_history WHERE order_id = o.id "
+            "ORDER BY id DESC LIMIT 1) h ON true WHERE o.id > %s ORDER BY o.id LIMIT %s",
+            (int(after_id or 0), limit))
+        return [dict(order_to_wire(r), previous_status=r["previous_status"], last_action=r["last_action"])
+                for r in rows]
 
 
 class OrderStoreProvider(DependencyProvider):

@@ -63,12 +63,13 @@ def check_action(action_name, exchange_type, actor_kind):
     return action
 
 
-def quote(direction, currencies, amount_in):
+def quote(direction, currencies, amount_in, sms_fee_percent=0):
     """Validate an amount against a direction and compute what the customer gets.
 
     direction: dict with rate_in, rate_out, fee, min_amount, max_amount, currency_in, currency_out, active;
-    currencies: {code: {precision, reserve}}. Raises RuleError with the fields at fault.
-    Returns (amount_out, fee_amount).
+    currencies: {code: {precision, reserve}}; sms_fee_percent: the customer SMS fee when the customer opted in
+    (added to the direction's fee). Raises RuleError with the fields at fault.
+    Returns (amount_out, fee_amount), fee_amount being everything withheld (SMS fee included).
     """
     cin = currencies[direction["currency_in"]]
     cout = currencies[direction["currency_out"]]
@@ -84,7 +85,7 @@ def quote(direction, currencies, amount_in):
             "amount_in": ["must be at most %s %s" % (money.to_str(direction["max_amount"]),
                                                       direction["currency_in"])]})
     amount_out, fee_amount = money.convert(amount_in, direction["rate_in"], direction["rate_out"],
-                                           direction["fee"], cout["precision"])
+                                           direction["fee"] + sms_fee_percent, cout["precision"])
     if amount_out <= 0:
         raise RuleError("amount too small to exchange", {"amount_in": ["gives nothing after fees"]})
     if amount_out > cout["reserve"]:
@@ -92,6 +93,12 @@ def quote(direction, currencies, amount_in):
             "amount_in": ["we can pay out at most %s %s now" % (money.to_str(cout["reserve"]),
                                                                  direction["currency_out"])]})
     return amount_out, fee_amount
+
+
+def sms_fee_amount(direction, amount_in, sms_fee_percent, precision_out):
+    """The SMS part of what is withheld, in the to-currency, rounded down (shown to the customer and audited)."""
+    gross, _ = money.convert(amount_in, direction["rate_in"], direction["rate_out"], 0, 18)
+    return money.round_down(gross * sms_fee_percent / 100, precision_out)
 
 
 def new_token():

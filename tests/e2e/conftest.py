@@ -47,6 +47,9 @@ class System:
         self.url = "http://127.0.0.1:%d" % GATEWAY_PORT
         self.sandbox_url = "http://127.0.0.1:%d" % SANDBOX_PORT
         self.http = requests.Session()
+        self.totp_secrets = {}   # username -> TOTP secret of accounts enrolled through login()
+        self._last_step = {}     # username -> last TOTP step handed out
+        self._tokens = {}        # (username, password) -> bearer token
 
     def api(self, method, path, token=None, **kwargs):
         headers = kwargs.pop("headers", {})
@@ -55,9 +58,44 @@ class System:
         return self.http.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
 
     def login(self, username=ADMIN_USER, password=ADMIN_PASSWORD):
-        response = self.api("POST", "/api/v1/auth/token", json={"username": username, "password": password})
+        """A bearer token for a staff member (the admin by default), completing the TOTP steps (issue 6).
+
+        Staff who must have a second factor (every admin) enrol at their first sign-in: the secret is kept in
+        `self.totp_secrets` and codes come from `totp_code()` (pyotp). A TOTP step is accepted once per account,
+        so tokens are cached per account and reused while still valid; browser tests take their codes from
+        `totp_code()` too, so the helper and the pages never offer the same step twice."""
+        cached = self._tokens.get((username, password))
+        if cached and self.api("GET", "/api/v1/auth/me", token=cached).status_code == 200:
+            return cached
+        body = {"username": username, "password": password}
+        if username in self.totp_secrets:
+            body["code"] = self.totp_code(username)
+        response = self.api("POST", "/api/v1/auth/token", json=body)
         assert response.status_code == 200, response.text
-        return response.json()["token"]
+        data = response.json()
+        token = data["token"]
+        if data.get("enrolment_required"):
+            started = self.api("POST", "/api/v1/auth/totp", token=token, json={})
+            assert started.status_code == 200, started.text
+            self.totp_secrets[username] = started.json()["secret"]
+            confirmed = self.api("POST", "/api/v1/auth/totp/confirm", token=token,
+                                 json={"code": self.totp_code(username)})
+            assert confirmed.status_code == 200, confirmed.text
+        self._tokens[(username, password)] = token
+        return token
+
+    def totp_code(self, username=ADMIN_USER):
+        """The TOTP code of the earliest step this helper has not used yet (the gateway accepts the current step
+        and one either side, each once); waits for the clock only when both are used up."""
+        import pyotp
+        totp = pyotp.TOTP(self.totp_secrets[username])
+        while True:
+            now_step = int(time.time()) // totp.interval
+            for step in (now_step, now_step + 1):
+                if step > self._last_step.get(username, 0):
+                    self._last_step[username] = step
+                    return totp.generate_otp(step)
+            time.sleep(totp.interval - time.time() % totp.interval + 0.05)
 
     def sql(self, query, params=None):
         conn = psycopg2.connect(TEST_DATABASE_URL)
@@ -86,12 +124,41 @@ def system_env(extra=None):
         "PAYMENTS_METRICS_PORT": "19102",
         "NOTIFIER_METRICS_PORT": "19103",
         "REPORTING_METRICS_PORT": "19104",
+        "REPORTING_HTTP_ADDRESS": "127.0.0.1:18104",
+        "REPORTING_URL": "http://127.0.0.1:18104",
         "EXCHANGER_ADMIN_USER": ADMIN_USER,
         "EXCHANGER_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "EXPIRY_SWEEP_SECONDS": "1",
         "PROMETHEUS_MULTIPROC_DIR": os.path.join(ROOT, "var", "e2e-prometheus"),
         "PUBLIC_URL": "http://127.0.0.1:%d" % GATEWAY_PORT,
-        "GATEWAY_READY_SERVICES": os.environ.get("E2E_READY_SERVICES", "orders"),
+        "GATEWAY_READY_SERVICES": os.environ.get("E2E_READY_SERVICES", "orders,notifier,payments,reporting"),
+        # payments: poll the test sandbox often; settle payouts in doubt quickly (tests/e2e/test_payments_*.py)
+        "SANDBOX_URL": "http://127.0.0.1:%d" % SANDBOX_PORT,
+        "SANDBOX_TIMEOUT_SECONDS": "2",
+        "PAYMENTS_POLL_SECONDS": "0.5",
+        "PAYMENTS_RECONCILE_SECONDS": "0.5",
+        "PAYMENTS_RECONCILE_AFTER_SECONDS": "1",
+        "PAYMENTS_BALANCE_REFRESH_SECONDS": "5",
+        # notifier: the dev SMTP server of the Procfile on a test port, mail kept in a folder the tests read;
+        # Twilio configured against the stand-in the notifier tests start (tests/interface/notifier/)
+        "SMTP_URL": "smtp://127.0.0.1:18025",
+        "DEVSMTP_PORT": "18025",
+        "DEVSMTP_MAILDIR": os.path.join(ARTIFACTS, "e2e-mail"),
+        "DEVSMTP_CLEAR": "1",
+        "TWILIO_ACCOUNT_SID": "AC" + "e2e0" * 8,
+        "TWILIO_AUTH_TOKEN": "e2e-twilio-auth-token",
+        "TWILIO_FROM": "+15005550006",
+        "TWILIO_BASE_URL": "http://127.0.0.1:18095",
+        "TWILIO_TIMEOUT": "1",
+        "NOTIFIER_RETRY_BASE_SECONDS": "0.3",
+        "NOTIFIER_RETRY_CAP_SECONDS": "1",
+        "NOTIFIER_SMS_MAX_ATTEMPTS": "3",
+        "NOTIFIER_IDLE_WAIT": "0.2",
+        # accounts (issue 7): the fuzzer and the tests share one address, so the per-address limit is higher here
+        "ACCOUNT_RATE_LIMIT_IP": "600 per minute",
+        # every e2e client shares 127.0.0.1 and the fuzzer sends empty e-mails: the per (address, e-mail) limit
+        # of account endpoints would turn later tests away
+        "ACCOUNT_RATE_LIMIT": "600 per minute",
     })
     env.update(extra or {})
     return env

@@ -73,3 +73,11 @@ def test_tokens_and_references_are_unguessable_and_distinct():
     assert len(tokens) == 1000 and len(refs) == 1000
     assert all(len(t) >= 32 for t in tokens)
     assert all(re.match(r"^EX[A-HJ-NP-Z2-9]{10}$", r) for r in refs)
+
+
+def test_sms_fee_is_part_of_what_is_withheld():
+    big = dict(CURRENCIES, EUR={"precision": 2, "reserve": D("100000")})
+    out, withheld = domain.quote(DIRECTION, big, D("100"), sms_fee_percent=D("1"))
+    assert out == D("90.62")                                   # 92 - 0.5 % - 1 %
+    assert domain.sms_fee_amount(DIRECTION, D("100"), D("1"), 2) == D("0.92")
+    assert out + withheld == D("92")

@@ -79,7 +79,7 @@ def test_create_commits_the_order_and_publishes_its_event(orders, events_queue, 
 
     def published():
         return [e for e in events_queue() if e["data"]["order"]["id"] == order["id"]]
-    event = eventually(published, timeout=10)[0]
+    event = eventually(published, timeout=20)[0]
     assert event["event_type"] == "order_created" and event["source"] == "orders"
     assert uuid.UUID(event["event_id"])
     assert event["data"]["order"]["amount_in"] == "100"            # strings on the wire
@@ -146,3 +146,24 @@ def test_operator_commands_need_an_actor(orders):
     order = create(orders, manual_direction(orders))
     with pytest.raises(errors.Forbidden):
         call(orders, "cancel", order["id"], "no actor", None)
+
+
+def test_customer_sms_fee_is_added_when_the_customer_opts_in_and_sms_is_available(orders, db):
+    store = OrderStore(db)
+    direction = manual_direction(orders)   # EUR -> USDT at 1.07, fee 0.5 %
+    with db.transaction() as cur:
+        cur.execute("UPDATE sms_fee_setting SET fee_percent = 0, available = false, version = 0")
+    store.apply_sms_fee_setting(str(uuid.uuid4()), "orders.handle_settings_changed",
+                                {"customer_sms_fee": "1.5", "customer_sms_available": True, "version": 7})
+    # an older announcement arriving late changes nothing
+    store.apply_sms_fee_setting(str(uuid.uuid4()), "orders.handle_settings_changed",
+                                {"customer_sms_fee": "9", "customer_sms_available": True, "version": 3})
+    opted = create(orders, direction, phone="+4915112345678", sms_opt_in=True)
+    plain = create(orders, direction, phone="+4915112345678")
+    assert plain["sms_fee"] == "0" and plain["amount_out"] == "106.465"
+    assert opted["sms_fee"] == "1.605"                      # 1.5 % of 107 USDT
+    assert opted["amount_out"] == "104.86"                  # 107 - 0.5 % - 1.5 %
+    # while customer SMS would not really go out, nobody pays for it
+    store.apply_sms_fee_setting(str(uuid.uuid4()), "orders.handle_settings_changed",
+                                {"customer_sms_fee": "1.5", "customer_sms_available": False, "version": 8})
+    assert create(orders, direction, phone="+4915112345678", sms_opt_in=True)["sms_fee"] == "0"

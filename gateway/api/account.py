@@ -1,0 +1,305 @@
+"""Customer accounts API (issue 7, docs/partners.md): sign-up with e-mail confirmation, bearer tokens for accounts,
+password reset by e-mail, the account's exchanges and its inbox of private messages.
+
+Account tokens are not staff tokens: they start with `acc_`, live in the orders service (accounts are customers,
+which orders owns) and open only /api/v1/account and /api/v1/partner; a staff token opens none of these, an account
+token none of the staff routes. The gateway makes every token and sends orders only its SHA-256.
+"""
+import functools
+import hashlib
+import secrets
+import uuid
+
+from flask import Blueprint, current_app, g, jsonify, request
+from marshmallow import Schema, fields, validate
+
+from gateway import rpc, security
+from gateway.api import load_body, load_query
+from gateway.auth import client_ip
+from gateway.errors import ApiError
+from gateway.schemas import StrictSchema
+from libs import config
+
+bp = Blueprint("account_api", __name__, url_prefix="/api/v1/account")
+
+TOKEN_PREFIX = "acc_"
+PASSWORD = dict(validate=validate.Length(min=10, max=256), metadata={"description": "at least 10 characters"})
+
+
+def api_token_ttl_seconds():
+    return config.env_float("ACCOUNT_TOKEN_TTL_HOURS", 24.0) * 3600
+
+
+def orders():
+    return rpc.service("orders")
+
+
+def hash_token(raw):
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def new_token():
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def inbox_owner(account):
+    """The private messages of an account (the notifier's owner key; partners' credits arrive there)."""
+    return "partner:%s" % account["id"]
+
+
+# -- who is calling ------------------------------------------------------------------------------------------------
+def current_account():
+    """The account of `Authorization: Bearer acc_…`, or None."""
+    if "account" in g:
+        return g.account
+    g.account = None
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        token = header[7:].strip()
+        if token.startswith(TOKEN_PREFIX) and len(token) < 100:
+            g.account = orders().account_for_session(hash_token(token))
+    return g.account
+
+
+def require_account(view):
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if current_account() is None:
+            raise ApiError(401, "unauthorized", "sign in first: POST /api/v1/account/token")
+        return view(*args, **kwargs)
+    return wrapper
+
+
+# -- rate limits on the endpoints that check a password or send a letter -----------------------------------------
+def _submitted_email():
+    data = request.get_json(silent=True) if request.is_json else None
+    email = (data or {}).get("email") if isinstance(data, dict) else request.form.get("email")
+    return (email if isinstance(email, str) else "")[:254].strip().lower()
+
+
+def _ip_and_email():
+    return "%s|%s" % (client_ip(), _submitted_email())
+
+
+def account_limits(view):
+    """Per (address, e-mail) and per address, separately for each endpoint; POST only."""
+    view = security.limiter.limit(lambda: config.env("ACCOUNT_RATE_LIMIT", "10 per minute"),
+                                  key_func=_ip_and_email, methods=["POST"])(view)
+    return security.limiter.limit(lambda: config.env("ACCOUNT_RATE_LIMIT_IP", "60 per minute"),
+                                  key_func=security.ip_key, methods=["POST"])(view)
+
+
+# -- schemas -------------------------------------------------------------------------------------------------------
+class SignupSchema(StrictSchema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    password = fields.String(required=True, **PASSWORD)
+    language = fields.String(load_default="en", validate=validate.OneOf(["en", "ru"]))
+
+
+class ConfirmSchema(StrictSchema):
+    token = fields.String(required=True, validate=validate.Length(min=16, max=100))
+
+
+class AccountLoginSchema(StrictSchema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=256))
+
+
+class ResetRequestSchema(StrictSchema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+
+
+class ResetSchema(StrictSchema):
+    token = fields.String(required=True, validate=validate.Length(min=16, max=100))
+    password = fields.String(required=True, **PASSWORD)
+
+
+class PageQuerySchema(StrictSchema):
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(validate=validate.Regexp(r"^[0-9]{1,18}$"))
+
+
+class MessagesQuerySchema(PageQuerySchema):
+    unread_only = fields.Boolean(load_default=False)
+
+
+class MarkReadSchema(StrictSchema):
+    ids = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1, max=2**63 - 1)), required=True,
+                      validate=validate.Length(min=1, max=200))
+
+
+class AccountPartnerSchema(Schema):
+    id = fields.Integer()
+    code = fields.String()
+    active = fields.Boolean()
+
+
+class AccountSchema(Schema):
+    id = fields.Integer(required=True)
+    email = fields.String(required=True)
+    language = fields.String()
+    email_confirmed = fields.Boolean()
+    created_at = fields.String()
+    partner = fields.Nested(AccountPartnerSchema, allow_none=True)
+
+
+class AccountTokenSchema(Schema):
+    token = fields.String(required=True, metadata={"description": "send as `Authorization: Bearer acc_…`"})
+    expires_at = fields.String(required=True)
+    account = fields.Nested(AccountSchema)
+
+
+class AcceptedSchema(Schema):
+    status = fields.String(required=True)
+    message = fields.String()
+
+
+# -- sign-up, confirmation, sign-in --------------------------------------------------------------------------------
+ACCEPTED_SIGNUP = {"status": "accepted",
+                   "message": "If this address can be used, a letter with a confirmation link is on its way."}
+ACCEPTED_RESET = {"status": "accepted",
+                  "message": "If an account uses this address, a letter with a reset link is on its way."}
+
+
+def signup(email, password, language):
+    """Shared by the API and the sign-up page. The answer never tells whether the address has an account."""
+    orders().account_signup(email, password, language, "signup-" + uuid.uuid4().hex)
+
+
+def request_reset(email):
+    orders().account_password_reset_request(email, "reset-" + uuid.uuid4().hex)
+
+
+def sign_in(email, password, kind, ttl_seconds):
+    """(token, result) where result is orders' answer: {"ok", "account", "expires_at"} or {"ok": False, "reason"}."""
+    token = new_token() if kind == "api" else secrets.token_urlsafe(32)
+    result = orders().account_sign_in(email, password, hash_token(token), kind, ttl_seconds, client_ip())
+    return token, result
+
+
+@bp.post("/signup")
+@account_limits
+def signup_api():
+    data = load_body(SignupSchema())
+    signup(data["email"], data["password"], data["language"])
+    return jsonify(ACCEPTED_SIGNUP), 202
+
+
+@bp.post("/confirm")
+@account_limits
+def confirm_api():
+    data = load_body(ConfirmSchema())
+    return jsonify(orders().account_confirm(data["token"]))
+
+
+@bp.post("/token")
+@account_limits
+def token_api():
+    data = load_body(AccountLoginSchema())
+    token, result = sign_in(data["email"], data["password"], "api", api_token_ttl_seconds())
+    if not result["ok"]:
+        if result["reason"] == "unconfirmed":
+            raise ApiError(403, "email_not_confirmed", "confirm your e-mail first: open the link in our letter")
+        raise ApiError(401, "unauthorized", "wrong e-mail or password")
+    return jsonify({"token": token, "expires_at": result["expires_at"], "account": result["account"]})
+
+
+@bp.delete("/token")
+@require_account
+def revoke_api():
+    orders().account_sign_out(hash_token(request.headers["Authorization"][7:].strip()))
+    return jsonify({"ok": True})
+
+
+@bp.post("/password-reset")
+@account_limits
+def reset_request_api():
+    data = load_body(ResetRequestSchema())
+    request_reset(data["email"])
+    return jsonify(ACCEPTED_RESET), 202
+
+
+@bp.post("/password-reset/confirm")
+@account_limits
+def reset_api():
+    data = load_body(ResetSchema())
+    return jsonify(orders().account_password_reset(data["token"], data["password"]))
+
+
+# -- the account ---------------------------------------------------------------------------------------------------
+@bp.get("")
+@require_account
+def me():
+    return jsonify(current_account())
+
+
+@bp.get("/orders")
+@require_account
+def my_orders():
+    q = load_query(PageQuerySchema())
+    return jsonify(orders().account_orders(current_account()["id"], q["limit"], q.get("cursor")))
+
+
+@bp.get("/messages")
+@require_account
+def my_messages():
+    q = load_query(MessagesQuerySchema())
+    return jsonify(rpc.service("notifier").list_messages(inbox_owner(current_account()), q["unread_only"],
+                                                         q["limit"], q.get("cursor")))
+
+
+@bp.post("/messages/read")
+@require_account
+def mark_read():
+    data = load_body(MarkReadSchema())
+    return jsonify(rpc.service("notifier").mark_read(inbox_owner(current_account()), data["ids"]))
+
+
+# -- OpenAPI -------------------------------------------------------------------------------------------------------
+def document(spec, op):
+    """This module's schemas and paths in the OpenAPI document (called by gateway/openapi.py)."""
+    for name, schema in (("Signup", SignupSchema), ("AccountConfirm", ConfirmSchema),
+                         ("AccountLogin", AccountLoginSchema), ("ResetRequest", ResetRequestSchema),
+                         ("PasswordReset", ResetSchema), ("MarkRead", MarkReadSchema), ("Account", AccountSchema),
+                         ("AccountToken", AccountTokenSchema), ("Accepted", AcceptedSchema)):
+        spec.components.schema(name, schema=schema)
+    spec.components.security_scheme("account", {"type": "http", "scheme": "bearer",
+                                                "description": "an account token (acc_…), not a staff token"})
+    page = [{"name": "limit", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+            {"name": "cursor", "in": "query", "required": False,
+             "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"}}]
+
+    def acc(operation):
+        operation["security"] = [{"account": []}]
+        operation["responses"]["401"] = {"$ref": "#/components/responses/Error"}
+        return operation
+    tag = "account"
+    spec.path("/api/v1/account/signup", operations={"post": op(
+        "Sign up: a confirmation letter goes to the e-mail (same answer whether or not it has an account)",
+        "Signup", ("202", "Accepted"), ("400", "422", "429"), tag=tag)})
+    spec.path("/api/v1/account/confirm", operations={"post": op(
+        "Confirm the e-mail with the token of the letter's link", "AccountConfirm", ("200", "Account"),
+        ("400", "422", "429"), tag=tag)})
+    spec.path("/api/v1/account/token", operations={
+        "post": op("Sign in: an account bearer token (acc_…)", "AccountLogin", ("200", "AccountToken"),
+                   ("400", "401", "403", "422", "429"), tag=tag),
+        "delete": acc(op("Sign out: revoke this token", ok=("200", None), errors=(), tag=tag))})
+    spec.path("/api/v1/account/password-reset", operations={"post": op(
+        "Ask for a password reset letter (same answer whether or not the e-mail has an account)",
+        "ResetRequest", ("202", "Accepted"), ("400", "422", "429"), tag=tag)})
+    spec.path("/api/v1/account/password-reset/confirm", operations={"post": op(
+        "Set a new password with the token of the reset letter; every session of the account ends",
+        "PasswordReset", ("200", "Account"), ("400", "422", "429"), tag=tag)})
+    spec.path("/api/v1/account", operations={"get": acc(op(
+        "The signed-in account", ok=("200", "Account"), errors=(), tag=tag))})
+    spec.path("/api/v1/account/orders", operations={"get": acc(op(
+        "The account's exchanges: every order placed with its confirmed e-mail, newest first",
+        ok=("200", "OrderList"), errors=("422",), params=page, tag=tag))})
+    spec.path("/api/v1/account/messages", operations={"get": acc(op(
+        "The account's private messages (e.g. partner commission credited), newest first",
+        ok=("200", "MessageList"), errors=("422",), params=page + [
+            {"name": "unread_only", "in": "query", "required": False, "schema": {"type": "boolean"}}],
+        tag=tag))})
+    spec.path("/api/v1/account/messages/read", operations={"post": acc(op(
+        "Mark messages read", "MarkRead", ("200", None), ("400", "422"), tag=tag))})

@@ -1,0 +1,189 @@
+"""Operator pages: dashboard, the request list (the CSV export's filters), the request page with its dialogs,
+the letters and SMS log. Each reads and acts through the JSON API in process (gateway/pages/internal.py)."""
+import datetime
+from decimal import Decimal
+from urllib.parse import urlencode
+
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+
+from gateway.auth import ACT, READ
+from gateway.pages import internal, safe_next, staff_page
+from gateway.pages.charts import bar_chart
+from services.orders.domain import EXCHANGE_TYPES, STATUSES
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+# The CSV export's filters (services/reporting/filters.py ExportQuerySchema); the list takes the same ones.
+FILTERS = ("status", "exchange_type", "direction_id", "currency_in", "currency_out", "created_from", "created_to",
+           "updated_from", "updated_to", "email", "partner_code", "amount_in_min", "amount_in_max",
+           "amount_out_min", "amount_out_max")
+DATE_FILTERS = {"created_from": False, "created_to": True, "updated_from": False, "updated_to": True}
+ACTIONS = {  # page action -> (API method, API path suffix, what the dialog asks for)
+    "process": ("POST", "/process", "notice"),
+    "payout": ("POST", "/payout", None),
+    "finalize": ("POST", "/finalize", "notice?"),
+    "cancel": ("POST", "/cancel", "reason"),
+    "delete": ("DELETE", "", None),
+}
+
+
+def _filters_from(args):
+    """The filters in the query string, cleaned: statuses as a list (several checkboxes) and empty ones dropped."""
+    out = {}
+    for key in FILTERS:
+        values = [v.strip() for v in args.getlist(key) if v.strip()]
+        if not values:
+            continue
+        out[key] = values if key == "status" else values[0][:254]
+    return out
+
+
+def _date_bound(text, upper):
+    """A plain date from the form as the API's date-time bound: an upper bound covers the whole day."""
+    if "T" in text:
+        return text if ("+" in text or text.endswith("Z")) else text + "+00:00"
+    try:
+        day = datetime.date.fromisoformat(text)
+    except ValueError:
+        return text  # the API answers 422 with the field
+    moment = datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.timezone.utc)
+    return (moment + datetime.timedelta(days=1) if upper else moment).isoformat()
+
+
+def _list_query(filters):
+    query = {}
+    for key, value in filters.items():
+        if key == "status":
+            query[key] = ",".join(value)
+        elif key in DATE_FILTERS:
+            query[key] = _date_bound(value, DATE_FILTERS[key])
+        else:
+            query[key] = value
+    return query
+
+
+def _export_query(filters):
+    return {k: (",".join(v) if k == "status" else v) for k, v in filters.items()}
+
+
+@bp.get("/")
+@staff_page(READ)
+def dashboard():
+    counts = internal.call("GET", "/api/v1/admin/stats/status-counts")
+    stats = internal.call("GET", "/api/v1/admin/reports/stats", query={"group": "day"})
+    charts = None
+    if stats.ok:
+        groups = stats.data.get("groups") or []
+        days = [(g["day"][5:10], g["requests"]) for g in groups]
+        turnover = {}
+        for g in groups:
+            for item in g.get("turnover") or []:
+                per_day = turnover.setdefault(item["currency_out"], {})
+                per_day[g["day"][5:10]] = per_day.get(g["day"][5:10], Decimal(0)) + Decimal(item["amount_out"])
+        charts = {"requests": bar_chart(days, "requests per day", "chart-requests"),
+                  "turnover": [(cur, bar_chart([(d, per_day.get(d, 0)) for d, _ in days],
+                                               "turnover out per day, %s" % cur, "chart-turnover-%s" % cur))
+                               for cur, per_day in sorted(turnover.items())],
+                  "totals": stats.data.get("totals") or {}}
+    return render_template("admin/dashboard.html", counts=counts.data if counts.ok else None,
+                           counts_error=None if counts.ok else counts.message, charts=charts,
+                           stats_error=None if stats.ok else stats.message, statuses=STATUSES)
+
+
+@bp.get("/orders")
+@staff_page(READ)
+def orders():
+    filters = _filters_from(request.args)
+    query = _list_query(filters)
+    if request.args.get("cursor", "").isdigit():
+        query["cursor"] = request.args["cursor"]
+    result = internal.call("GET", "/api/v1/admin/orders", query=query)
+    directions = internal.call("GET", "/api/v1/admin/directions")
+    next_url = None
+    if result.ok and result.data.get("next_cursor"):
+        next_url = url_for("admin.orders") + "?" + urlencode(
+            [(k, v) for k, vs in filters.items() for v in (vs if isinstance(vs, list) else [vs])] +
+            [("cursor", result.data["next_cursor"])])
+    export_url = url_for("admin.export") + ("?" + urlencode(_export_query(filters)) if filters else "")
+    return render_template("admin/orders.html", filters=filters, result=result, statuses=STATUSES,
+                           exchange_types=EXCHANGE_TYPES, directions=directions.data if directions.ok else [],
+                           next_url=next_url, export_url=export_url, field_errors=result.fields,
+                           return_to=request.full_path)
+
+
+@bp.get("/orders/export")
+@staff_page(READ)
+def export():
+    """The CSV with the list's filters: served by the reporting endpoint, which takes the staff session for GET."""
+    path = "/api/v1/admin/reports/orders.csv"
+    if not internal.route_exists(path):
+        return render_template("admin/error.html", code=503,
+                               message="CSV export is not available: the reporting service is not installed."), 503
+    query = _export_query(_filters_from(request.args))
+    if request.args.get("encoding") in ("utf-8", "windows-1251"):
+        query["encoding"] = request.args["encoding"]
+    return redirect(path + ("?" + urlencode(query) if query else ""), 303)
+
+
+@bp.get("/orders/<int:order_id>")
+@staff_page(READ)
+def order(order_id):
+    result = internal.call("GET", "/api/v1/admin/orders/%d" % order_id)
+    if result.status == 404:
+        return render_template("admin/error.html", code=404, message="No such request."), 404
+    if not result.ok:
+        return render_template("admin/error.html", code=result.status, message=result.message), result.status
+    payments = internal.call("GET", "/api/v1/admin/orders/%d/payments" % order_id)
+    letters = internal.call("GET", "/api/v1/admin/notifications", query={"order_id": order_id, "limit": 100})
+    return render_template("admin/order.html", order=result.data, payments=payments, letters=letters,
+                           return_to=request.full_path)
+
+
+@bp.post("/orders/<int:order_id>/<action>")
+@staff_page(ACT)
+def act(order_id, action):
+    if action not in ACTIONS:
+        return render_template("admin/error.html", code=404, message="No such action."), 404
+    method, suffix, asks = ACTIONS[action]
+    text = (request.form.get("text") or "").strip()
+    body = None
+    if asks == "notice":
+        body = {"notice": text}
+    elif asks == "notice?":
+        body = {"notice": text or None}
+    elif asks == "reason":
+        body = {"reason": text}
+    elif method == "POST":
+        body = {}
+    result = internal.call(method, "/api/v1/admin/orders/%d%s" % (order_id, suffix), body=body)
+    g.action_outcome = "ok" if result.ok else "refused %d" % result.status  # the page answers 303 either way
+    if result.ok:
+        flash("Request %d: %s done." % (order_id, action), "ok")
+    elif result.fields:
+        flash("Request %d: %s refused: %s" % (order_id, action, "; ".join(
+            "%s %s" % (k, " ".join(map(str, v)) if isinstance(v, list) else v) for k, v in result.fields.items())),
+            "error")
+    else:
+        flash("Request %d: %s refused: %s" % (order_id, action, result.message), "error")
+    return redirect(safe_next(request.form.get("return_to"), url_for("admin.order", order_id=order_id)), 303)
+
+
+@bp.get("/notifications")
+@staff_page(READ)
+def notifications():
+    query = {k: v for k, v in request.args.items() if k in ("order_id", "kind", "channel", "status", "recipient",
+                                                            "cursor") and v.strip()}
+    result = internal.call("GET", "/api/v1/admin/notifications", query=query)
+    next_url = None
+    if result.ok and result.data.get("next_cursor"):
+        next_url = url_for("admin.notifications", **dict(query, cursor=result.data["next_cursor"]))
+    return render_template("admin/notifications.html", result=result, query=query, next_url=next_url)
+
+
+@bp.post("/notifications/<int:notification_id>/resend")
+@staff_page(ACT)
+def resend(notification_id):
+    result = internal.call("POST", "/api/v1/admin/notifications/%d/resend" % notification_id, body={})
+    flash("Letter %d: %s" % (notification_id, "queued again" if result.ok else result.message),
+          "ok" if result.ok else "error")
+    return redirect(safe_next(request.form.get("return_to"), url_for("admin.notifications")), 303)

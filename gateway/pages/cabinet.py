@@ -1,0 +1,365 @@
+"""The customer's cabinet (issue 7, docs/partners.md): sign-up, e-mail confirmation, sign-in, password reset, and the
+cabinet itself with the account's exchanges, its inbox of private messages and the partner section (referral link,
+balance, stats, withdrawals). Also the referral link: `/?ref=CODE` counts a click and keeps the code 30 days.
+
+Follows the pages' conventions (gateway/pages, gateway/security.py): server-rendered forms with the CSRF token,
+no inline script; state changes only by POST. The cabinet session is a random cookie whose SHA-256 the orders
+service keeps (kind 'web'); idle and absolute timeouts; a new session id at every sign-in.
+"""
+import functools
+import uuid
+from urllib.parse import urlsplit
+
+from flask import (Blueprint, current_app, flash, g, get_flashed_messages, redirect, render_template, request,
+                   session, url_for)
+
+from gateway import rpc, security
+from gateway.api import account as account_api
+from gateway.api.partner import REF_COOKIE, REF_COOKIE_DAYS, referral_link
+from gateway.pages.i18n import current_language, translator
+from libs import config
+from libs.rpc_client import RpcError
+from libs import errors
+from services.orders.partners_domain import normalise_code
+
+bp = Blueprint("cabinet", __name__, url_prefix="/account")
+
+TEXTS = {
+    "cabinet": ("My account", "Личный кабинет"),
+    "sign_in": ("Sign in", "Войти"),
+    "sign_up": ("Sign up", "Регистрация"),
+    "sign_out": ("Sign out", "Выйти"),
+    "password": ("Password", "Пароль"),
+    "password_hint": ("At least 10 characters.", "Не короче 10 символов."),
+    "new_password": ("New password", "Новый пароль"),
+    "create_account": ("Create account", "Зарегистрироваться"),
+    "have_account": ("Already have an account?", "Уже есть учётная запись?"),
+    "no_account": ("No account yet?", "Ещё нет учётной записи?"),
+    "forgot": ("Forgot your password?", "Забыли пароль?"),
+    "check_mail": ("Check your mail", "Проверьте почту"),
+    "signup_sent": ("If this address can be used, we have sent a letter with a confirmation link to it. Open the "
+                    "link to finish the sign-up.",
+                    "Если этот адрес можно использовать, мы отправили на него письмо со ссылкой для подтверждения. "
+                    "Откройте ссылку, чтобы завершить регистрацию."),
+    "reset_sent": ("If an account uses this address, we have sent a letter with a link to choose a new password.",
+                   "Если этот адрес принадлежит учётной записи, мы отправили письмо со ссылкой для смены пароля."),
+    "confirm_title": ("Confirm your e-mail", "Подтверждение e-mail"),
+    "confirm_button": ("Confirm my e-mail", "Подтвердить e-mail"),
+    "confirmed": ("Your e-mail is confirmed. Sign in with the password you chose.",
+                  "E-mail подтверждён. Войдите с выбранным паролем."),
+    "bad_link": ("This link is invalid or has expired. Ask for a new letter.",
+                 "Ссылка недействительна или устарела. Запросите новое письмо."),
+    "reset_title": ("Reset the password", "Сброс пароля"),
+    "reset_request": ("Send me a reset link", "Прислать ссылку для сброса"),
+    "reset_button": ("Set the new password", "Сохранить новый пароль"),
+    "reset_done": ("Your password is changed; every other session has ended. Sign in with the new one.",
+                   "Пароль изменён, все прочие сеансы завершены. Войдите с новым паролем."),
+    "wrong_credentials": ("Wrong e-mail or password.", "Неверный e-mail или пароль."),
+    "unconfirmed": ("Confirm your e-mail first: open the link in our letter.",
+                    "Сначала подтвердите e-mail: откройте ссылку из нашего письма."),
+    "signed_in_as": ("Signed in as", "Вы вошли как"),
+    "exchanges": ("My exchanges", "Мои обмены"),
+    "no_exchanges": ("No exchanges with this e-mail yet.", "С этим e-mail ещё не было обменов."),
+    "new_exchange": ("New exchange", "Новый обмен"),
+    "open": ("Open", "Открыть"),
+    "date": ("Date", "Дата"),
+    "inbox": ("Messages", "Сообщения"),
+    "no_messages": ("No messages.", "Сообщений нет."),
+    "mark_read": ("Mark all read", "Отметить все прочитанными"),
+    "unread": ("new", "новое"),
+    "partner_program": ("Partner program", "Партнёрская программа"),
+    "partner_pitch": ("Invite customers with your link and earn a share of the exchanger's margin on each of their "
+                      "completed exchanges.",
+                      "Приглашайте клиентов по своей ссылке и получайте долю прибыли обменника с каждого их "
+                      "завершённого обмена."),
+    "become_partner": ("Become a partner", "Стать партнёром"),
+    "your_link": ("Your referral link", "Ваша партнёрская ссылка"),
+    "copy": ("Copy", "Копировать"),
+    "copied": ("Copied", "Скопировано"),
+    "code": ("Code", "Код"),
+    "balance": ("Balance", "Баланс"),
+    "earned": ("Earned", "Заработано"),
+    "pending": ("In withdrawal", "На выводе"),
+    "no_balance": ("No commission yet.", "Вознаграждений пока нет."),
+    "clicks": ("Clicks", "Переходы"),
+    "referred": ("Referred exchanges", "Привлечённые обмены"),
+    "commission": ("Commission", "Вознаграждение"),
+    "earnings_by_day": ("Earnings by day", "Доход по дням"),
+    "withdrawals": ("Withdrawals", "Выводы"),
+    "withdraw": ("Request a withdrawal", "Заказать вывод"),
+    "amount": ("Amount", "Сумма"),
+    "currency": ("Currency", "Валюта"),
+    "to_account": ("Your account to be paid", "Ваш счёт для выплаты"),
+    "minimum": ("Minimum", "Минимум"),
+    "withdrawal_sent": ("Withdrawal requested: an operator will pay it.", "Вывод заказан: оператор его выплатит."),
+    "w_requested": ("requested", "заказан"),
+    "w_approved": ("paid", "выплачен"),
+    "w_rejected": ("rejected", "отклонён"),
+    "reason": ("Reason", "Причина"),
+    "not_saved": ("Not saved", "Не сохранено"),
+    "join_done": ("You are a partner now: share your link.", "Теперь вы партнёр: делитесь ссылкой."),
+}
+
+
+def texts(lang):
+    index = 1 if lang == "ru" else 0
+    base = translator(lang)
+
+    def tc(key):
+        pair = TEXTS.get(key)
+        return pair[index] if pair else base(key)
+    return tc
+
+
+def _orders():
+    return rpc.service("orders")
+
+
+# -- the cabinet session ---------------------------------------------------------------------------------------
+def cookie_name():
+    return "__Host-exchanger_account" if current_app.config["COOKIE_SECURE"] else "exchanger_account"
+
+
+def _session_seconds():
+    return config.env_float("ACCOUNT_SESSION_HOURS", 12.0) * 3600
+
+
+def _idle_seconds():
+    return config.env_float("ACCOUNT_SESSION_IDLE_MINUTES", 60.0) * 60
+
+
+def current_account():
+    if "cabinet_account" not in g:
+        raw = request.cookies.get(cookie_name(), "")
+        g.cabinet_account = _orders().account_for_session(account_api.hash_token(raw), _idle_seconds()) \
+            if raw and len(raw) < 100 else None
+    return g.cabinet_account
+
+
+def _set_cookie(response, raw):
+    response.set_cookie(cookie_name(), raw, httponly=True, secure=current_app.config["COOKIE_SECURE"],
+                        samesite="Lax", path="/", max_age=int(_session_seconds()))
+    return response
+
+
+def _safe_next(target):
+    if not target:
+        return url_for("cabinet.home")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/account") or target.startswith("//"):
+        return url_for("cabinet.home")
+    return target
+
+
+def account_page(view):
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        if current_account() is None:
+            return redirect(url_for("cabinet.signin", next=request.path if request.method == "GET" else None))
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def _render(template, status=200, **context):
+    lang = current_language()
+    other = "ru" if lang == "en" else "en"
+    args = dict(request.view_args or {})
+    args.update({k: v for k, v in request.args.items() if k == "token"})
+    return render_template(template, tc=texts(lang), lang_switch=url_for(request.endpoint, lang=other, **args),
+                           flashes=get_flashed_messages(with_categories=True), **context), status
+
+
+def _fields_message(exc):
+    fields = getattr(exc, "fields", None) or {}
+    return "; ".join("%s: %s" % (k, " ".join(map(str, v)) if isinstance(v, list) else v)
+                     for k, v in fields.items()) or getattr(exc, "message", None) or str(exc)
+
+
+# -- the referral link -----------------------------------------------------------------------------------------
+@bp.before_app_request
+def _referral():
+    """`/?ref=CODE`: count a click and keep the code 30 days (once per visitor and code while the cookie lasts).
+    A returning visitor's form is filled from the cookie (the exchange form reads session['ref'])."""
+    if request.method != "GET" or request.path != "/":
+        return
+    code = normalise_code(request.args.get("ref"))
+    if code:
+        if request.cookies.get(REF_COOKIE) != code:
+            try:
+                if _orders().count_partner_click(code):
+                    g.referral_cookie = code
+            except (RpcError, errors.ExchangerError) as exc:  # the page works without the partner program
+                current_app.logger.warning("referral click for %s not counted: %s", code, exc)
+    elif not session.get("ref"):
+        remembered = normalise_code(request.cookies.get(REF_COOKIE))
+        if remembered:
+            session["ref"] = remembered
+
+
+@bp.after_app_request
+def _referral_cookie(response):
+    code = g.pop("referral_cookie", None)
+    if code:
+        response.set_cookie(REF_COOKIE, code, max_age=REF_COOKIE_DAYS * 86400, httponly=True, samesite="Lax",
+                            secure=current_app.config["COOKIE_SECURE"], path="/")
+    return response
+
+
+# -- sign-up and confirmation ----------------------------------------------------------------------------------
+@bp.get("/signup")
+def signup():
+    return _render("cabinet/signup.html", form={}, errors={})
+
+
+@bp.post("/signup")
+@account_api.account_limits
+def signup_post():
+    tc = texts(current_language())
+    form = {"email": (request.form.get("email") or "").strip()}
+    password = request.form.get("password") or ""
+    try:
+        account_api.signup(form["email"], password, current_language())
+    except errors.ValidationFailed as exc:
+        return _render("cabinet/signup.html", form=form, errors=exc.fields, message=tc("form_errors"))
+    return _render("cabinet/notice.html", title=tc("check_mail"), text=tc("signup_sent"))
+
+
+@bp.get("/confirm")
+def confirm():
+    token = request.args.get("token", "")[:100]
+    return _render("cabinet/confirm.html", token=token)
+
+
+@bp.post("/confirm")
+def confirm_post():
+    tc = texts(current_language())
+    try:
+        _orders().account_confirm((request.form.get("token") or "")[:100])
+    except errors.ValidationFailed:
+        return _render("cabinet/notice.html", 400, title=tc("confirm_title"), text=tc("bad_link"), error=True)
+    flash(tc("confirmed"), "ok")
+    return redirect(url_for("cabinet.signin"), 303)
+
+
+# -- sign-in and out -------------------------------------------------------------------------------------------
+@bp.get("/signin")
+def signin():
+    if current_account() is not None:
+        return redirect(url_for("cabinet.home"))
+    return _render("cabinet/signin.html", form={}, next=request.args.get("next", ""))
+
+
+@bp.post("/signin")
+@account_api.account_limits
+def signin_post():
+    tc = texts(current_language())
+    email = (request.form.get("email") or "").strip()
+    target = _safe_next(request.form.get("next"))
+    raw, result = account_api.sign_in(email, request.form.get("password") or "", "web", _session_seconds())
+    if not result["ok"]:
+        message = tc("unconfirmed") if result["reason"] == "unconfirmed" else tc("wrong_credentials")
+        return _render("cabinet/signin.html", 200, form={"email": email}, next=target, message=message)
+    old = request.cookies.get(cookie_name())
+    if old and len(old) < 100:
+        _orders().account_sign_out(account_api.hash_token(old))
+    # A fresh Flask session (new CSRF secret) with the new sign-in; the language and the referral code stay.
+    keep = {k: session[k] for k in ("lang", "ref") if k in session}
+    session.clear()
+    session.update(keep)
+    return _set_cookie(redirect(target, 303), raw)
+
+
+@bp.post("/signout")
+def signout():
+    raw = request.cookies.get(cookie_name())
+    if raw and len(raw) < 100:
+        _orders().account_sign_out(account_api.hash_token(raw))
+    response = redirect(url_for("cabinet.signin"), 303)
+    response.delete_cookie(cookie_name(), path="/", secure=current_app.config["COOKIE_SECURE"], httponly=True,
+                           samesite="Lax")
+    return response
+
+
+# -- password reset --------------------------------------------------------------------------------------------
+@bp.get("/reset")
+def reset():
+    return _render("cabinet/reset.html", token=request.args.get("token", "")[:100], errors={})
+
+
+@bp.post("/reset")
+@account_api.account_limits
+def reset_post():
+    tc = texts(current_language())
+    token = (request.form.get("token") or "")[:100]
+    if not token:  # step 1: ask for the letter
+        try:
+            account_api.request_reset((request.form.get("email") or "").strip())
+        except errors.ValidationFailed as exc:
+            return _render("cabinet/reset.html", token="", errors=exc.fields, message=tc("form_errors"))
+        return _render("cabinet/notice.html", title=tc("check_mail"), text=tc("reset_sent"))
+    try:  # step 2: the letter's link, a new password
+        _orders().account_password_reset(token, request.form.get("password") or "")
+    except errors.ValidationFailed as exc:
+        if "token" in exc.fields:
+            return _render("cabinet/notice.html", 400, title=tc("reset_title"), text=tc("bad_link"), error=True)
+        return _render("cabinet/reset.html", token=token, errors=exc.fields, message=tc("form_errors"))
+    flash(tc("reset_done"), "ok")
+    return redirect(url_for("cabinet.signin"), 303)
+
+
+# -- the cabinet -----------------------------------------------------------------------------------------------
+STATUSES = ("new", "payment_claimed", "processing", "paid", "payout", "payout_error", "completed", "canceled",
+            "expired", "deleted")
+
+
+@bp.get("/")
+@account_page
+def home():
+    me = current_account()
+    exchanges = _orders().account_orders(me["id"], 50)
+    try:
+        messages = rpc.service("notifier").list_messages(account_api.inbox_owner(me), False, 50)
+    except RpcError:  # the notifier is down: the rest of the cabinet still shows
+        messages = None
+    partner = None
+    if me.get("partner"):
+        partner = _orders().partner_overview(me["id"])
+        partner["link"] = referral_link(partner["code"])
+    t = translator(current_language())
+    return _render("cabinet/home.html", me=me, exchanges=exchanges["items"], messages=messages, partner=partner,
+                   status_texts={s: t("st_" + s) for s in STATUSES}, request_id=uuid.uuid4().hex)
+
+
+@bp.post("/partner")
+@account_page
+def join():
+    _orders().become_partner(current_account()["id"])
+    flash(texts(current_language())("join_done"), "ok")
+    return redirect(url_for("cabinet.home") + "#partner", 303)
+
+
+@bp.post("/withdrawals")
+@account_page
+def withdraw():
+    tc = texts(current_language())
+    amount = (request.form.get("amount") or "").strip().replace(",", ".")
+    try:
+        _orders().request_withdrawal(current_account()["id"], amount, (request.form.get("currency") or "")[:16],
+                                     (request.form.get("to_account") or "")[:200],
+                                     "web-%s" % (request.form.get("request_id") or "")[:64]
+                                     if request.form.get("request_id") else None)
+        flash(tc("withdrawal_sent"), "ok")
+    except (errors.ValidationFailed, errors.Conflict, errors.NotFound) as exc:
+        flash("%s: %s" % (tc("not_saved"), _fields_message(exc)), "error")
+    return redirect(url_for("cabinet.home") + "#withdrawals", 303)
+
+
+@bp.post("/messages/read")
+@account_page
+def read_all():
+    me = current_account()
+    owner = account_api.inbox_owner(me)
+    unread = rpc.service("notifier").list_messages(owner, True, 200)["items"]
+    if unread:
+        rpc.service("notifier").mark_read(owner, [m["id"] for m in unread])
+    return redirect(url_for("cabinet.home") + "#inbox", 303)

@@ -1,0 +1,47 @@
+"""Small inline SVG charts rendered on the server: no chart library, no script, nothing for the CSP to allow."""
+from decimal import Decimal
+
+from markupsafe import Markup, escape
+
+WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 640, 180, 44, 22, 10
+
+
+def _label(value):
+    value = Decimal(value)
+    if value >= 1000000:
+        return "%sM" % (value / 1000000).quantize(Decimal("0.1"))
+    if value >= 1000:
+        return "%sk" % (value / 1000).quantize(Decimal("0.1"))
+    return str(value.normalize()) if value == value.to_integral() else str(value.quantize(Decimal("0.01")))
+
+
+def bar_chart(points, title, element_id):
+    """points: [(label, number)] -> an accessible <svg> bar chart (values are Decimal-safe, never money maths)."""
+    points = [(str(label), Decimal(str(value))) for label, value in points]
+    top = max([v for _, v in points] + [Decimal(1)])
+    inner_w, inner_h = WIDTH - PAD_LEFT - 8, HEIGHT - PAD_BOTTOM - PAD_TOP
+    n = max(len(points), 1)
+    slot = Decimal(inner_w) / n
+    bar = max(int(slot * Decimal("0.7")), 1)
+    parts = ['<svg class="chart" id="%s" viewBox="0 0 %d %d" role="img" aria-label="%s">' % (
+        escape(element_id), WIDTH, HEIGHT, escape(title)), "<title>%s</title>" % escape(title)]
+    for fraction in (Decimal(0), Decimal("0.5"), Decimal(1)):
+        y = PAD_TOP + int(inner_h * (1 - fraction))
+        parts.append('<line class="grid" x1="%d" y1="%d" x2="%d" y2="%d"/>' % (PAD_LEFT, y, WIDTH - 8, y))
+        parts.append('<text class="axis" x="%d" y="%d" text-anchor="end">%s</text>' % (
+            PAD_LEFT - 4, y + 4, escape(_label(top * fraction))))
+    every = max(1, n // 10)
+    for i, (label, value) in enumerate(points):
+        h = int(inner_h * value / top) if top else 0
+        x = PAD_LEFT + int(slot * i + (slot - bar) / 2)
+        y = PAD_TOP + inner_h - h
+        parts.append('<rect class="bar" x="%d" y="%d" width="%d" height="%d"><title>%s: %s</title></rect>' % (
+            x, y, bar, max(h, 0), escape(label), escape(_label(value))))
+        if i % every == 0:
+            parts.append('<text class="axis" x="%d" y="%d" text-anchor="middle">%s</text>' % (
+                x + bar // 2, HEIGHT - 6, escape(label)))
+    if not points:
+        parts.append('<text class="axis" x="%d" y="%d" text-anchor="middle">no data yet</text>' % (
+            WIDTH // 2, HEIGHT // 2))
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -1,0 +1,120 @@
+"""Customer pages: the exchange form (live quote in the browser, checked again by the orders service) and the order
+page at its unguessable token URL (payment instructions, countdown, a timeline that refreshes itself)."""
+from urllib.parse import urlencode
+
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+
+from gateway.pages import internal
+from services.orders import domain
+from gateway.pages.i18n import current_language, translator
+
+bp = Blueprint("customer", __name__)
+
+FORM_FIELDS = ("direction_id", "amount_in", "email", "recipient", "phone", "partner_code")
+
+
+def _directions():
+    result = internal.call("GET", "/api/v1/directions")
+    return (result.data or []) if result.ok else None
+
+
+@bp.get("/")
+def exchange_form():
+    ref = request.args.get("ref", "")[:32]
+    if ref:
+        session["ref"] = ref  # the partner of a ?ref= link keeps the credit while the visitor looks around
+    form = {"partner_code": session.get("ref", ""), "direction_id": request.args.get("direction", "")}
+    return _render_form(form, {})
+
+
+def _render_form(form, errors, status=200, message=None):
+    directions = _directions()
+    lang = current_language()
+    return render_template("exchange.html", directions=directions or [], form=form, errors=errors,
+                           unavailable=directions is None, message=message,
+                           lang_switch=url_for("customer.exchange_form", lang="ru" if lang == "en" else "en")), status
+
+
+@bp.post("/exchange")
+def create_order():
+    form = {k: (request.form.get(k) or "").strip() for k in FORM_FIELDS}
+    form["sms_opt_in"] = request.form.get("sms_opt_in") == "on"
+    t = translator(current_language())
+    body = {"amount_in": form["amount_in"].replace(",", ".").replace(" ", ""), "email": form["email"],
+            "recipient": form["recipient"], "sms_opt_in": form["sms_opt_in"], "language": current_language()}
+    errors = {}
+    try:
+        body["direction_id"] = int(form["direction_id"])
+    except ValueError:
+        errors["direction_id"] = [t("direction")]
+    if form["phone"]:
+        body["phone"] = form["phone"].replace(" ", "").replace("-", "")
+    if form["partner_code"]:
+        body["partner_code"] = form["partner_code"]
+    # A form shown again with its errors answers 200: it is a page to correct, not a failed resource.
+    if errors:
+        return _render_form(form, errors, 200, t("form_errors"))
+    result = internal.call("POST", "/api/v1/orders", body=body)
+    if result.status == 201:
+        return redirect(url_for("customer.order_page", token=result.data["token"]), 303)
+    if not result.available:
+        return _render_form(form, {}, 503, t("unavailable"))
+    return _render_form(form, result.fields, 200, t("form_errors") if result.fields else result.message)
+
+
+def _order_or_404(token):
+    result = internal.call("GET", "/api/v1/orders/%s" % token)
+    return result
+
+
+@bp.get("/orders/<token>")
+def order_page(token):
+    result = _order_or_404(token)
+    t = translator(current_language())
+    if result.status == 404:
+        return render_template("error.html", code=404, message=t("not_found")), 404
+    if not result.ok:
+        return render_template("error.html", code=503, message=t("unavailable")), 503
+    return _render_order(result.data)
+
+
+STATUSES = ("new", "payment_claimed", "processing", "paid", "payout", "payout_error", "completed", "canceled",
+            "expired", "deleted")
+
+
+def _render_order(order, message=None, status=200):
+    lang = current_language()
+    t = translator(lang)
+    order["customer_actions"] = domain.available_actions(order["status"], order["exchange_type"], "customer")
+    sandbox = None
+    if order["pay_to"]["system"] == "sandbox" and order["status"] == "new":
+        sandbox = "%s/?%s" % (current_app.config["SANDBOX_PUBLIC_URL"].rstrip("/"), urlencode({
+            "to_account": order["pay_to"]["account"], "amount": order["pay_to"]["amount"],
+            "reference": order["pay_to"]["reference"]}))
+    return render_template("order.html", order=order, sandbox_url=sandbox, message=message,
+                           status_texts={s: t("st_" + s) for s in STATUSES},
+                           lang_switch=url_for("customer.order_page", token=order["token"],
+                                               lang="ru" if lang == "en" else "en")), status
+
+
+def _customer_action(token, action):
+    t = translator(current_language())
+    result = internal.call("POST", "/api/v1/orders/%s/%s" % (token, action), body={})
+    if result.ok:
+        return redirect(url_for("customer.order_page", token=token), 303)
+    if result.status == 404:
+        return render_template("error.html", code=404, message=t("not_found")), 404
+    current = _order_or_404(token)
+    if not current.ok:
+        return render_template("error.html", code=503, message=t("unavailable")), 503
+    return _render_order(current.data, t("conflict") if result.status == 409 else result.message)
+
+
+@bp.post("/orders/<token>/paid")
+def claim_paid(token):
+    return _customer_action(token, "paid")
+
+
+@bp.post("/orders/<token>/cancel")
+def cancel(token):
+    return _customer_action(token, "cancel")

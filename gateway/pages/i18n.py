@@ -1,0 +1,94 @@
+"""Customer page texts in English and Russian. The language comes from ?lang=, then the visitor's earlier choice
+(kept in the signed session cookie), then Accept-Language."""
+from flask import request, session
+
+LANGUAGES = ("en", "ru")
+
+TEXTS = {
+    "title": ("Exchange", "Обмен"),
+    "tagline": ("Fast exchange between payment systems", "Быстрый обмен между платёжными системами"),
+    "direction": ("Direction", "Направление"),
+    "you_give": ("You give", "Вы отдаёте"),
+    "you_get": ("You get", "Вы получаете"),
+    "rate": ("Rate", "Курс"),
+    "fee": ("Fee", "Комиссия"),
+    "limits": ("Limits", "Лимиты"),
+    "reserve": ("Reserve", "Резерв"),
+    "email": ("E-mail", "E-mail"),
+    "recipient": ("Your account to receive", "Ваш счёт для получения"),
+    "phone": ("Phone (optional)", "Телефон (необязательно)"),
+    "sms_opt_in": ("Send me an SMS when it is done (for a fee)", "Прислать SMS о завершении (платно)"),
+    "partner": ("Partner code", "Код партнёра"),
+    "submit": ("Create exchange request", "Создать заявку"),
+    "type_auto": ("automatic", "автоматически"),
+    "type_semi_auto": ("semi-automatic", "полуавтоматически"),
+    "type_manual": ("by an operator", "оператором"),
+    "no_directions": ("No exchange directions are open right now.", "Сейчас нет открытых направлений обмена."),
+    "form_errors": ("Please correct the marked fields.", "Исправьте отмеченные поля."),
+    "unavailable": ("The service is temporarily unavailable. Please try again in a minute.",
+                    "Сервис временно недоступен. Попробуйте через минуту."),
+    "order": ("Exchange request", "Заявка на обмен"),
+    "status": ("Status", "Статус"),
+    "pay_title": ("How to pay", "Как оплатить"),
+    "pay_to": ("Pay to account", "Счёт для оплаты"),
+    "pay_system": ("Payment system", "Платёжная система"),
+    "exact_amount": ("Exact amount", "Точная сумма"),
+    "reference": ("Payment reference", "Назначение платежа"),
+    "reference_hint": ("Put this reference in the payment, or we cannot match it.",
+                       "Укажите это назначение в платеже, иначе мы не сможем его найти."),
+    "time_left": ("Time left to pay", "Осталось времени на оплату"),
+    "expired_note": ("The time to pay has run out.", "Время на оплату истекло."),
+    "pay_in_sandbox": ("Pay in the sandbox bank", "Оплатить в тестовом банке"),
+    "i_have_paid": ("I have paid", "Я оплатил"),
+    "cancel": ("Cancel the request", "Отменить заявку"),
+    "cancel_confirm": ("Cancel this request?", "Отменить эту заявку?"),
+    "timeline": ("History", "История"),
+    "created": ("Created", "Создана"),
+    "updated_live": ("This page updates by itself.", "Страница обновляется сама."),
+    "not_found": ("Request not found. Check the link.", "Заявка не найдена. Проверьте ссылку."),
+    "conflict": ("This is not possible in the request's current status.",
+                 "Это невозможно в текущем статусе заявки."),
+    "form_expired": ("The form has expired. Please try again.", "Форма устарела. Попробуйте ещё раз."),
+    "too_many": ("Too many attempts. Please wait a minute.", "Слишком много попыток. Подождите минуту."),
+    "error": ("Something went wrong. Please try again.", "Что-то пошло не так. Попробуйте ещё раз."),
+    "notice": ("Message from the operator", "Сообщение оператора"),
+    "cancel_reason": ("Reason", "Причина"),
+    "keep_link": ("Keep this page's address: it is the only way to your request.",
+                  "Сохраните адрес этой страницы: это единственный доступ к заявке."),
+    "min": ("min", "мин."),
+    "max": ("max", "макс."),
+    "back_home": ("New exchange", "Новый обмен"),
+    "st_new": ("Waiting for your payment", "Ожидает оплаты"),
+    "st_payment_claimed": ("Payment reported, being checked", "Оплата заявлена, проверяется"),
+    "st_processing": ("Funds received, payout pending", "Средства получены, ожидает выплаты"),
+    "st_paid": ("Funds received", "Средства получены"),
+    "st_payout": ("Exchange in progress", "Выполняется обмен"),
+    "st_payout_error": ("Payout delayed, an operator is on it", "Выплата задерживается, оператор разбирается"),
+    "st_completed": ("Completed", "Завершена"),
+    "st_canceled": ("Canceled", "Отменена"),
+    "st_expired": ("Expired (not paid in time)", "Истекла (не оплачена вовремя)"),
+    "st_deleted": ("Deleted", "Удалена"),
+    "lang_other": ("Русский", "English"),
+}
+
+FIELD_NAMES = {"amount_in": "you_give", "email": "email", "recipient": "recipient", "phone": "phone",
+               "sms_opt_in": "sms_opt_in", "partner_code": "partner", "direction_id": "direction"}
+
+
+def current_language():
+    asked = request.args.get("lang")
+    if asked in LANGUAGES:
+        session["lang"] = asked
+        return asked
+    if session.get("lang") in LANGUAGES:
+        return session["lang"]
+    return request.accept_languages.best_match(LANGUAGES) or "en"
+
+
+def translator(lang):
+    index = LANGUAGES.index(lang) if lang in LANGUAGES else 0
+
+    def t(key):
+        pair = TEXTS.get(key)
+        return pair[index] if pair else key
+    return t

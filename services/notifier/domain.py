@@ -1,0 +1,205 @@
+"""What the notifier sends, to whom, and how it retries (blueprint §5). Pure functions, no I/O.
+
+`RULES` is the notification matrix L1-L10, S1-S5 as data: one line per (kind, channel), the event that triggers
+it and the exchange types it applies to. `decide()` turns one order event plus the settings into the sends.
+"""
+import collections
+import re
+from decimal import Decimal, InvalidOperation
+
+from libs import events, money
+
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+PHONE_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+LANGUAGES = ("en", "ru")
+CHANNELS = ("email", "sms", "inbox")
+STATUSES = ("pending", "sending", "sent", "failed")
+
+ALL = ("auto", "semi_auto", "manual")
+CREATED = "created"  # pseudo status for order_created
+
+# kind, channel, audience, to_status (or CREATED), from_statuses (None: any), exchange types
+Rule = collections.namedtuple("Rule", "kind channel audience to_status from_statuses exchange_types")
+RULES = [
+    Rule("L1", "email", "customer", CREATED, None, ("manual",)),          # request is being processed
+    Rule("L2", "email", "customer", "processing", ("payment_claimed",), ("manual",)),  # funds received + notice
+    Rule("L3", "email", "customer", "completed", None, ALL),              # completed (+ notice if any)
+    Rule("L4", "email", "customer", "canceled", None, ALL),               # canceled (+ reason)
+    Rule("L6", "email", "admin", "completed", None, ("auto",)),           # auto exchange completed
+    Rule("L7", "email", "admin", "paid", None, ("semi_auto",)),           # semi_auto paid: needs a payout
+    Rule("L8", "email", "admin", CREATED, None, ("manual",)),             # manual order created
+    Rule("L9", "email", "admin", "payment_claimed", None, ("manual",)),   # customer says they paid
+    Rule("L10", "email", "admin", "payout_error", None, ALL),             # payout error
+    Rule("S1", "sms", "admin", "completed", None, ("auto",)),
+    Rule("S2", "sms", "admin", "paid", None, ("semi_auto",)),
+    Rule("S3", "sms", "admin", CREATED, None, ("manual",)),
+    Rule("S4", "sms", "admin", "payout_error", None, ALL),
+    Rule("S5", "sms", "customer", "completed", None, ("manual", "semi_auto")),  # only with phone + opt-in
+]
+# L5 (partner commission credited -> private message) comes from its own event, not from an order status.
+PARTNER_RULE = Rule("L5", "inbox", "partner", None, None, ALL)
+KINDS = ("L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8", "L9", "L10", "S1", "S2", "S3", "S4", "S5")
+ALERT = "ALERT"  # letters to the admin address that belong to no order (settings changed, new sign-in)
+# letters to a customer account (issue 7): sign-up confirmation and password reset. Always sent (not in settings):
+# without them nobody can sign up or back in.
+ACCOUNT_KINDS = ("SIGNUP", "RESET")
+
+Send = collections.namedtuple("Send", "kind channel audience recipient language")
+
+
+def decide(event_type, data, settings, sms_configured):
+    """The sends one order event causes. `data` is the event's data ({order, from_status, to_status, ...}),
+    `settings` the notifier's settings row (dict), `sms_configured` whether Twilio credentials are present."""
+    order = data["order"]
+    if event_type == events.ORDER_CREATED:
+        to_status, from_status = CREATED, None
+    elif event_type == events.ORDER_STATUS_CHANGED:
+        to_status, from_status = data["to_status"], data.get("from_status")
+    else:
+        return []
+    enabled = set(settings.get("enabled_kinds") or ())
+    sms_on = bool(settings.get("sms_enabled")) and sms_configured
+    sends = []
+    for rule in RULES:
+        if rule.to_status != to_status or order["exchange_type"] not in rule.exchange_types:
+            continue
+        if rule.from_statuses is not None and from_status not in rule.from_statuses:
+            continue
+        if rule.kind not in enabled:
+            continue
+        send = _address(rule, order, settings, sms_on)
+        if send is not None:
+            sends.append(send)
+    return sends
+
+
+def _address(rule, order, settings, sms_on):
+    if rule.channel == "sms" and not sms_on:
+        return None
+    if rule.audience == "customer":
+        if rule.channel == "email":
+            return Send(rule.kind, "email", "customer", order["email"], order.get("language") or "en")
+        # S5: only when the customer gave a phone and agreed to pay for SMS
+        if order.get("phone") and order.get("sms_opt_in"):
+            return Send(rule.kind, "sms", "customer", order["phone"], order.get("language") or "en")
+        return None
+    language = settings.get("admin_language") or "en"
+    if rule.channel == "email":
+        return Send(rule.kind, "email", "admin", settings["admin_email"], language) \
+            if settings.get("admin_email") else None
+    return Send(rule.kind, "sms", "admin", settings["admin_phone"], language) \
+        if settings.get("admin_phone") else None
+
+
+def order_dedupe_key(order_id, kind, channel):
+    return "order:%s:%s:%s" % (order_id, kind, channel)
+
+
+# -- retries ---------------------------------------------------------------------------------------------------
+def retry_delay(attempt, base_seconds, cap_seconds):
+    """Seconds to wait after failed attempt number `attempt` (1-based): base, 2x, 4x ... capped."""
+    return min(base_seconds * (2 ** max(attempt - 1, 0)), cap_seconds)
+
+
+# -- Twilio delivery status: only ever forward (callbacks arrive out of order) ------------------------------------
+PROVIDER_STATUS_RANK = {
+    "accepted": 0, "scheduled": 0, "queued": 0,
+    "sending": 1,
+    "sent": 2,
+    "delivered": 3, "undelivered": 3, "failed": 3, "canceled": 3, "partially_delivered": 3,
+    "read": 4,
+}
+
+
+def status_moves_forward(current, new):
+    """True if `new` is a later delivery status than `current`. Two final ones never replace each other."""
+    if new not in PROVIDER_STATUS_RANK:
+        return False
+    if current is None:
+        return True
+    return PROVIDER_STATUS_RANK[new] > PROVIDER_STATUS_RANK.get(current, -1)
+
+
+# -- settings ----------------------------------------------------------------------------------------------------
+class RuleError(Exception):
+    def __init__(self, message, fields=None):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+
+
+SETTING_FIELDS = ("sms_enabled", "admin_email", "admin_phone", "admin_language", "customer_sms_fee",
+                  "enabled_kinds")
+
+
+def validate_settings(changes):
+    """Check a (partial) settings change; returns the cleaned values or raises RuleError with the fields."""
+    fields, clean = {}, {}
+    unknown = set(changes) - set(SETTING_FIELDS)
+    for name in sorted(unknown):
+        fields[name] = ["unknown setting"]
+    if "sms_enabled" in changes:
+        if not isinstance(changes["sms_enabled"], bool):
+            fields["sms_enabled"] = ["must be true or false"]
+        else:
+            clean["sms_enabled"] = changes["sms_enabled"]
+    if "admin_email" in changes:
+        value = _optional_text(changes["admin_email"])
+        if value is False or (value is not None and (len(value) > 254 or not EMAIL_RE.match(value))):
+            fields["admin_email"] = ["must be an e-mail address"]
+        else:
+            clean["admin_email"] = value
+    if "admin_phone" in changes:
+        value = _optional_text(changes["admin_phone"])
+        if value is False or (value is not None and not PHONE_RE.match(value)):
+            fields["admin_phone"] = ["must be in international format, e.g. +4915112345678"]
+        else:
+            clean["admin_phone"] = value
+    if "admin_language" in changes:
+        if changes["admin_language"] not in LANGUAGES:
+            fields["admin_language"] = ["must be en or ru"]
+        else:
+            clean["admin_language"] = changes["admin_language"]
+    if "customer_sms_fee" in changes:
+        try:
+            fee = parse_fee(changes["customer_sms_fee"])
+            clean["customer_sms_fee"] = fee
+        except RuleError as exc:
+            fields["customer_sms_fee"] = [exc.message]
+    if "enabled_kinds" in changes:
+        kinds = changes["enabled_kinds"]
+        if not isinstance(kinds, (list, tuple)) or not all(isinstance(k, str) for k in kinds):
+            fields["enabled_kinds"] = ["must be a list of kinds"]
+        else:
+            bad = [k for k in kinds if k not in KINDS]
+            if bad:
+                fields["enabled_kinds"] = ["unknown kinds: %s" % ", ".join(bad)]
+            else:
+                clean["enabled_kinds"] = [k for k in KINDS if k in set(kinds)]
+    if fields:
+        raise RuleError("invalid settings", fields)
+    return clean
+
+
+def _optional_text(value):
+    """None or "" -> None; a string -> stripped; anything else -> False (invalid)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return False
+    return value.strip() or None
+
+
+def parse_fee(value):
+    """The customer SMS fee: a percent (like a direction's fee), 0 <= fee < 100, at most 6 decimal places."""
+    if isinstance(value, (bool, float)) or not isinstance(value, (str, int, Decimal)):
+        raise RuleError("must be a decimal string, e.g. \"0.5\"")
+    try:
+        fee = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise RuleError("must be a decimal string, e.g. \"0.5\"")
+    if not fee.is_finite() or fee < 0 or fee >= 100:
+        raise RuleError("must be at least 0 and below 100 (percent)")
+    if money.fraction_digits(fee) > 6:
+        raise RuleError("at most 6 decimal places")
+    return fee

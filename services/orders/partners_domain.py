@@ -1,0 +1,143 @@
+"""Pure rules of the partner program (issue 7, docs/partners.md): which commission rule applies, how much it
+pays, who may not earn on an order, withdrawal limits, referral codes. No I/O here.
+
+Money is Decimal; a commission is rounded DOWN to the currency's precision (never more than the rule gives).
+"""
+import collections
+import re
+import secrets
+from decimal import Decimal, ROUND_DOWN, localcontext
+
+from libs import money
+
+BASES = ("margin", "amount")
+WITHDRAWAL_STATUSES = ("requested", "approved", "rejected")
+WITHDRAWAL_METHODS = ("manual", "payout")
+CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")   # what an order's partner_code may look like
+HUNDRED = Decimal(100)
+
+# A commission rule: `percent` of `base` ('margin' = the order's fee_amount, 'amount' = what was exchanged).
+Rule = collections.namedtuple("Rule", "percent base source")
+
+
+class RuleError(Exception):
+    def __init__(self, message, fields=None):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
+
+
+def applicable_rule(global_rule, partner_rule=None, direction_rule=None):
+    """The most specific rule wins: direction, then partner, then global. A rule is taken whole (percent with its
+    base): a partner's "1 % of the amount" never combines with a direction's "20 % of the margin"."""
+    for rule in (direction_rule, partner_rule, global_rule):
+        if rule is not None and rule.percent is not None:
+            return rule
+    raise ValueError("no commission rule")
+
+
+def base_amount(order, base):
+    """What the percent applies to, in the order's to-currency. `order` has Decimal amount_out and fee_amount.
+    margin: the exchanger's fee on the order; amount: the whole amount exchanged (amount_out + fee_amount, i.e.
+    amount_in at the direction's rate)."""
+    if base == "margin":
+        return order["fee_amount"]
+    if base == "amount":
+        return order["amount_out"] + order["fee_amount"]
+    raise ValueError("unknown base %r" % base)
+
+
+def commission(order, rule, precision):
+    """(amount, base_amount) of the commission for `order` under `rule`, rounded down to `precision` places.
+    The amount may be 0 (a tiny margin, or a 0 % rule): then nothing is credited."""
+    base_value = base_amount(order, rule.base)
+    if base_value <= 0 or rule.percent <= 0:
+        return Decimal(0), base_value
+    with localcontext() as ctx:
+        ctx.prec = 60
+        amount = (base_value * rule.percent / HUNDRED).quantize(money.quantum(precision), rounding=ROUND_DOWN)
+    return amount, base_value
+
+
+def normalise_email(email):
+    return (email or "").strip().lower()
+
+
+def is_self_referral(partner_account_id, partner_email, order_email, order_account_id=None):
+    """No commission on a partner's own orders: the order belongs to the partner's account, or carries the
+    partner's e-mail (orders join an account by its confirmed e-mail)."""
+    if order_account_id is not None and order_account_id == partner_account_id:
+        return True
+    return normalise_email(order_email) != "" and normalise_email(order_email) == normalise_email(partner_email)
+
+
+def normalise_code(code):
+    """Codes are matched without regard to case; None for something that cannot be a code."""
+    if not isinstance(code, str):
+        return None
+    code = code.strip()
+    return code.upper() if CODE_RE.match(code) else None
+
+
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud and typed without mistakes
+
+
+def new_code(length=8):
+    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(length))
+
+
+def parse_percent(value, field="percent"):
+    """A percent 0..100 as a decimal string (or int), at most 6 places."""
+    try:
+        percent = money.parse_amount(value, allow_zero=True)
+    except money.AmountError as exc:
+        raise RuleError("invalid percent", {field: [str(exc)]})
+    if percent > HUNDRED:
+        raise RuleError("invalid percent", {field: ["must be at most 100"]})
+    if money.fraction_digits(percent) > 6:
+        raise RuleError("invalid percent", {field: ["at most 6 decimal places"]})
+    return percent
+
+
+def parse_base(value, field="base"):
+    if value not in BASES:
+        raise RuleError("invalid base", {field: ["must be one of %s" % ", ".join(BASES)]})
+    return value
+
+
+def check_withdrawal(amount, currency_precision, balance, minimum):
+    """A withdrawal request: at least the minimum, within the currency's precision, not above the balance.
+    The ledger enforces the balance again under a lock (two requests racing): this is the friendly message."""
+    if money.fraction_digits(amount) > currency_precision:
+        raise RuleError("too many decimal places", {"amount": ["at most %d decimal places" % currency_precision]})
+    if amount < minimum:
+        raise RuleError("amount below the minimum", {"amount": ["must be at least %s" % money.to_str(minimum)]})
+    if amount > balance:
+        raise RuleError("amount above the balance", {"amount": ["your balance is %s" % money.to_str(balance)]})
+
+
+# requested -> approved | rejected; nothing leaves approved or rejected.
+WITHDRAWAL_TRANSITIONS = {"approve": ("requested", "approved"), "reject": ("requested", "rejected")}
+
+
+def check_decision(action, method=None, reason=None):
+    if action not in WITHDRAWAL_TRANSITIONS:
+        raise RuleError("unknown action", {"action": ["approve or reject"]})
+    if action == "approve" and method not in WITHDRAWAL_METHODS:
+        raise RuleError("how was it paid?", {"method": ["must be one of %s" % ", ".join(WITHDRAWAL_METHODS)]})
+    if action == "reject" and not (reason or "").strip():
+        raise RuleError("a rejection needs a reason", {"reason": ["required"]})
+    return WITHDRAWAL_TRANSITIONS[action]
+
+
+PASSWORD_MIN = 10
+PASSWORD_MAX = 256
+
+
+def check_password(password):
+    if not isinstance(password, str) or len(password) < PASSWORD_MIN:
+        raise RuleError("weak password", {"password": ["at least %d characters" % PASSWORD_MIN]})
+    if len(password) > PASSWORD_MAX:
+        raise RuleError("password too long", {"password": ["at most %d characters" % PASSWORD_MAX]})
+    if password.strip() == "" or len(set(password)) < 4:
+        raise RuleError("weak password", {"password": ["too simple"]})

@@ -1,0 +1,65 @@
+"""The one interface every payment system adapter implements (blueprint §6).
+
+An adapter turns a payment system's API into four calls and three kinds of answer. It keeps no state of its own:
+cursors, payments and payouts live in the payments schema. Write a new payment system as a new module here with
+a class `Adapter(PaymentSystemAdapter)`, then name it in config.yml (PAYMENT_SYSTEMS) — nothing else changes.
+
+Outcomes of a payout call, and why three: a payout that surely did not happen may be retried by an operator with
+a new key; one that surely happened is done; anything in between (timeout, 5xx, connection reset) is UNKNOWN and
+must be looked up by its key later, never sent again under a new key (P6).
+"""
+import collections
+
+SENT = "sent"
+FAILED = "failed"
+UNKNOWN = "unknown"
+
+# One entry of an account's history. direction 'in' is an incoming payment; 'out' entries (our payouts) only
+# move the cursor and tell the poller the balance changed.
+Entry = collections.namedtuple(
+    "Entry", "external_id direction amount currency reference counterparty occurred_at cursor")
+
+# A page of history: entries after the cursor asked for, the cursor to ask for next, whether more is waiting.
+Page = collections.namedtuple("Page", "entries next_cursor has_more")
+
+# What a payout call or lookup found: status SENT/FAILED/UNKNOWN, the provider's id, the error text, and the
+# transfer as the provider has it (to check it is ours: same recipient, amount, currency).
+PayoutResult = collections.namedtuple("PayoutResult", "status provider_id error transfer")
+
+
+class ProviderError(Exception):
+    """The payment system did not give a usable answer (timeout, 5xx, connection refused, garbage).
+    For reads: try again later. For a payout: the outcome is UNKNOWN."""
+
+
+class PaymentSystemAdapter:
+    """Base class. `settings` is the system's block from PAYMENT_SYSTEMS; secrets come from the environment
+    (settings name the variable, e.g. api_key_env: SANDBOX_API_KEY), never from files in the repository."""
+
+    name = "base"
+
+    def __init__(self, system, settings, environ=None):
+        self.system = system
+        self.settings = dict(settings or {})
+        self.environ = environ
+
+    def list_incoming(self, account, cursor, limit=500):
+        """History of `account` after `cursor` (None: from the beginning), oldest first -> Page."""
+        raise NotImplementedError
+
+    def balance(self, account):
+        """The account's balance -> Decimal."""
+        raise NotImplementedError
+
+    def send_payout(self, from_account, to_account, amount, currency, idempotency_key, reference):
+        """Send money once per idempotency key -> PayoutResult (SENT, FAILED or UNKNOWN). Never raises for a
+        provider failure: an exception here would leave the caller unsure, which UNKNOWN already says."""
+        raise NotImplementedError
+
+    def find_payout(self, idempotency_key):
+        """Look a payout up by its key -> PayoutResult(SENT, ...) if the provider has it, None if it definitely
+        has not. Raises ProviderError when it cannot tell."""
+        raise NotImplementedError
+
+    def close(self):
+        pass

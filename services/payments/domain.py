@@ -1,0 +1,98 @@
+"""Pure rules of the payments service: finding the order reference in a payment, deciding what a payment does
+to an order (exact, partial, over, late, or unmatched), the payout limit and the payout key. No I/O here.
+"""
+import collections
+import datetime
+import re
+from decimal import Decimal, localcontext
+
+# Orders' references: "EX" + 10 characters of an alphabet without 0/O and 1/I (services/orders/domain.py).
+REFERENCE_RE = re.compile(r"EX[A-HJ-NP-Z2-9]{10}")
+_SEPARATORS = re.compile(r"[\s\-_.:/#]+")
+
+# Statuses of an order in which it can take a payment (the orders state machine's `pay` action).
+PAYABLE_STATUSES = ("new", "expired")
+AUTO_TYPES = ("auto", "semi_auto")
+
+Decision = collections.namedtuple("Decision", "status flag reason_code reason on_time")
+
+
+def find_reference(text):
+    """The one order reference in a payment's free text, or None.
+
+    People type references into bank forms: case, spaces and dashes vary ("ex-abcd efgh 23"). Two different
+    references in one text are ambiguous: None, and an operator decides.
+    """
+    if not text:
+        return None
+    upper = text.upper()
+    # First word by word ("EX-ABCD-EFGH-23"), then the whole text run together ("EXAB CDEF GH23").
+    for candidates in ([_SEPARATORS.sub("", word) for word in upper.split()], [_SEPARATORS.sub("", upper)]):
+        found = {ref for c in candidates for ref in REFERENCE_RE.findall(c)}
+        if len(found) == 1:
+            return found.pop()
+        if len(found) > 1:
+            return None
+    return None
+
+
+def is_late(occurred_at, expires_at, grace_seconds=0):
+    """The T11 rule: a payment is on time when the payment system says it happened before the order's expiry
+    (plus a configured grace for clock skew), whatever our processes saw, and when."""
+    return occurred_at > expires_at + datetime.timedelta(seconds=grace_seconds)
+
+
+def amount_flag(amount, expected):
+    if amount < expected:
+        return "partial"
+    if amount > expected:
+        return "over"
+    return None
+
+
+def decide(payment, order, order_has_payment=False, grace_seconds=0, operator=False):
+    """What an incoming payment does.
+
+    payment: dict with system, account, amount, currency, occurred_at; order: the local copy (dict) or None.
+    order_has_payment: another payment was already matched to this order.
+    operator: an operator assigns the payment by hand (the account need not be the order's pay_to account).
+
+    Returns Decision(status, flag, reason_code, reason, on_time): status 'matched' (announce to orders with
+    `flag`), 'manual' (a manual order's payment, noted for the operator) or 'unmatched'.
+    """
+    if order is None:
+        return Decision("unmatched", None, "unknown_reference", "no order has this reference", None)
+    if order["exchange_type"] not in AUTO_TYPES:
+        if operator:
+            return Decision("unmatched", None, "manual_order",
+                            "order %s is a manual exchange: process it by hand" % order["id"], None)
+        return Decision("manual", None, "manual_order", "manual exchange: the operator checks the payment", None)
+    if payment["currency"] != order["currency_in"]:
+        return Decision("unmatched", None, "wrong_currency", "paid %s, the order expects %s" % (
+            payment["currency"], order["currency_in"]), None)
+    if not operator and (payment["system"], payment["account"]) != (order["pay_system"], order["pay_account"]):
+        return Decision("unmatched", None, "wrong_account", "paid to %s, the order's account is %s" % (
+            payment["account"], order["pay_account"]), None)
+    if order["status"] not in PAYABLE_STATUSES:
+        return Decision("unmatched", None, "order_%s" % order["status"],
+                        "order %s is %s and cannot take a payment" % (order["id"], order["status"]), None)
+    if order_has_payment:
+        return Decision("unmatched", None, "already_paid",
+                        "order %s already has a payment" % order["id"], None)
+    late = is_late(payment["occurred_at"], order["expires_at"], grace_seconds)
+    flag = "late" if late else amount_flag(payment["amount"], order["amount_in"])
+    return Decision("matched", flag, None, None, not late)
+
+
+def payout_limit(received, rate_in, rate_out, fee_percent):
+    """The most the order's rate gives for what was received, fee taken (P7): received * rate_out / rate_in,
+    less fee_percent. Not rounded: the payout must not exceed it."""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        gross = received * rate_out / rate_in
+        return gross - gross * (fee_percent or Decimal(0)) / Decimal(100)
+
+
+def payout_key(prefix, order_id, attempt):
+    """Deterministic idempotency key: the same payout attempt always carries the same key."""
+    return "payout-%s-%d-%d" % (prefix, order_id, attempt)

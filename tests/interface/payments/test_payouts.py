@@ -1,0 +1,149 @@
+"""Payouts against the real sandbox: sent at most once, failures and unknown outcomes (P6, P7)."""
+from decimal import Decimal as D
+
+import pytest
+
+from tests.conftest import eventually
+from tests.interface.payments.harness import paid_order_with_payout
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def request_payout(env, order):
+    env.changed(order, "paid", action="pay", amount_received=order["amount_in"])
+    return env.changed(order, "payout", action="payout")
+
+
+def payout_row(env, order, status=None):
+    def check():
+        rows = env.payouts(order["id"])
+        return rows and (status is None or rows[-1]["status"] == status) and rows[-1]
+    return eventually(check, message="payout %s" % (status or "row"))
+
+
+def assert_paid_once(env, order, amount="92"):
+    """The recipient got exactly one transfer, of amount_out: the money moved once."""
+    incoming = env.incoming(env.recipient)
+    assert [D(e["amount"]) for e in incoming] == [D(amount)], incoming
+    assert env.balance(env.recipient) == D(amount)
+
+
+def test_payout_is_sent_once_and_announced(env, service):
+    service()
+    order = paid_order_with_payout(env)
+    request_payout(env, order)
+    payout = payout_row(env, order, "sent")
+    assert payout["idempotency_key"].startswith("payout-") and payout["idempotency_key"].endswith(
+        "-%d-1" % order["id"])
+    assert payout["amount"] == D("92") and payout["to_account"] == env.recipient and payout["sends"] == 1
+    [event] = eventually(lambda: env.events_for("payout_sent", order["id"]))
+    assert event["data"]["payout"]["provider_id"] == payout["provider_id"]
+    [transfer] = env.transfers_by_key(payout["idempotency_key"])
+    assert transfer["reference"] == order["reference"]
+    assert_paid_once(env, order)
+    # The same request again (a redelivery with a new event id, or orders asking twice): no second payout.
+    env.publish("order_status_changed", {"order": dict(order), "from_status": "paid", "to_status": "payout",
+                                         "action": "payout", "actor": None, "note": None})
+    eventually(lambda: len(env.events_for("payout_sent", order["id"])) == 2, message="payout_sent again")
+    assert len(env.payouts(order["id"])) == 1
+    assert_paid_once(env, order)
+
+
+@pytest.mark.parametrize("mode, apply", [("error", "before"), ("error", "after"), ("timeout", "before"),
+                                         ("timeout", "after")])
+def test_unknown_outcome_is_reconciled_by_key_never_paid_twice(env, service, mode, apply):
+    """Provider 500 or a timeout, before or after the money moved: the payout stays `sending`, the reconciler
+    looks the key up and either finds it (sent) or sends again with the same key. One transfer."""
+    service()
+    order = paid_order_with_payout(env)
+    env.sandbox.fault(operation="transfer", mode=mode, apply=apply, count=1, delay_s="1.5",
+                      account=env.recipient)
+    request_payout(env, order)
+    payout = payout_row(env, order, "sent")
+    assert payout["error"] is None
+    assert payout["checks"] >= 1  # resolved by the reconciler's lookup
+    assert payout["sends"] == (2 if apply == "before" else 1)
+    assert len(env.payouts(order["id"])) == 1
+    assert len(env.events_for("payout_sent", order["id"])) == 1
+    assert not env.events_for("payout_failed", order["id"])
+    assert_paid_once(env, order)
+
+
+def test_refusal_is_a_definite_failure(env, service):
+    service()
+    order = paid_order_with_payout(env)
+    env.sandbox.fault(operation="transfer", mode="refuse", apply="before", count=1, account=env.recipient)
+    request_payout(env, order)
+    payout = payout_row(env, order, "failed")
+    assert "refused" in payout["error"]
+    [event] = eventually(lambda: env.events_for("payout_failed", order["id"]))
+    assert "refused" in event["data"]["error"]
+    assert env.incoming(env.recipient) == []
+
+    # The operator retries (orders: payout_error -> payout): a new attempt with a new key, sent once.
+    env.changed(order, "payout_error", action="payout_failed")
+    env.changed(order, "payout", action="payout")
+    eventually(lambda: len(env.payouts(order["id"])) == 2 and env.payouts(order["id"])[1]["status"] == "sent",
+               message="second attempt sent")
+    first, second = env.payouts(order["id"])
+    assert first["idempotency_key"] != second["idempotency_key"] and second["attempt"] == 2
+    assert_paid_once(env, order)
+
+
+def test_refusal_after_the_money_moved_is_recognised_as_sent(env, service):
+    """A provider that refuses but paid anyway: the lookup by key before calling it failed finds the payout."""
+    service()
+    order = paid_order_with_payout(env)
+    env.sandbox.fault(operation="transfer", mode="refuse", apply="after", count=1, account=env.recipient)
+    request_payout(env, order)
+    payout = payout_row(env, order, "sent")
+    assert not env.events_for("payout_failed", order["id"])
+    assert payout["sends"] == 1
+    assert_paid_once(env, order)
+
+
+def test_payout_never_exceeds_what_was_received(env, service):
+    """P7: a partial payment buys less than amount_out; an operator's payout request fails without a call."""
+    service()
+    order = env.order()
+    env.created(order)
+    eventually(lambda: env.db.fetchone("SELECT 1 FROM orders WHERE id = %s", (order["id"],)))
+    env.pay(order, amount="50")
+    eventually(lambda: env.events_for("payment_received", order["id"]))
+    request_payout(env, order)
+    payout = payout_row(env, order, "failed")
+    assert "exceeds" in payout["error"] and payout["sends"] == 0
+    assert eventually(lambda: env.events_for("payout_failed", order["id"]))
+    assert env.incoming(env.recipient) == []
+
+
+def test_unknown_recipient_is_a_definite_failure(env, service):
+    service()
+    order = paid_order_with_payout(env, recipient="NOBODY-%s" % env.tag)
+    request_payout(env, order)
+    payout = payout_row(env, order, "failed")
+    assert "not_found" in payout["error"] or "404" in payout["error"]
+
+
+def test_an_admin_settles_a_payout_in_doubt_but_never_fails_one_the_provider_has(env, service):
+    """P6: only an operator forces `failed`, after checking by hand; a payout the payment system does have is
+    refused that. Every attempt is audited."""
+    from nameko.testing.services import entrypoint_hook
+    container = service(RECONCILE_AFTER_SECONDS=600)   # the reconciler stays out of it
+    moved = paid_order_with_payout(env)
+    env.sandbox.fault(operation="transfer", mode="error", apply="after", count=1, account=env.recipient)
+    request_payout(env, moved)
+    payout = eventually(lambda: (env.payouts(moved["id"]) or [{}])[0].get("error") and env.payouts(moved["id"])[0])
+    assert payout["status"] == "sending" and "unknown" in payout["error"]
+    admin = {"name": "root", "role": "admin", "ip": "10.0.0.2"}
+    with entrypoint_hook(container, "resolve_payout") as resolve:
+        with pytest.raises(Exception) as refused:
+            resolve(payout["id"], "failed", "the bank says no", admin)
+        assert "Conflict" in type(refused.value).__name__ or "it was sent" in str(refused.value)
+        done = resolve(payout["id"], "sent", "seen in the bank statement", admin)
+    assert done["status"] == "sent" and done["resolved_by"] == "root"
+    assert eventually(lambda: env.events_for("payout_sent", moved["id"]))
+    audit = env.db.fetchall("SELECT actor, action, outcome FROM audit_log WHERE payout_id = %s ORDER BY id",
+                            (payout["id"],))
+    assert [(a["action"], a["outcome"]) for a in audit] == [("resolve_payout", "rejected"), ("resolve_payout", "ok")]
+    assert_paid_once(env, moved)
