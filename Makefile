@@ -13,7 +13,10 @@ export AMQP_URI ?= pyamqp://guest:guest@127.0.0.1:5672/
 export GATEWAY_PORT ?= 8000
 export SANDBOX_PORT ?= 8090
 export EXCHANGER_ADMIN_USER ?= admin
-export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/var/prometheus-gateway
+# Where the gateway's gunicorn workers share their metrics (deploy/gunicorn.conf.py); never exported as
+# PROMETHEUS_MULTIPROC_DIR to other processes (tests, services), which would switch to multiprocess mode.
+GATEWAY_METRICS_DIR ?= $(CURDIR)/var/prometheus-gateway
+unexport PROMETHEUS_MULTIPROC_DIR
 
 TEST_DATABASE_URL ?= postgresql://exchanger:exchanger@127.0.0.1:5432/exchanger_test
 TEST_AMQP_URI ?= pyamqp://guest:guest@127.0.0.1:5672/exchanger_test
@@ -42,6 +45,7 @@ run: install services
 	  test -s var/admin-password || $(PY) -c "import secrets; print(secrets.token_urlsafe(12))" > var/admin-password; \
 	fi
 	@export EXCHANGER_ADMIN_PASSWORD=$${EXCHANGER_ADMIN_PASSWORD:-$$(cat var/admin-password)}; \
+	  export GATEWAY_METRICS_DIR=$(GATEWAY_METRICS_DIR); \
 	  bash deploy/local/prepare.sh && \
 	  echo && echo "  Exchanger:      http://127.0.0.1:$(GATEWAY_PORT)/" && \
 	  echo "  API docs:       http://127.0.0.1:$(GATEWAY_PORT)/api/v1/openapi.json" && \

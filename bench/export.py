@@ -243,7 +243,7 @@ def spawn(database_url):
     env = dict(os.environ, PYTHONPATH=ROOT, DATABASE_URL=database_url, GATEWAY_PORT=str(gateway_port),
                GATEWAY_WORKERS="1", REPORTING_HTTP_ADDRESS="127.0.0.1:%d" % reporting_port,
                REPORTING_URL="http://127.0.0.1:%d" % reporting_port, REPORTING_METRICS_PORT=str(free_port()),
-               PROMETHEUS_MULTIPROC_DIR=os.path.join(ROOT, "var", "bench-export-prometheus"),
+               GATEWAY_METRICS_DIR=os.path.join(ROOT, "var", "bench-export-prometheus"),
                GATEWAY_READY_SERVICES="reporting")
     bindir = os.path.dirname(sys.executable)
     log = open(os.path.join(ROOT, "var", "bench-export.log"), "w")

@@ -3,8 +3,11 @@
     python bench/orders.py --url http://127.0.0.1:8000 --concurrency 16 --seconds 20
 
 Phase 1 drives POST /api/v1/orders with `concurrency` keep-alive connections for `seconds`.
-Phase 2, in the same run, drives a bare echo RPC to the orders service through the same RPC client the gateway
-uses (libs/rpc_client.py) at the same concurrency: what the messaging alone costs.
+Phase 2, in the same run and at the same concurrency, drives GET /api/v1/echo: the same HTTP server and the same
+RPC pool of the gateway, a bare echo RPC to the orders service and back, no business logic. That is the
+framework's own ceiling; `ratio` = orders_per_s / echo_rpc_per_s.
+Phase 3 drives the echo RPC straight from this process through the gateway's RPC client class
+(libs/rpc_client.py), without HTTP: `bare_rpc_per_s`, what the messaging alone does on this machine.
 Prints one JSON line: {"orders_per_s", "p50_ms", "p99_ms", "errors", "echo_rpc_per_s", "ratio", ...}.
 """
 import argparse
@@ -41,12 +44,13 @@ def pick_direction(url):
     return auto[0] if auto else directions[0]
 
 
-def drive_orders(url, concurrency, seconds, direction):
+def drive_http(url, concurrency, seconds, direction=None):
+    """POST /api/v1/orders (direction given) or GET /api/v1/echo, closed loop, keep-alive connections."""
     parts = urlsplit(url)
     latencies, errors, lock = [], [0], threading.Lock()
     deadline = time.monotonic() + seconds
-    body_base = {"direction_id": direction["id"], "amount_in": direction["min_amount"],
-                 "recipient": "BENCH-WALLET"}
+    body_base = direction and {"direction_id": direction["id"], "amount_in": direction["min_amount"],
+                               "recipient": "BENCH-WALLET"}
 
     def worker(n):
         conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=30)
@@ -54,13 +58,16 @@ def drive_orders(url, concurrency, seconds, direction):
         i = 0
         while time.monotonic() < deadline:
             i += 1
-            body = json.dumps(dict(body_base, email="bench-%d-%d@example.com" % (n, i)))
             started = time.perf_counter()
             try:
-                conn.request("POST", "/api/v1/orders", body, {"Content-Type": "application/json"})
+                if body_base:
+                    body = json.dumps(dict(body_base, email="bench-%d-%d@example.com" % (n, i)))
+                    conn.request("POST", "/api/v1/orders", body, {"Content-Type": "application/json"})
+                else:
+                    conn.request("GET", "/api/v1/echo")
                 response = conn.getresponse()
                 response.read()
-                if response.status != 201:
+                if response.status != (201 if body_base else 200):
                     bad += 1
                 else:
                     mine.append(time.perf_counter() - started)
@@ -111,9 +118,11 @@ def main():
     args = parser.parse_args()
 
     direction = pick_direction(args.url)
-    drive_orders(args.url, args.concurrency, min(3, args.seconds), direction)   # warm-up
-    latencies, errors, elapsed = drive_orders(args.url, args.concurrency, args.seconds, direction)
-    echo_per_s = drive_echo(args.amqp_uri, args.concurrency, args.seconds)
+    drive_http(args.url, args.concurrency, min(3, args.seconds), direction)   # warm-up
+    latencies, errors, elapsed = drive_http(args.url, args.concurrency, args.seconds, direction)
+    echo_latencies, echo_errors, echo_elapsed = drive_http(args.url, args.concurrency, args.seconds)
+    echo_per_s = len(echo_latencies) / echo_elapsed
+    bare_per_s = drive_echo(args.amqp_uri, args.concurrency, min(10, args.seconds))
     orders_per_s = len(latencies) / elapsed
     result = {
         "orders_per_s": round(orders_per_s, 1),
@@ -122,6 +131,9 @@ def main():
         "errors": errors,
         "echo_rpc_per_s": round(echo_per_s, 1),
         "ratio": round(orders_per_s / echo_per_s, 3) if echo_per_s else None,
+        "echo_p99_ms": round(percentile(echo_latencies, 0.99) * 1000, 1) if echo_latencies else None,
+        "echo_errors": echo_errors,
+        "bare_rpc_per_s": round(bare_per_s, 1),
         "concurrency": args.concurrency,
         "seconds": args.seconds,
         "mean_ms": round(statistics.mean(latencies) * 1000, 1) if latencies else None,

@@ -12,6 +12,12 @@ graceful_timeout = 10
 accesslog = os.environ.get("GATEWAY_ACCESS_LOG") or None
 max_requests = 0  # recycling workers would leave stale metric files and reconnect RPC for nothing
 
+# Several workers share their metrics through files in one folder (prometheus_client's multiprocess mode). Set
+# here, for the gateway's workers only: the other processes of `make run` get the same environment and must not
+# switch to that mode.
+if os.environ.get("GATEWAY_METRICS_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["GATEWAY_METRICS_DIR"]
+
 
 def on_starting(server):
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

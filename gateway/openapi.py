@@ -59,6 +59,10 @@ def build_spec():
         "summary": "Active exchange directions", "tags": ["public"],
         "responses": {"200": {"description": "OK", "content": {"application/json": {
             "schema": {"type": "array", "items": {"$ref": "#/components/schemas/Direction"}}}}}, "503": ERR}}})
+    spec.path("/api/v1/echo", operations={"get": {
+        "summary": "A round trip through the gateway's RPC pool to the orders service (no business logic)",
+        "tags": ["health"], "responses": {"200": {"description": "OK", "content": {"application/json": {
+            "schema": {"type": "object", "properties": {"echo": {"type": "string"}}}}}}, "503": ERR}}})
     spec.path("/api/v1/orders", operations={"post": _op(
         "Create an exchange request", "OrderCreate", ("201", "Order"), ("400", "422"), tag="public")})
     spec.path("/api/v1/orders/{token}", operations={"get": _op(

@@ -24,7 +24,7 @@ COPY Procfile ./
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
-    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus-gateway
+    GATEWAY_METRICS_DIR=/tmp/prometheus-gateway
 USER exchanger
 # Overridden per process in docker-compose.yml.
 CMD ["gunicorn", "-c", "deploy/gunicorn.conf.py", "gateway.wsgi:app"]

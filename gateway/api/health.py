@@ -34,6 +34,13 @@ def readyz():
     return jsonify({"ready": ready, "services": services}), (200 if ready else 503)
 
 
+@bp.get("/api/v1/echo")
+def echo():
+    """One round trip through this process's RPC client to the orders service and back, with no business logic:
+    a deep health check for load balancers, and the benchmark's yardstick for what the messaging alone costs."""
+    return jsonify({"echo": rpc.service("orders").echo("ok")})
+
+
 @bp.get("/metrics")
 def metrics_endpoint():
     return metrics.exposition()

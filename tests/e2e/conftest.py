@@ -113,6 +113,7 @@ class System:
 
 def system_env(extra=None):
     env = dict(os.environ)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)   # only the gateway's workers share metrics files (GATEWAY_METRICS_DIR)
     env.update({
         "PYTHONPATH": ROOT,
         "PATH": os.path.join(ROOT, ".venv", "bin") + os.pathsep + env.get("PATH", ""),
@@ -129,7 +130,7 @@ def system_env(extra=None):
         "EXCHANGER_ADMIN_USER": ADMIN_USER,
         "EXCHANGER_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "EXPIRY_SWEEP_SECONDS": "1",
-        "PROMETHEUS_MULTIPROC_DIR": os.path.join(ROOT, "var", "e2e-prometheus"),
+        "GATEWAY_METRICS_DIR": os.path.join(ROOT, "var", "e2e-prometheus"),
         "PUBLIC_URL": "http://127.0.0.1:%d" % GATEWAY_PORT,
         "GATEWAY_READY_SERVICES": os.environ.get("E2E_READY_SERVICES", "orders,notifier,payments,reporting"),
         # payments: poll the test sandbox often; settle payouts in doubt quickly (tests/e2e/test_payments_*.py)
