@@ -78,7 +78,7 @@ def test_create_commits_the_order_and_publishes_its_event(orders, events_queue, 
     assert order["status"] == "new" and order["amount_out"] == "106.465"   # 100 EUR * 1.07 - 0.5% in USDT (6 places)
 
     def published():
-        return [e for e in events_queue() if e["data"]["order"]["id"] == order["id"]]
+        return [e for e in events_queue() if e["data"].get("order", {}).get("id") == order["id"]]
     event = eventually(published, timeout=20)[0]
     assert event["event_type"] == "order_created" and event["source"] == "orders"
     assert uuid.UUID(event["event_id"])
