@@ -39,10 +39,13 @@ SUBSCRIPTIONS = [
     sub(events.ORDERS, events.ORDER_CREATED, "payments", "handle_order_created"),
     sub(events.ORDERS, events.ORDER_STATUS_CHANGED, "payments", "handle_order_status_changed"),
     sub(events.ORDERS, "payment_rejected", "payments", "handle_payment_rejected"),
+    sub(events.ORDERS, "partner_payout_requested", "payments", "handle_partner_payout_requested"),
     sub(events.PAYMENTS, "payment_received", "orders", "handle_payment_received"),
     sub(events.PAYMENTS, "payout_sent", "orders", "handle_payout_sent"),
     sub(events.PAYMENTS, "payout_failed", "orders", "handle_payout_failed"),
     sub(events.PAYMENTS, "balance_changed", "orders", "handle_balance_changed"),
+    sub(events.PAYMENTS, "withdrawal_payout_sent", "orders", "handle_withdrawal_payout_sent"),
+    sub(events.PAYMENTS, "withdrawal_payout_failed", "orders", "handle_withdrawal_payout_failed"),
     # orders: the customer SMS fee announced by the notifier (issue 4)
     sub(events.NOTIFIER, events.SETTINGS_CHANGED, "orders", "handle_settings_changed"),
 ]

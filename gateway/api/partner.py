@@ -92,7 +92,7 @@ class PartnersQuerySchema(StrictSchema):
 
 
 class WithdrawalsQuerySchema(StrictSchema):
-    status = fields.String(validate=validate.OneOf(["requested", "approved", "rejected"]))
+    status = fields.String(validate=validate.OneOf(["requested", "approved", "rejected", "paid", "failed"]))
     partner_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     cursor = fields.String(validate=validate.Regexp(r"^[0-9]{1,18}$"))
@@ -122,7 +122,7 @@ class WithdrawalSchema(Schema):
     currency = fields.String()
     amount = fields.String()
     to_account = fields.String()
-    status = fields.String(validate=validate.OneOf(["requested", "approved", "rejected"]))
+    status = fields.String(validate=validate.OneOf(["requested", "approved", "rejected", "paid", "failed"]))
     method = fields.String(allow_none=True)
     reference = fields.String(allow_none=True)
     reason = fields.String(allow_none=True)
@@ -320,7 +320,7 @@ def document(spec, op):
                      secured=True, params=[did], tag="partners")})
     spec.path("/api/v1/admin/withdrawals", operations={"get": op(
         "Withdrawal requests, newest first", ok=("200", None), errors=("422",), secured=True,
-        params=[q("status", {"type": "string", "enum": ["requested", "approved", "rejected"]}),
+        params=[q("status", {"type": "string", "enum": ["requested", "approved", "rejected", "paid", "failed"]}),
                 q("partner_id", {"type": "integer", "minimum": 1})] + page, tag="partners")})
     spec.path("/api/v1/admin/withdrawals/{withdrawal_id}/approve", operations={"post": op(
         "Approve: paid by hand (reference) or through a payout (operator, audited)", "Approve",

@@ -22,7 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from eventlet import tpool
 from nameko.extensions import DependencyProvider
 
-from libs import config, errors, events, money, outbox
+from libs import config, errors, events, inbox, money, outbox
 from services.orders import partners_domain as rules
 
 log = logging.getLogger(__name__)
@@ -611,6 +611,38 @@ class PartnerStore:
             _audit(cur, actor, "partner_withdrawal_%s" % action, {
                 "withdrawal_id": row["id"], "partner_id": row["partner_id"], "amount": money.to_str(row["amount"]),
                 "currency": row["currency"], "method": row["method"], "reference": reference, "reason": reason})
+        return withdrawal_to_wire(row)
+
+    def apply_withdrawal_payout(self, event_id, consumer, data, sent):
+        """payments' withdrawal_payout_sent / _failed for a withdrawal approved with method=payout:
+        approved -> paid, or approved -> failed with the amount back on the balance (a `withdrawal_return`, as a
+        rejection does; UNIQUE(withdrawal_id, kind) keeps it to one). Compare-and-set on `approved`, deduped by
+        the inbox, audited."""
+        actor = {"name": "payments", "kind": "system"}
+        with self.db.transaction() as cur:
+            if not inbox.claim(cur, consumer, event_id):
+                return None
+            to_status = "paid" if sent else "failed"
+            reason = None if sent else ("payout failed: %s" % (data.get("error") or "refused"))[:2000]
+            cur.execute("UPDATE partner_withdrawals SET status = %s, provider_id = %s, reason = coalesce(%s, reason), "
+                        "settled_at = now() WHERE id = %s AND status = 'approved' AND method = 'payout' RETURNING *",
+                        (to_status, data.get("provider_id"), reason, data["withdrawal_id"]))
+            row = cur.fetchone()
+            detail = {"withdrawal_id": data["withdrawal_id"], "idempotency_key": data["idempotency_key"],
+                      "amount": money.to_str(data["amount"]), "currency": data["currency"],
+                      "provider_id": data.get("provider_id"), "error": data.get("error")}
+            if row is None:
+                # Already settled (a repeated answer) or not a payout withdrawal: nothing changes, on the record.
+                cur.execute("SELECT status FROM partner_withdrawals WHERE id = %s", (data["withdrawal_id"],))
+                current = cur.fetchone()
+                detail["status"] = current["status"] if current else None
+                _audit(cur, actor, "partner_withdrawal_%s" % to_status, detail, outcome="rejected")
+                return None
+            if not sent:
+                cur.execute("INSERT INTO partner_ledger (partner_id, currency, kind, amount, balance_after, "
+                            "withdrawal_id) VALUES (%s, %s, 'withdrawal_return', %s, 0, %s)",
+                            (row["partner_id"], row["currency"], row["amount"], row["id"]))
+            _audit(cur, actor, "partner_withdrawal_%s" % to_status, detail)
         return withdrawal_to_wire(row)
 
     # -- administration ----------------------------------------------------------------------------------------

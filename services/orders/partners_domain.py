@@ -11,7 +11,7 @@ from decimal import Decimal, ROUND_DOWN, localcontext
 from libs import money
 
 BASES = ("margin", "amount")
-WITHDRAWAL_STATUSES = ("requested", "approved", "rejected")
+WITHDRAWAL_STATUSES = ("requested", "approved", "rejected", "paid", "failed")  # paid/failed: method payout
 WITHDRAWAL_METHODS = ("manual", "payout")
 CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")   # what an order's partner_code may look like
 HUNDRED = Decimal(100)

@@ -148,6 +148,18 @@ class OrdersService:
         envelope, data = payments.load(payments.BalanceChangedSchema, payload)
         self.store.apply_balance(envelope["event_id"], "orders.handle_balance_changed", data)
 
+    @reliable_event_handler(payments.PAYMENTS, payments.WITHDRAWAL_PAYOUT_SENT)
+    def handle_withdrawal_payout_sent(self, payload):
+        envelope, data = payments.load(payments.WithdrawalPayoutResultSchema, payload)
+        self.partners.apply_withdrawal_payout(envelope["event_id"], "orders.handle_withdrawal_payout_sent", data,
+                                              sent=True)
+
+    @reliable_event_handler(payments.PAYMENTS, payments.WITHDRAWAL_PAYOUT_FAILED)
+    def handle_withdrawal_payout_failed(self, payload):
+        envelope, data = payments.load(payments.WithdrawalPayoutResultSchema, payload)
+        self.partners.apply_withdrawal_payout(envelope["event_id"], "orders.handle_withdrawal_payout_failed", data,
+                                              sent=False)
+
     # -- notifier events --------------------------------------------------------------------------------------
     @reliable_event_handler(events.NOTIFIER, events.SETTINGS_CHANGED)
     def handle_settings_changed(self, payload):

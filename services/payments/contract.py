@@ -19,6 +19,11 @@ BALANCE_CHANGED = "balance_changed"        # a payout account's balance: orders 
 
 # orders -> payments
 PAYMENT_REJECTED = "payment_rejected"      # orders could not take a matched payment: back to unmatched
+PARTNER_PAYOUT_REQUESTED = "partner_payout_requested"  # an approved partner withdrawal to pay (issue 7)
+
+# payments -> orders: the outcome of a partner withdrawal's payout (docs/partners.md)
+WITHDRAWAL_PAYOUT_SENT = "withdrawal_payout_sent"      # orders marks the withdrawal paid
+WITHDRAWAL_PAYOUT_FAILED = "withdrawal_payout_failed"  # definitely not paid: orders returns it to the balance
 
 FLAGS = ("partial", "over", "late")
 
@@ -65,6 +70,25 @@ class PayoutResultSchema(_Loose):
     payout = fields.Nested(PayoutSchema, required=True)
     order_id = fields.Integer(required=True)
     error = fields.String(allow_none=True, load_default=None)
+
+
+class PartnerPayoutRequestedSchema(_Loose):
+    withdrawal_id = fields.Integer(required=True, validate=validate.Range(min=1))
+    partner_id = fields.Integer(load_default=None, allow_none=True)
+    currency = fields.String(required=True, validate=validate.Length(min=1, max=16))
+    amount = Money(required=True, validate=validate.Range(min=0, min_inclusive=False))
+    to_account = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    idempotency_key = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class WithdrawalPayoutResultSchema(_Loose):
+    withdrawal_id = fields.Integer(required=True)
+    idempotency_key = fields.String(required=True)
+    amount = Money(required=True)
+    currency = fields.String(required=True)
+    to_account = fields.String(required=True)
+    provider_id = fields.String(load_default=None, allow_none=True)
+    error = fields.String(load_default=None, allow_none=True)
 
 
 class BalanceChangedSchema(_Loose):

@@ -9,7 +9,7 @@ from nameko.extensions import DependencyProvider
 from libs import config, inbox, metrics as libmetrics
 from libs.db import Database
 from services.payments import adapters as adapters_mod, contract
-from services.payments.payouts import Payouts
+from services.payments.payouts import Payouts, WithdrawalPayouts
 from services.payments.poller import Poller
 from services.payments.store import PaymentStore
 
@@ -44,11 +44,12 @@ def build_adapters(cfg):
 class Payments:
     """What the entrypoints use: `store`, `poller`, `payouts`, and the event handlers' transactions."""
 
-    def __init__(self, db, store, poller, payouts):
+    def __init__(self, db, store, poller, payouts, withdrawal_payouts=None):
         self.db = db
         self.store = store
         self.poller = poller
         self.payouts = payouts
+        self.withdrawal_payouts = withdrawal_payouts
 
     def on_order_event(self, payload, consumer):
         """order_created / order_status_changed: keep the order copy, match payments that waited for this order,
@@ -64,6 +65,16 @@ class Payments:
             if order["status"] == "payout" and data.get("to_status") in (None, "payout"):
                 return self.payouts.on_payout_requested(cur, order)
         return None
+
+    def on_partner_payout_requested(self, payload, consumer):
+        """orders' partner_payout_requested: commit the withdrawal's payout as `sending` (with the event's key)
+        together with the inbox record. Returns a withdrawal payout id to send now, or None."""
+        envelope, data = contract.load(contract.PartnerPayoutRequestedSchema, payload)
+        with self.db.transaction() as cur:
+            if not inbox.claim(cur, consumer, envelope["event_id"]):
+                libmetrics.EVENT_DUPLICATES.labels(consumer).inc()
+                return None
+            return self.withdrawal_payouts.on_requested(cur, data)
 
     def on_payment_rejected(self, payload, consumer):
         envelope, data = contract.load(contract.PaymentRejectedSchema, payload)
@@ -93,7 +104,8 @@ def build(cfg):
                        or [0])
     reconcile_after = max(float(cfg.get("RECONCILE_AFTER_SECONDS", 30)), longest_call + 1)
     payouts = Payouts(db, store, adapters, reconcile_after_seconds=reconcile_after)
-    return Payments(db, store, poller, payouts)
+    withdrawal_payouts = WithdrawalPayouts(db, store, adapters, reconcile_after_seconds=reconcile_after)
+    return Payments(db, store, poller, payouts, withdrawal_payouts)
 
 
 class PaymentsProvider(DependencyProvider):

@@ -34,6 +34,8 @@ def crash_point(name):
 
 
 class Payouts:
+    TABLE = "payouts"  # WithdrawalPayouts: the same discipline on its own table
+
     def __init__(self, db, store, adapters, reconcile_after_seconds=30.0):
         self.db = db
         self.store = store
@@ -95,7 +97,7 @@ class Payouts:
     # -- 2. call the payment system ----------------------------------------------------------------------------
     def send(self, payout_id):
         """Call the provider for a committed `sending` payout and record what it said."""
-        row = self.db.fetchone("SELECT * FROM payouts WHERE id = %s AND status = 'sending'", (payout_id,))
+        row = self.db.fetchone("SELECT * FROM %s WHERE id = %%s AND status = 'sending'" % self.TABLE, (payout_id,))
         if row is None:
             return None
         return self._settle(row, self._call(row), via="send")
@@ -145,21 +147,21 @@ class Payouts:
 
     def _finish(self, row, status, provider_id=None, error=None, resolved_by=None):
         with self.db.transaction() as cur:
-            cur.execute("UPDATE payouts SET status = %s, provider_id = coalesce(%s, provider_id), error = %s, "
-                        "sent_at = CASE WHEN %s = 'sent' THEN now() END, "
-                        "failed_at = CASE WHEN %s = 'failed' THEN now() END, resolved_by = %s, updated_at = now() "
-                        "WHERE id = %s AND status = 'sending' RETURNING *",
+            cur.execute(("UPDATE {} SET status = %s, provider_id = coalesce(%s, provider_id), error = %s, "
+                         "sent_at = CASE WHEN %s = 'sent' THEN now() END, "
+                         "failed_at = CASE WHEN %s = 'failed' THEN now() END, resolved_by = %s, updated_at = now() "
+                         "WHERE id = %s AND status = 'sending' RETURNING *").format(self.TABLE),
                         (status, provider_id, error, status, status, resolved_by, row["id"]))
             done = cur.fetchone()
             if done is None:
-                return self.db.fetchone("SELECT * FROM payouts WHERE id = %s", (row["id"],))  # someone else did
+                return self.db.fetchone("SELECT * FROM %s WHERE id = %%s" % self.TABLE, (row["id"],))  # done elsewhere
             self._announce(cur, done, contract.PAYOUT_SENT if status == "sent" else contract.PAYOUT_FAILED)
             return done
 
     def _note(self, row, error):
         with self.db.transaction() as cur:
-            cur.execute("UPDATE payouts SET error = %s, updated_at = now() WHERE id = %s AND status = 'sending' "
-                        "RETURNING *", (error[:1000], row["id"]))
+            cur.execute("UPDATE %s SET error = %%s, updated_at = now() WHERE id = %%s AND status = 'sending' "
+                        "RETURNING *" % self.TABLE, (error[:1000], row["id"]))
             return cur.fetchone() or row
 
     def _announce(self, cur, row, event_type):
@@ -171,8 +173,8 @@ class Payouts:
     def reconcile(self, limit=50):
         """Resolve payouts in doubt; returns {payout_id: outcome}."""
         rows = self.db.fetchall(
-            "SELECT * FROM payouts WHERE status = 'sending' AND attempted_at < now() - %s * interval '1 second' "
-            "ORDER BY attempted_at LIMIT %s", (self.reconcile_after_seconds, limit))
+            ("SELECT * FROM {} WHERE status = 'sending' AND attempted_at < now() - %s * interval '1 second' "
+             "ORDER BY attempted_at LIMIT %s").format(self.TABLE), (self.reconcile_after_seconds, limit))
         outcomes = {}
         for row in rows:
             try:
@@ -187,11 +189,12 @@ class Payouts:
         try:
             found = adapter.find_payout(row["idempotency_key"])
         except ProviderError as exc:
-            self.db.fetchone("UPDATE payouts SET checks = checks + 1, error = %s, updated_at = now() "
-                             "WHERE id = %s RETURNING id", (("lookup failed: %s" % exc)[:1000], row["id"]))
+            self.db.fetchone("UPDATE %s SET checks = checks + 1, error = %%s, updated_at = now() "
+                             "WHERE id = %%s RETURNING id" % self.TABLE,
+                             (("lookup failed: %s" % exc)[:1000], row["id"]))
             metrics.RECONCILED.labels("lookup_failed").inc()
             return "lookup_failed"
-        self.db.fetchone("UPDATE payouts SET checks = checks + 1 WHERE id = %s RETURNING id", (row["id"],))
+        self.db.fetchone("UPDATE %s SET checks = checks + 1 WHERE id = %%s RETURNING id" % self.TABLE, (row["id"],))
         if found is not None:
             metrics.RECONCILED.labels("found").inc()
             done = self._settle(row, found, via="reconcile")
@@ -199,8 +202,9 @@ class Payouts:
         # Definitely not at the provider (the last call is older than any call's timeout): send again, same key.
         # The claim (a compare-and-set on attempted_at) keeps two reconcilers from sending at the same moment.
         claimed = self.db.fetchone(
-            "UPDATE payouts SET attempted_at = now(), sends = sends + 1, updated_at = now() WHERE id = %s "
-            "AND status = 'sending' AND attempted_at < now() - %s * interval '1 second' RETURNING *",
+            ("UPDATE {} SET attempted_at = now(), sends = sends + 1, updated_at = now() WHERE id = %s "
+             "AND status = 'sending' AND attempted_at < now() - %s * interval '1 second' RETURNING *"
+             ).format(self.TABLE),
             (row["id"], self.reconcile_after_seconds))
         if claimed is None:
             return "claimed_elsewhere"
@@ -236,3 +240,60 @@ class Payouts:
         done = self._finish(row, outcome, error=None if outcome == "sent" else "failed by %s: %s" % (name, note),
                             resolved_by=name)
         return payout_to_wire(done)
+
+
+class WithdrawalPayouts(Payouts):
+    """Payouts of partner withdrawals (orders' `partner_payout_requested`, docs/partners.md): the same steps as an
+    order's payout (commit `sending` with the event's key, call, settle; the reconciler by key) on the table
+    `withdrawal_payouts`, announced as withdrawal_payout_sent / withdrawal_payout_failed."""
+
+    TABLE = "withdrawal_payouts"
+
+    def on_requested(self, cur, request):
+        """`request`: contract.PartnerPayoutRequestedSchema data (inside the handler's transaction, after the inbox
+        claim). Returns the id of a payout to send now, or None."""
+        cur.execute("SELECT * FROM accounts WHERE currency = %s AND payout", (request["currency"],))
+        account = cur.fetchone()
+        error = None if account is not None else "no payout account for %s" % request["currency"]
+        cur.execute(
+            """INSERT INTO withdrawal_payouts (withdrawal_id, partner_id, idempotency_key, system, from_account,
+                   to_account, amount, currency, reference, status, error, sends, failed_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)
+               ON CONFLICT DO NOTHING RETURNING *""",
+            (request["withdrawal_id"], request.get("partner_id"), request["idempotency_key"],
+             account["system"] if account else "-", account["account"] if account else "-",
+             request["to_account"], request["amount"], request["currency"], request["idempotency_key"],
+             "failed" if error else "sending", error, 0 if error else 1, bool(error)))
+        row = cur.fetchone()
+        if row is None:
+            # Asked again (a redelivery, a replayed outbox row): never a second payout; repeat a final answer.
+            cur.execute("SELECT * FROM withdrawal_payouts WHERE withdrawal_id = %s", (request["withdrawal_id"],))
+            existing = cur.fetchone()
+            if existing is None:
+                log.error("withdrawal %s: idempotency key %s belongs to another withdrawal; nothing sent",
+                          request["withdrawal_id"], request["idempotency_key"])
+            elif existing["status"] != "sending":
+                self._announce(cur, existing, contract.WITHDRAWAL_PAYOUT_SENT if existing["status"] == "sent"
+                               else contract.WITHDRAWAL_PAYOUT_FAILED)
+            return None
+        if error:
+            log.warning("payout of withdrawal %s refused without calling the provider: %s",
+                        request["withdrawal_id"], error)
+            metrics.PAYOUTS.labels("refused_locally").inc()
+            self._announce(cur, row, contract.WITHDRAWAL_PAYOUT_FAILED)
+            return None
+        return row["id"]
+
+    def _announce(self, cur, row, event_type):
+        if event_type == contract.PAYOUT_SENT:
+            event_type = contract.WITHDRAWAL_PAYOUT_SENT
+        elif event_type == contract.PAYOUT_FAILED:
+            event_type = contract.WITHDRAWAL_PAYOUT_FAILED
+        self.store.event(cur, event_type, {
+            "withdrawal_id": row["withdrawal_id"], "idempotency_key": row["idempotency_key"],
+            "amount": money.to_str(row["amount"]), "currency": row["currency"], "to_account": row["to_account"],
+            "provider_id": row["provider_id"], "error": row["error"]},
+            aggregate_id="withdrawal:%s" % row["withdrawal_id"])
+
+    def resolve(self, payout_id, outcome, note, actor):
+        raise errors.ValidationFailed("withdrawal payouts are not resolved here", {})

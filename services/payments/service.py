@@ -62,6 +62,8 @@ class PaymentsService:
     @config_timer("RECONCILE_SECONDS", 5.0, eager=True)
     def reconcile_payouts(self):
         outcomes = self.payments.payouts.reconcile()
+        # Partner withdrawals' payouts, same rules (keys prefixed so the two tables' ids do not collide).
+        outcomes.update(("withdrawal:%s" % k, v) for k, v in self.payments.withdrawal_payouts.reconcile().items())
         self.payments.store.refresh_gauges()
         return outcomes
 
@@ -80,6 +82,13 @@ class PaymentsService:
     @reliable_event_handler("orders", "payment_rejected")
     def handle_payment_rejected(self, payload):
         self.payments.on_payment_rejected(payload, "payments.handle_payment_rejected")
+
+    @reliable_event_handler("orders", "partner_payout_requested")
+    def handle_partner_payout_requested(self, payload):
+        payout_id = self.payments.on_partner_payout_requested(payload, "payments.handle_partner_payout_requested")
+        if payout_id is not None:
+            # Committed as `sending` above with the withdrawal's key; now the provider call.
+            self.payments.withdrawal_payouts.send(payout_id)
 
     # -- operators -------------------------------------------------------------------------------------------
     @rpc(expected_exceptions=expected)

@@ -193,3 +193,53 @@ def test_account_tokens_and_staff_tokens_open_only_their_own_doors(system, admin
     assert r.status_code == 422
     assert system.api("DELETE", "/api/v1/account/token", token=partner["token"]).status_code == 200
     assert system.api("GET", "/api/v1/partner", token=partner["token"]).status_code == 401
+
+
+def test_a_withdrawal_approved_as_a_payout_is_paid_once_through_payments(system, admin_token,
+                                                                         ten_percent_of_the_amount):
+    """approve(method=payout) -> partner_payout_requested -> payments sends it once with the withdrawal's key ->
+    withdrawal_payout_sent -> the withdrawal is `paid`. Redelivering the request moves no more money."""
+    direction = ten_percent_of_the_amount
+    r = system.api("PUT", "/api/v1/admin/commission", token=admin_token, json={"min_withdrawal": "5"})
+    assert r.status_code == 200, r.text
+    partner = new_partner(system)
+    complete_manual(system, admin_token, order_as_visitor(system, visit_link(system, partner["link"]), direction))
+    eventually(lambda: balance(system, partner) == "10.7")
+    r = requests.post(system.sandbox_url + "/api/accounts", timeout=30,
+                      json={"currency": "USDT", "balance": "0", "owner": "e2e-%s" % uuid.uuid4().hex[:6]})
+    assert r.status_code == 201, r.text
+    to_account = r.json()["account"]
+    w = system.api("POST", "/api/v1/partner/withdrawals", token=partner["token"], json={
+        "amount": "8", "currency": "USDT", "to_account": to_account}).json()
+    r = system.api("POST", "/api/v1/admin/withdrawals/%s/approve" % w["id"], token=admin_token,
+                   json={"method": "payout"})
+    assert r.status_code == 200 and r.json()["status"] == "approved", r.text
+
+    def received():
+        h = requests.get(system.sandbox_url + "/api/accounts/%s/history" % to_account, timeout=30,
+                         params={"limit": 1000}).json()["items"]
+        return [D(e["amount"]) for e in h if e["type"] == "in"]
+
+    def status():
+        return system.sql("SELECT status FROM orders.partner_withdrawals WHERE id = %s", (w["id"],))[0]["status"]
+    eventually(lambda: status() == "paid", timeout=30, message="withdrawal paid")
+    assert received() == [D("8")]
+    assert balance(system, partner) == "2.7"
+    [request] = system.sql("SELECT payload FROM orders.outbox WHERE event_type = 'partner_payout_requested' "
+                           "AND aggregate_id = %s", ("withdrawal:%s" % w["id"],))
+    envelope = request["payload"]
+    republish(envelope)  # the same event again (twice): payments' inbox drops it
+    republish(dict(envelope, event_id=str(uuid.uuid4())))  # the same request under a new id: answered, not paid
+    answered = lambda: system.sql(  # noqa: E731
+        "SELECT count(*) AS n FROM payments.outbox WHERE event_type = 'withdrawal_payout_sent' AND "
+        "aggregate_id = %s", ("withdrawal:%s" % w["id"],))[0]["n"]
+    eventually(lambda: answered() == 2, timeout=30, message="the repeated request answered")
+    [row] = system.sql("SELECT status, sends, idempotency_key FROM payments.withdrawal_payouts "
+                       "WHERE withdrawal_id = %s", (w["id"],))
+    assert row == {"status": "sent", "sends": 1, "idempotency_key": "partner-withdrawal-%s" % w["id"]}
+    assert received() == [D("8")] and status() == "paid" and balance(system, partner) == "2.7"
+    audit = system.sql("SELECT action, outcome FROM orders.audit_log WHERE detail->>'withdrawal_id' = %s "
+                       "ORDER BY id", (str(w["id"]),))
+    assert [(a["action"], a["outcome"]) for a in audit][1:3] == [("partner_withdrawal_approve", "ok"),
+                                                                 ("partner_withdrawal_paid", "ok")]
+    assert all(a["outcome"] == "rejected" for a in audit[3:])  # a repeated answer changes nothing

@@ -241,3 +241,49 @@ def test_clicks_referred_orders_and_earnings_in_the_overview(orders, sql):
     assert view["stats"]["clicks_by_day"][0]["clicks"] == 2
     admin_view = call(orders, "get_partner", p["partner"]["id"])
     assert admin_view["clicks"] == 2 and admin_view["referred_orders"] == 2 and len(admin_view["ledger"]) == 1
+
+
+def test_a_payout_withdrawal_ends_paid_or_failed_back_on_the_balance_once(orders, sql):
+    """payments' withdrawal_payout_sent / _failed (services/payments/contract.py): approved -> paid, or
+    approved -> failed with one withdrawal_return; a redelivered answer changes nothing; both audited."""
+    from nameko.testing.services import entrypoint_hook
+
+    from libs import events
+
+    p = _funded_partner(orders, sql)
+    call(orders, "update_commission", {"min_withdrawal": "1"}, STAFF)
+    paid = call(orders, "request_withdrawal", p["id"], "4", "USDT", "CAROL-USDT", None)
+    failed = call(orders, "request_withdrawal", p["id"], "5", "USDT", "CAROL-USDT", None)
+    for w in (paid, failed):
+        call(orders, "decide_withdrawal", w["id"], "approve", STAFF, "payout", None, None)
+
+    def answer(method, event_type, w, **extra):
+        data = dict({"withdrawal_id": w["id"], "idempotency_key": "partner-withdrawal-%s" % w["id"],
+                     "amount": w["amount"], "currency": "USDT", "to_account": "CAROL-USDT", "provider_id": None,
+                     "error": None}, **extra)
+        envelope = events.envelope("payments", event_type, data)
+        with entrypoint_hook(orders, method) as hook:
+            hook(envelope)
+        return envelope
+
+    sent = answer("handle_withdrawal_payout_sent", "withdrawal_payout_sent", paid, provider_id="T-9")
+    refused = answer("handle_withdrawal_payout_failed", "withdrawal_payout_failed", failed, error="refused")
+    for _ in range(2):  # redelivered, and the same answer under a new event id: nothing more
+        with entrypoint_hook(orders, "handle_withdrawal_payout_failed") as hook:
+            hook(refused)
+        answer("handle_withdrawal_payout_failed", "withdrawal_payout_failed", failed, error="refused")
+        with entrypoint_hook(orders, "handle_withdrawal_payout_sent") as hook:
+            hook(sent)
+    rows = {r["id"]: r for r in sql("SELECT * FROM orders.partner_withdrawals WHERE id IN (%s, %s)",
+                                    (paid["id"], failed["id"]))}
+    assert (rows[paid["id"]]["status"], rows[paid["id"]]["provider_id"]) == ("paid", "T-9")
+    assert rows[failed["id"]]["status"] == "failed" and "refused" in rows[failed["id"]]["reason"]
+    ledger = sql("SELECT kind, amount, balance_after FROM orders.partner_ledger WHERE partner_id = %s ORDER BY id",
+                 (p["partner"]["id"],))
+    assert [(r["kind"], r["balance_after"]) for r in ledger] == [
+        ("credit", D("10.7")), ("withdrawal", D("6.7")), ("withdrawal", D("1.7")), ("withdrawal_return", D("6.7"))]
+    audit = sql("SELECT action, outcome FROM orders.audit_log WHERE detail->>'withdrawal_id' = %s ORDER BY id",
+                (str(failed["id"]),))
+    assert [(a["action"], a["outcome"]) for a in audit][1:3] == [("partner_withdrawal_approve", "ok"),
+                                                                 ("partner_withdrawal_failed", "ok")]
+    assert [a["outcome"] for a in audit[3:]] == ["rejected", "rejected"]  # the new-id repeats, on the record
