@@ -165,8 +165,11 @@ def test_payment_unseen_until_after_expiry_counts_by_the_payment_systems_time(sy
         transfer = pay(system, order)
         system.sql("UPDATE orders.orders SET expires_at = now() WHERE id = %s", (order["id"],))
         status_is(system, order, "expired")
-        accounts = system.api("GET", "/api/v1/admin/payments/accounts", token=admin_token).json()
-        assert next(a for a in accounts if a["account"] == account)["poll_error"]
+
+        def poll_failing():
+            accounts = system.api("GET", "/api/v1/admin/payments/accounts", token=admin_token).json()
+            return next(a for a in accounts if a["account"] == account)["poll_error"]
+        eventually(poll_failing, timeout=15, message="the account's polls fail")
     finally:
         sandbox(system, "DELETE", "/api/faults", params={"account": account})
     done = status_is(system, order, "completed")
