@@ -10,7 +10,6 @@ Run inside a service (`OutboxRelayProvider`) or alone: `python -m libs.outbox --
 import argparse
 import json
 import logging
-import os
 import select
 import threading
 import time
@@ -21,6 +20,7 @@ from nameko.extensions import DependencyProvider
 from libs import config, events, metrics, topology
 from libs.amqp_publish import ConfirmingPublisher, PublishError
 from libs.db import Database, execute_batch
+from libs.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,6 @@ def write_event(cur, source, event_type, data, aggregate_id=None, schema=None):
     statements, message = event_statements(source, event_type, data, aggregate_id, schema)
     execute_batch(cur, statements)
     return message
-
-
-def _crash_point(name):
-    """Deterministic crash points for fault tests (reliability.md §5.1)."""
-    if os.environ.get("CRASH_AT") == name:
-        log.warning("CRASH_AT=%s: exiting now", name)
-        os._exit(137)
 
 
 class OutboxRelay:
@@ -89,7 +82,7 @@ class OutboxRelay:
             rows = cur.fetchall()
             if not rows:
                 return 0
-            _crash_point("relay_before_publish")
+            crash_point("relay_before_publish")
             batch = [{"message_id": str(r["id"]), "exchange": self.exchange, "routing_key": r["event_type"],
                       "body": json.dumps(r["payload"])} for r in rows]
             try:
@@ -101,7 +94,7 @@ class OutboxRelay:
                 metrics.OUTBOX_PUBLISH_ERRORS.labels(self.source).inc(len(rows))
                 failure = exc
             else:
-                _crash_point("relay_after_publish")
+                crash_point("relay_after_publish")
                 ok = [r["id"] for r, res in zip(rows, results) if res == "ok"]
                 returned = [r["id"] for r, res in zip(rows, results) if res == "returned"]
                 nacked = [r["id"] for r, res in zip(rows, results) if res == "nacked"]

@@ -10,7 +10,7 @@ import hashlib
 import secrets
 import uuid
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, g, jsonify, request
 from marshmallow import Schema, fields, validate
 
 from gateway import rpc, security

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from flask import (Blueprint, current_app, flash, g, get_flashed_messages, redirect, render_template, request,
                    session, url_for)
 
-from gateway import rpc, security
+from gateway import rpc
 from gateway.api import account as account_api
 from gateway.api.partner import REF_COOKIE, REF_COOKIE_DAYS, referral_link
 from gateway.pages.i18n import current_language, translator

@@ -10,7 +10,6 @@ row's lease then runs out, another pass takes it again (flagged outcome_unknown)
 more (same Message-ID); for SMS it first asks Twilio whether that text already went to that number.
 """
 import logging
-import os
 import select
 import threading
 import time
@@ -25,15 +24,9 @@ from services.notifier import domain, metrics
 from services.notifier.render import Renderer
 from services.notifier.store import WAKE_CHANNEL, NotifierStore
 from services.notifier.transports import SendError, SmtpMailer, TwilioSms
+from libs.faults import crash_point
 
 log = logging.getLogger(__name__)
-
-
-def _crash_point(name):
-    """Deterministic crash points for the kill-mid-send tests (reliability.md §5.1)."""
-    if os.environ.get("CRASH_AT") == name:
-        log.warning("CRASH_AT=%s: exiting now", name)
-        os._exit(137)
 
 
 class Sender:
@@ -66,9 +59,9 @@ class Sender:
         started = time.perf_counter()
         try:
             if channel == "email":
-                _crash_point("notifier_before_send")
+                crash_point("notifier_before_send")
                 message_id = self.mailer.send(row)
-                _crash_point("notifier_after_send")
+                crash_point("notifier_after_send")
                 self._sent(row, message_id)
             elif channel == "sms":
                 if row["outcome_unknown"]:
@@ -78,9 +71,9 @@ class Sender:
                         self._sent(row, found[0], found[1], "already accepted by Twilio as %s" % found[0])
                         return
                     unknown = False
-                _crash_point("notifier_before_send")
+                crash_point("notifier_before_send")
                 sid, status = self.sms.send(row)
-                _crash_point("notifier_after_send")
+                crash_point("notifier_after_send")
                 self._sent(row, sid, status)
             else:
                 self._failed(row, "channel %s is not sent by the sender" % channel)

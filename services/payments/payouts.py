@@ -15,22 +15,15 @@ retry (orders: payout_error -> payout). Never while an outcome is unknown.
 Crash points for the fault tests: CRASH_AT=before_provider_call | after_provider_call exits the process there.
 """
 import logging
-import os
 from decimal import Decimal
 
 from libs import errors, money
+from libs.faults import crash_point
 from services.payments import contract, domain, metrics
 from services.payments.adapters import FAILED, SENT, ProviderError
 from services.payments.schemas import payout_to_wire
 
 log = logging.getLogger(__name__)
-
-
-def crash_point(name):
-    """Deterministic crash points for fault tests (reliability.md §5.1), like libs/outbox.py."""
-    if os.environ.get("CRASH_AT") == name:
-        log.warning("CRASH_AT=%s: exiting now", name)
-        os._exit(137)
 
 
 class Payouts:
