@@ -4,7 +4,9 @@ Each service sees only its own schema (search_path), so nobody reads another's t
 """
 import contextlib
 import logging
+import select
 import threading
+import time
 
 import psycopg2
 import psycopg2.extensions
@@ -130,6 +132,41 @@ def execute_batch(cur, statements):
     """Run several statements in ONE round trip: [(sql, params), ...] are bound client-side and sent together.
     For writes that return nothing (history, audit, outbox rows); each round trip costs more than the SQL."""
     cur.execute(b";\n".join(cur.mogrify(sql, params) for sql, params in statements))
+
+
+class Listener:
+    """Waits for PostgreSQL NOTIFY on one channel, so a loop wakes at a commit instead of at its next poll.
+
+    Owned by one loop: it opens its LISTEN connection lazily and must be closed by that same loop (closing it from
+    another thread while the loop waits in select() would be a second simultaneous read on one socket)."""
+
+    def __init__(self, connect, channel):
+        self.connect = connect          # () -> an autocommit connection, called when (re)connecting
+        self.channel = channel
+        self._conn = None
+
+    def wait(self, timeout, pause=time.sleep):
+        """Block until a notification or `timeout`; on a database error, reconnect next time and `pause`."""
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = self.connect()
+                with self._conn.cursor() as cur:
+                    cur.execute("LISTEN %s" % self.channel)
+            ready, _, _ = select.select([self._conn], [], [], timeout)
+            if ready:
+                self._conn.poll()
+                self._conn.notifies.clear()
+        except (psycopg2.Error, OSError, ValueError):
+            self.close()
+            pause(timeout)
+
+    def close(self):
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+        self._conn = None
 
 
 class DatabaseProvider(DependencyProvider):

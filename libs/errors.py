@@ -29,6 +29,16 @@ class Forbidden(ExchangerError):
     code = "forbidden"
 
 
+def staff_actor(actor):
+    """An operator command's actor (the signed-in staff member, passed by the gateway), marked as staff; an
+    operator command without one is refused."""
+    actor = dict(actor or {})
+    if not actor.get("name"):
+        raise Forbidden("operator actions need an actor")
+    actor["kind"] = "staff"
+    return actor
+
+
 # Everything an RPC may raise on purpose; pass as expected_exceptions so nameko does not log them as crashes.
 EXPECTED = (NotFound, ValidationFailed, Conflict, Forbidden)
 BY_NAME = {cls.__name__: cls for cls in EXPECTED}

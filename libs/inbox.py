@@ -2,6 +2,8 @@
 
 Each service has `processed_events(consumer, event_id)` in its own schema (see its first migration).
 """
+from libs import metrics
+
 
 def claim(cur, consumer, event_id):
     """True the first time this consumer sees event_id in a committed transaction; False for a duplicate.
@@ -12,4 +14,7 @@ def claim(cur, consumer, event_id):
     cur.execute(
         "INSERT INTO processed_events (consumer, event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
         (consumer, str(event_id)))
-    return cur.rowcount == 1
+    if cur.rowcount == 1:
+        return True
+    metrics.EVENT_DUPLICATES.labels(consumer).inc()
+    return False

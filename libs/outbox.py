@@ -10,16 +10,14 @@ Run inside a service (`OutboxRelayProvider`) or alone: `python -m libs.outbox --
 import argparse
 import json
 import logging
-import select
 import threading
 import time
 
-import psycopg2
 from nameko.extensions import DependencyProvider
 
 from libs import config, events, metrics, topology
 from libs.amqp_publish import ConfirmingPublisher, PublishError
-from libs.db import Database, execute_batch
+from libs.db import Database, Listener, execute_batch
 from libs.faults import crash_point
 
 log = logging.getLogger(__name__)
@@ -61,7 +59,7 @@ class OutboxRelay:
         self.exchange = "%s.events" % source
         self._topology_ready = False
         self._stopping = threading.Event()
-        self._listen_conn = None
+        self.listener = Listener(lambda: database.connect(autocommit=True), notify_channel(database.schema))
         self._last_backlog_check = 0.0
         self._last_cleanup = 0.0
 
@@ -126,20 +124,6 @@ class OutboxRelay:
             self.db.fetchone("WITH gone AS (DELETE FROM outbox WHERE published_at < now() - interval '7 days' "
                              "RETURNING 1) SELECT count(*) FROM gone")
 
-    def _wait_for_notify(self, timeout):
-        try:
-            if self._listen_conn is None or self._listen_conn.closed:
-                self._listen_conn = self.db.connect(autocommit=True)
-                with self._listen_conn.cursor() as cur:
-                    cur.execute("LISTEN %s" % notify_channel(self.schema))
-            ready, _, _ = select.select([self._listen_conn], [], [], timeout)
-            if ready:
-                self._listen_conn.poll()
-                self._listen_conn.notifies.clear()
-        except psycopg2.Error:
-            self._listen_conn = None
-            time.sleep(timeout)
-
     def run_forever(self):
         backoff = 0.5
         try:
@@ -155,25 +139,16 @@ class OutboxRelay:
                         # ones (the relay shares its process's CPU with the service).
                         self._stopping.wait(self.coalesce)
                     else:
-                        self._wait_for_notify(self.idle_wait)
+                        self.listener.wait(self.idle_wait)
                 except Exception:  # noqa: BLE001 - the relay must outlive broker and database outages
                     log.exception("outbox relay %s: publish failed, retrying in %.1fs", self.source, backoff)
                     self._topology_ready = False
                     self._stopping.wait(backoff)
                     backoff = min(backoff * 2, 10)
         finally:
-            # Closed by the loop itself: closing the LISTEN connection from another thread while the loop waits
-            # on it in select() would be a second simultaneous read on one socket.
-            self._close_listener()
+            # Closed by the loop itself (see Listener).
+            self.listener.close()
             self.publisher.close()
-
-    def _close_listener(self):
-        if self._listen_conn is not None:
-            try:
-                self._listen_conn.close()
-            except Exception:  # noqa: BLE001
-                pass
-            self._listen_conn = None
 
     def stop(self):
         """Ask the loop to end; it closes its own connections (within idle_wait)."""

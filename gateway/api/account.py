@@ -180,7 +180,7 @@ def sign_in(email, password, kind, ttl_seconds):
 @bp.post("/signup")
 @account_limits
 def signup_api():
-    data = load_body(SignupSchema())
+    data = load_body(SignupSchema)
     signup(data["email"], data["password"], data["language"])
     return jsonify(ACCEPTED_SIGNUP), 202
 
@@ -188,14 +188,14 @@ def signup_api():
 @bp.post("/confirm")
 @account_limits
 def confirm_api():
-    data = load_body(ConfirmSchema())
+    data = load_body(ConfirmSchema)
     return jsonify(orders().account_confirm(data["token"]))
 
 
 @bp.post("/token")
 @account_limits
 def token_api():
-    data = load_body(AccountLoginSchema())
+    data = load_body(AccountLoginSchema)
     token, result = sign_in(data["email"], data["password"], "api", api_token_ttl_seconds())
     if not result["ok"]:
         if result["reason"] == "unconfirmed":
@@ -214,7 +214,7 @@ def revoke_api():
 @bp.post("/password-reset")
 @account_limits
 def reset_request_api():
-    data = load_body(ResetRequestSchema())
+    data = load_body(ResetRequestSchema)
     request_reset(data["email"])
     return jsonify(ACCEPTED_RESET), 202
 
@@ -222,7 +222,7 @@ def reset_request_api():
 @bp.post("/password-reset/confirm")
 @account_limits
 def reset_api():
-    data = load_body(ResetSchema())
+    data = load_body(ResetSchema)
     return jsonify(orders().account_password_reset(data["token"], data["password"]))
 
 
@@ -236,14 +236,14 @@ def me():
 @bp.get("/orders")
 @require_account
 def my_orders():
-    q = load_query(PageQuerySchema())
+    q = load_query(PageQuerySchema)
     return jsonify(orders().account_orders(current_account()["id"], q["limit"], q.get("cursor")))
 
 
 @bp.get("/messages")
 @require_account
 def my_messages():
-    q = load_query(MessagesQuerySchema())
+    q = load_query(MessagesQuerySchema)
     return jsonify(rpc.service("notifier").list_messages(inbox_owner(current_account()), q["unread_only"],
                                                          q["limit"], q.get("cursor")))
 
@@ -251,7 +251,7 @@ def my_messages():
 @bp.post("/messages/read")
 @require_account
 def mark_read():
-    data = load_body(MarkReadSchema())
+    data = load_body(MarkReadSchema)
     return jsonify(rpc.service("notifier").mark_read(inbox_owner(current_account()), data["ids"]))
 
 

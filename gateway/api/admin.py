@@ -19,7 +19,7 @@ def orders():
 @bp.get("/orders")
 @require(READ)
 def list_orders():
-    filters = load_query(AdminOrdersQuerySchema())
+    filters = load_query(AdminOrdersQuerySchema)
     for key in ("created_from", "created_to", "updated_from", "updated_to"):
         if key in filters:
             filters[key] = filters[key].isoformat()
@@ -35,28 +35,28 @@ def get_order(order_id):
 @bp.post("/orders/<int:order_id>/process")
 @require(ACT)
 def process(order_id):
-    data = load_body(ProcessSchema())
+    data = load_body(ProcessSchema)
     return jsonify(orders().process(min(order_id, MAX_ID), data["notice"], actor()))
 
 
 @bp.post("/orders/<int:order_id>/payout")
 @require(ACT)
 def payout(order_id):
-    load_body(EmptySchema())
+    load_body(EmptySchema)
     return jsonify(orders().request_payout(min(order_id, MAX_ID), actor()))
 
 
 @bp.post("/orders/<int:order_id>/finalize")
 @require(ACT)
 def finalize(order_id):
-    data = load_body(FinalizeSchema())
+    data = load_body(FinalizeSchema)
     return jsonify(orders().finalize(min(order_id, MAX_ID), data.get("notice"), actor()))
 
 
 @bp.post("/orders/<int:order_id>/cancel")
 @require(ACT)
 def cancel(order_id):
-    data = load_body(CancelSchema())
+    data = load_body(CancelSchema)
     return jsonify(orders().cancel(min(order_id, MAX_ID), data["reason"], actor()))
 
 

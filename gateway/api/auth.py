@@ -22,7 +22,7 @@ def _bearer():
 @bp.post("/token")
 @security.login_limits
 def issue_token():
-    data = load_body(LoginSchema())
+    data = load_body(LoginSchema)
     store = staff_store()
     staff, problem, _ = password_step(data["username"], data["password"], "api")
     if problem == "locked":
@@ -73,7 +73,7 @@ def totp_begin():
     staff = current_staff()
     if staff is None:
         raise ApiError(401, "unauthorized", "sign in first")
-    load_body(EmptySchema())
+    load_body(EmptySchema)
     started = security.totp().begin(staff["id"], staff["username"])
     if started is None:
         raise ApiError(409, "conflict", "two-factor sign-in is already enrolled; an admin can reset it")
@@ -87,7 +87,7 @@ def totp_confirm():
     staff = current_staff()
     if staff is None:
         raise ApiError(401, "unauthorized", "sign in first")
-    data = load_body(TotpCodeSchema())
+    data = load_body(TotpCodeSchema)
     if not security.totp().confirm(staff["id"], data["code"]):
         staff_store().audit(staff["username"], "totp_enrolled", outcome="failed", role=staff["role"], ip=client_ip())
         raise ApiError(422, "validation_failed", "wrong code", {"code": ["wrong or expired code"]})

@@ -28,13 +28,13 @@ def list_directions():
 @bp.post("/directions")
 @require(ADMIN)
 def create_direction():
-    return jsonify(orders().create_direction(load_body(DirectionCreateSchema()), actor())), 201
+    return jsonify(orders().create_direction(load_body(DirectionCreateSchema), actor())), 201
 
 
 @bp.patch("/directions/<int:direction_id>")
 @require(ADMIN)
 def update_direction(direction_id):
-    return jsonify(orders().update_direction(min(direction_id, MAX_INT), load_body(DirectionUpdateSchema()), actor()))
+    return jsonify(orders().update_direction(min(direction_id, MAX_INT), load_body(DirectionUpdateSchema), actor()))
 
 
 @bp.get("/currencies")
@@ -46,7 +46,7 @@ def list_currencies():
 @bp.post("/currencies")
 @require(ADMIN)
 def create_currency():
-    return jsonify(orders().create_currency(load_body(CurrencyCreateSchema()), actor())), 201
+    return jsonify(orders().create_currency(load_body(CurrencyCreateSchema), actor())), 201
 
 
 @bp.patch("/currencies/<code>")
@@ -54,7 +54,7 @@ def create_currency():
 def update_currency(code):
     if len(code) > 16:
         raise ApiError(404, "not_found", "currency not found")
-    return jsonify(orders().update_currency(code, load_body(CurrencyUpdateSchema()), actor()))
+    return jsonify(orders().update_currency(code, load_body(CurrencyUpdateSchema), actor()))
 
 
 # -- staff ---------------------------------------------------------------------------------------------------------
@@ -81,7 +81,7 @@ def list_staff():
 @bp.post("/staff")
 @require(ADMIN)
 def create_staff():
-    data = load_body(StaffCreateSchema())
+    data = load_body(StaffCreateSchema)
     me = current_staff()
     try:
         staff_id = staff_store().create(data["username"], data["password"], data["role"],
@@ -97,7 +97,7 @@ def create_staff():
 @bp.patch("/staff/<int:staff_id>")
 @require(ADMIN)
 def update_staff(staff_id):
-    data = load_body(StaffUpdateSchema())
+    data = load_body(StaffUpdateSchema)
     me = current_staff()
     target = _get_staff(min(staff_id, MAX_INT))
     demoting = data.get("active") is False or ("role" in data and data["role"] != "admin")
@@ -131,7 +131,7 @@ def update_staff(staff_id):
 @bp.post("/staff/<int:staff_id>/reset-totp")
 @require(ADMIN)
 def reset_totp(staff_id):
-    load_body(EmptySchema())
+    load_body(EmptySchema)
     me, target = current_staff(), _get_staff(min(staff_id, MAX_INT))
     if target["id"] == me["id"]:
         raise ApiError(409, "conflict", "another admin must reset your second factor")
@@ -145,7 +145,7 @@ def reset_totp(staff_id):
 @bp.post("/staff/<int:staff_id>/unlock")
 @require(ADMIN)
 def unlock_staff(staff_id):
-    load_body(EmptySchema())
+    load_body(EmptySchema)
     me, target = current_staff(), _get_staff(min(staff_id, MAX_INT))
     security.lockout().unlock(target["username"])
     staff_store().audit(me["username"], "staff_unlock", role=me["role"], ip=client_ip(),

@@ -128,7 +128,7 @@ class MessageListSchema(Schema):
 @bp.get("/admin/notifications")
 @require(READ)
 def list_notifications():
-    return jsonify(notifier().list_notifications(load_query(NotificationsQuerySchema())))
+    return jsonify(notifier().list_notifications(load_query(NotificationsQuerySchema)))
 
 
 @bp.get("/admin/notifications/<int:notification_id>")
@@ -140,7 +140,7 @@ def get_notification(notification_id):
 @bp.post("/admin/notifications/<int:notification_id>/resend")
 @require(ACT)
 def resend(notification_id):
-    load_body(EmptySchema())
+    load_body(EmptySchema)
     who = actor()
     try:
         result = notifier().resend(min(notification_id, MAX_ID), who)
@@ -163,7 +163,7 @@ def get_settings():
 @bp.put("/admin/settings")
 @require(ADMIN)
 def put_settings():
-    data = load_body(SettingsUpdateSchema())
+    data = load_body(SettingsUpdateSchema)
     version = data.pop("version", None)
     who = actor()
     try:
@@ -179,7 +179,7 @@ def put_settings():
 @bp.get("/admin/messages")
 @require(READ)
 def list_messages():
-    q = load_query(MessagesQuerySchema())
+    q = load_query(MessagesQuerySchema)
     return jsonify(notifier().list_messages(q["owner"], q["unread_only"], q["limit"], q.get("cursor")))
 
 

@@ -163,7 +163,7 @@ def join():
 @bp.post("/partner/withdrawals")
 @require_account
 def request_withdrawal():
-    data = load_body(WithdrawalCreateSchema())
+    data = load_body(WithdrawalCreateSchema)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 100:
         raise ApiError(422, "validation_failed", "invalid input", {"Idempotency-Key": ["1 to 100 characters"]})
@@ -193,7 +193,7 @@ def _audited(action, detail, call):
 @bp.get("/admin/partners")
 @require(READ)
 def list_partners():
-    return jsonify(orders().list_partners(load_query(PartnersQuerySchema())))
+    return jsonify(orders().list_partners(load_query(PartnersQuerySchema)))
 
 
 @bp.get("/admin/partners/<int:partner_id>")
@@ -205,7 +205,7 @@ def get_partner(partner_id):
 @bp.put("/admin/partners/<int:partner_id>")
 @require(ADMIN)
 def update_partner(partner_id):
-    data = load_body(PartnerUpdateSchema())
+    data = load_body(PartnerUpdateSchema)
     pid = min(partner_id, MAX_ID)
     return jsonify(_audited("partner.update", {"partner_id": pid, "changes": data},
                             lambda who: orders().update_partner(pid, data, who)))
@@ -220,7 +220,7 @@ def get_commission():
 @bp.put("/admin/commission")
 @require(ADMIN)
 def update_commission():
-    data = load_body(CommissionUpdateSchema())
+    data = load_body(CommissionUpdateSchema)
     version = data.pop("version", None)
     return jsonify(_audited("commission.update", {"changes": data},
                             lambda who: orders().update_commission(data, who, version)))
@@ -229,7 +229,7 @@ def update_commission():
 @bp.put("/admin/commission/directions/<int:direction_id>")
 @require(ADMIN)
 def set_direction_rule(direction_id):
-    data = load_body(RuleSchema())
+    data = load_body(RuleSchema)
     did = min(direction_id, MAX_INT)
     return jsonify(_audited("commission.direction", {"direction_id": did, "rule": data},
                             lambda who: orders().set_direction_commission(did, data, who)))
@@ -246,13 +246,13 @@ def clear_direction_rule(direction_id):
 @bp.get("/admin/withdrawals")
 @require(READ)
 def list_withdrawals():
-    return jsonify(orders().list_withdrawals(load_query(WithdrawalsQuerySchema())))
+    return jsonify(orders().list_withdrawals(load_query(WithdrawalsQuerySchema)))
 
 
 @bp.post("/admin/withdrawals/<int:withdrawal_id>/approve")
 @require(ACT)
 def approve(withdrawal_id):
-    data = load_body(ApproveSchema())
+    data = load_body(ApproveSchema)
     wid = min(withdrawal_id, MAX_ID)
     # positional arguments: the RPC client's own first parameter is called `method`
     return jsonify(_audited("withdrawal.approve", dict(data, withdrawal_id=wid), lambda who: orders().decide_withdrawal(
@@ -262,7 +262,7 @@ def approve(withdrawal_id):
 @bp.post("/admin/withdrawals/<int:withdrawal_id>/reject")
 @require(ACT)
 def reject(withdrawal_id):
-    data = load_body(RejectSchema())
+    data = load_body(RejectSchema)
     wid = min(withdrawal_id, MAX_ID)
     return jsonify(_audited("withdrawal.reject", dict(data, withdrawal_id=wid), lambda who: orders().decide_withdrawal(
         wid, "reject", who, None, None, data["reason"])))

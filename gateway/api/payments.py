@@ -124,14 +124,14 @@ class OrderPaymentsSchema(Schema):
 @bp.get("/payments/unmatched")
 @require(READ)
 def list_unmatched():
-    q = load_query(PageQuerySchema())
+    q = load_query(PageQuerySchema)
     return jsonify(payments().list_unmatched(q["limit"], q.get("cursor")))
 
 
 @bp.post("/payments/<int:payment_id>/assign")
 @require(ACT)
 def assign(payment_id):
-    data = load_body(AssignSchema())
+    data = load_body(AssignSchema)
     return jsonify(payments().assign_payment(min(payment_id, MAX_ID), data["order_id"], actor(), data.get("note")))
 
 
@@ -144,14 +144,14 @@ def list_accounts():
 @bp.get("/payouts")
 @require(READ)
 def list_payouts():
-    q = load_query(PayoutsQuerySchema())
+    q = load_query(PayoutsQuerySchema)
     return jsonify(payments().list_payouts(q.get("status"), q["limit"], q.get("cursor"), q.get("order_id")))
 
 
 @bp.post("/payouts/<int:payout_id>/resolve")
 @require(ADMIN)
 def resolve_payout(payout_id):
-    data = load_body(ResolvePayoutSchema())
+    data = load_body(ResolvePayoutSchema)
     return jsonify(payments().resolve_payout(min(payout_id, MAX_ID), data["outcome"], data["note"], actor()))
 
 

@@ -25,7 +25,7 @@ def list_directions():
 
 @bp.post("/orders")
 def create_order():
-    data = load_body(OrderCreateSchema())
+    data = load_body(OrderCreateSchema)
     if not data.get("partner_code"):
         # A visitor who came by a partner's link (/?ref=CODE, kept 30 days in a cookie): the partner earns (issue 7).
         from gateway.api.partner import referral_from_cookie
@@ -49,12 +49,12 @@ def get_order(token):
 @bp.post("/orders/<token>/paid")
 def claim_paid(token):
     _check_token(token)
-    load_body(EmptySchema())
+    load_body(EmptySchema)
     return jsonify(rpc.service("orders").claim_paid(token, {"ip": client_ip()}))
 
 
 @bp.post("/orders/<token>/cancel")
 def cancel(token):
     _check_token(token)
-    load_body(EmptySchema())
+    load_body(EmptySchema)
     return jsonify(rpc.service("orders").cancel_by_customer(token, {"ip": client_ip()}))

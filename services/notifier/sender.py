@@ -10,16 +10,14 @@ row's lease then runs out, another pass takes it again (flagged outcome_unknown)
 more (same Message-ID); for SMS it first asks Twilio whether that text already went to that number.
 """
 import logging
-import select
 import threading
 import time
 
 import eventlet
-import psycopg2
 from nameko.extensions import DependencyProvider
 
 from libs import config
-from libs.db import Database
+from libs.db import Database, Listener
 from services.notifier import domain, metrics
 from services.notifier.render import Renderer
 from services.notifier.store import WAKE_CHANNEL, NotifierStore
@@ -45,7 +43,7 @@ class Sender:
         self._stopping = threading.Event()
         self._done = threading.Event()
         self._done.set()
-        self._listen_conn = None
+        self.listener = Listener(lambda: store.db.connect(autocommit=True), WAKE_CHANNEL)
         self._last_metrics = 0.0
 
     # -- one notification ------------------------------------------------------------------------------------
@@ -141,20 +139,6 @@ class Sender:
                     metrics.BY_STATUS.labels(channel, status).set(0)
         metrics.OLDEST_PENDING.set(oldest)
 
-    def _wait(self, timeout):
-        try:
-            if self._listen_conn is None or self._listen_conn.closed:
-                self._listen_conn = self.store.db.connect(autocommit=True)
-                with self._listen_conn.cursor() as cur:
-                    cur.execute("LISTEN %s" % WAKE_CHANNEL)
-            ready, _, _ = select.select([self._listen_conn], [], [], timeout)
-            if ready:
-                self._listen_conn.poll()
-                self._listen_conn.notifies.clear()
-        except (psycopg2.Error, OSError, ValueError):
-            self._close_listen()
-            self._stopping.wait(timeout)
-
     def run_forever(self):
         backoff = 0.5
         announced = False
@@ -169,25 +153,16 @@ class Sender:
                     self.update_metrics()
                     backoff = 0.5
                     if claimed == 0:
-                        self._wait(self.idle_wait)
+                        self.listener.wait(self.idle_wait, pause=self._stopping.wait)
                 except Exception:  # noqa: BLE001 - the sender must outlive database outages
                     log.exception("notifier sender: pass failed, retrying in %.1fs", backoff)
-                    self._close_listen()
+                    self.listener.close()
                     self._stopping.wait(backoff)
                     backoff = min(backoff * 2, 10)
         finally:
-            # The loop closes its own LISTEN connection: closing it from another thread while select() waits on
-            # it would be a second simultaneous read on one socket.
-            self._close_listen()
+            # Closed by the loop itself (see libs.db.Listener).
+            self.listener.close()
             self._done.set()
-
-    def _close_listen(self):
-        if self._listen_conn is not None:
-            try:
-                self._listen_conn.close()
-            except Exception:  # noqa: BLE001
-                pass
-        self._listen_conn = None
 
     def stop(self, wait=5.0):
         """End the loop (within idle_wait) and let sends in flight finish and commit; a send cut short leaves

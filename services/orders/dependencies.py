@@ -501,7 +501,6 @@ class OrderStore:
                   "assigned_by": data.get("assigned_by")}
         with self.db.transaction() as cur:
             if not inbox.claim(cur, consumer, event_id):
-                metrics.EVENT_DUPLICATES.labels(consumer).inc()
                 return None
             try:
                 order = self.transition("pay", actor, order_id=order_id, payment_flag=flag,
@@ -529,7 +528,6 @@ class OrderStore:
                   "to_account": payout["to_account"], "provider_id": payout.get("provider_id")}
         with self.db.transaction() as cur:
             if not inbox.claim(cur, consumer, event_id):
-                metrics.EVENT_DUPLICATES.labels(consumer).inc()
                 return None
             try:
                 return self.transition(action, {"kind": "system", "name": "payments"}, order_id=order_id,
@@ -545,7 +543,6 @@ class OrderStore:
         the last change are ignored (events may arrive out of order)."""
         with self.db.transaction() as cur:
             if not inbox.claim(cur, consumer, event_id):
-                metrics.EVENT_DUPLICATES.labels(consumer).inc()
                 return False
             cur.execute("UPDATE currencies SET reserve = %s, updated_at = %s WHERE code = %s "
                         "AND payment_system = %s AND account = %s AND updated_at <= %s",
@@ -557,7 +554,6 @@ class OrderStore:
         """settings_changed from the notifier: keep the newest announced customer SMS fee (versions only grow)."""
         with self.db.transaction() as cur:
             if not inbox.claim(cur, consumer, event_id):
-                metrics.EVENT_DUPLICATES.labels(consumer).inc()
                 return False
             cur.execute("UPDATE sms_fee_setting SET fee_percent = %s, available = %s, version = %s, "
                         "updated_at = now() WHERE id = 1 AND version < %s",

@@ -16,15 +16,6 @@ EXPIRY_SWEEP_SECONDS = config.env_float("EXPIRY_SWEEP_SECONDS", 5.0)
 expected = errors.EXPECTED
 
 
-def _staff(actor):
-    """Operator commands carry the signed-in staff member from the gateway."""
-    actor = dict(actor or {})
-    if not actor.get("name"):
-        raise errors.Forbidden("operator actions need an actor")
-    actor["kind"] = "staff"
-    return actor
-
-
 class OrdersService:
     name = "orders"
 
@@ -87,23 +78,23 @@ class OrdersService:
 
     @rpc(expected_exceptions=expected)
     def process(self, order_id, notice, actor):
-        return self.store.transition("process", _staff(actor), order_id=order_id, note=notice)
+        return self.store.transition("process", errors.staff_actor(actor), order_id=order_id, note=notice)
 
     @rpc(expected_exceptions=expected)
     def finalize(self, order_id, notice, actor):
-        return self.store.transition("finalize", _staff(actor), order_id=order_id, note=notice)
+        return self.store.transition("finalize", errors.staff_actor(actor), order_id=order_id, note=notice)
 
     @rpc(expected_exceptions=expected)
     def cancel(self, order_id, reason, actor):
-        return self.store.transition("cancel", _staff(actor), order_id=order_id, note=reason)
+        return self.store.transition("cancel", errors.staff_actor(actor), order_id=order_id, note=reason)
 
     @rpc(expected_exceptions=expected)
     def request_payout(self, order_id, actor):
-        return self.store.transition("payout", _staff(actor), order_id=order_id)
+        return self.store.transition("payout", errors.staff_actor(actor), order_id=order_id)
 
     @rpc(expected_exceptions=expected)
     def delete(self, order_id, actor):
-        return self.store.transition("delete", _staff(actor), order_id=order_id)
+        return self.store.transition("delete", errors.staff_actor(actor), order_id=order_id)
 
     # -- timers --------------------------------------------------------------------------------------------
     @timer(interval=EXPIRY_SWEEP_SECONDS)
@@ -113,19 +104,19 @@ class OrdersService:
     # -- directions and currencies management (admin only at the gateway; audited in orders.audit_log) ----------
     @rpc(expected_exceptions=expected)
     def create_direction(self, data, actor):
-        return self.store.create_direction(data, _staff(actor))
+        return self.store.create_direction(data, errors.staff_actor(actor))
 
     @rpc(expected_exceptions=expected)
     def update_direction(self, direction_id, changes, actor):
-        return self.store.update_direction(direction_id, changes, _staff(actor))
+        return self.store.update_direction(direction_id, changes, errors.staff_actor(actor))
 
     @rpc(expected_exceptions=expected)
     def create_currency(self, data, actor):
-        return self.store.create_currency(data, _staff(actor))
+        return self.store.create_currency(data, errors.staff_actor(actor))
 
     @rpc(expected_exceptions=expected)
     def update_currency(self, code, changes, actor):
-        return self.store.update_currency(code, changes, _staff(actor))
+        return self.store.update_currency(code, changes, errors.staff_actor(actor))
 
     # -- payments events (services/payments/contract.py) --------------------------------------------------------
     @reliable_event_handler(payments.PAYMENTS, payments.PAYMENT_RECEIVED)
@@ -233,7 +224,7 @@ class OrdersService:
 
     @rpc(expected_exceptions=expected)
     def update_partner(self, partner_id, changes, actor):
-        return self.partners.update_partner(partner_id, changes, _staff(actor))
+        return self.partners.update_partner(partner_id, changes, errors.staff_actor(actor))
 
     @rpc(expected_exceptions=expected)
     def get_commission(self):
@@ -241,11 +232,11 @@ class OrdersService:
 
     @rpc(expected_exceptions=expected)
     def update_commission(self, changes, actor, expected_version=None):
-        return self.partners.update_commission(changes, _staff(actor), expected_version)
+        return self.partners.update_commission(changes, errors.staff_actor(actor), expected_version)
 
     @rpc(expected_exceptions=expected)
     def set_direction_commission(self, direction_id, rule, actor):
-        return self.partners.set_direction_commission(direction_id, rule, _staff(actor))
+        return self.partners.set_direction_commission(direction_id, rule, errors.staff_actor(actor))
 
     @rpc(expected_exceptions=expected)
     def list_withdrawals(self, filters=None):
@@ -253,4 +244,5 @@ class OrdersService:
 
     @rpc(expected_exceptions=expected)
     def decide_withdrawal(self, withdrawal_id, action, actor, method=None, reference=None, reason=None):
-        return self.partners.decide_withdrawal(withdrawal_id, action, _staff(actor), method, reference, reason)
+        return self.partners.decide_withdrawal(withdrawal_id, action, errors.staff_actor(actor), method, reference,
+                                               reason)

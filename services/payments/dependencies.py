@@ -6,7 +6,7 @@ import os
 
 from nameko.extensions import DependencyProvider
 
-from libs import config, inbox, metrics as libmetrics
+from libs import config, inbox
 from libs.db import Database
 from services.payments import adapters as adapters_mod, contract
 from services.payments.payouts import Payouts, WithdrawalPayouts
@@ -58,7 +58,6 @@ class Payments:
         order = data["order"]
         with self.db.transaction() as cur:
             if not inbox.claim(cur, consumer, envelope["event_id"]):
-                libmetrics.EVENT_DUPLICATES.labels(consumer).inc()
                 return None
             self.store.apply_order(cur, order)
             self.store.rematch_for_order(cur, order["id"])
@@ -72,7 +71,6 @@ class Payments:
         envelope, data = contract.load(contract.PartnerPayoutRequestedSchema, payload)
         with self.db.transaction() as cur:
             if not inbox.claim(cur, consumer, envelope["event_id"]):
-                libmetrics.EVENT_DUPLICATES.labels(consumer).inc()
                 return None
             return self.withdrawal_payouts.on_requested(cur, data)
 
@@ -80,7 +78,6 @@ class Payments:
         envelope, data = contract.load(contract.PaymentRejectedSchema, payload)
         with self.db.transaction() as cur:
             if not inbox.claim(cur, consumer, envelope["event_id"]):
-                libmetrics.EVENT_DUPLICATES.labels(consumer).inc()
                 return None
             return self.store.reject(cur, data["payment_id"], data["order_id"], data["reason"])
 

@@ -34,14 +34,6 @@ class PaymentsRelayProvider(OutboxRelayProvider):
         super().setup()
 
 
-def _staff(actor):
-    actor = dict(actor or {})
-    if not actor.get("name"):
-        raise errors.Forbidden("operator actions need an actor")
-    actor["kind"] = "staff"
-    return actor
-
-
 class PaymentsService:
     name = "payments"
 
@@ -97,7 +89,7 @@ class PaymentsService:
 
     @rpc(expected_exceptions=expected)
     def assign_payment(self, payment_id, order_id, actor, note=None):
-        return self.payments.store.assign(int(payment_id), int(order_id), _staff(actor), note)
+        return self.payments.store.assign(int(payment_id), int(order_id), errors.staff_actor(actor), note)
 
     @rpc(expected_exceptions=expected)
     def list_accounts(self):
@@ -114,4 +106,4 @@ class PaymentsService:
 
     @rpc(expected_exceptions=expected)
     def resolve_payout(self, payout_id, outcome, note, actor):
-        return self.payments.payouts.resolve(int(payout_id), outcome, note, _staff(actor))
+        return self.payments.payouts.resolve(int(payout_id), outcome, note, errors.staff_actor(actor))

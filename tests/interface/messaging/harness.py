@@ -18,7 +18,7 @@ import eventlet
 import psycopg2
 from prometheus_client import REGISTRY
 
-from libs import inbox, metrics, topology
+from libs import inbox, topology
 from libs.amqp_publish import ConfirmingPublisher, connect
 from libs.db import Database, DatabaseProvider
 from libs.messaging import reliable_event_handler
@@ -114,7 +114,6 @@ def make_consumer_class(service_name, source, event_type, schema, consumer, call
                     raise RuntimeError("poison event %s" % event_id)
                 with self.db.transaction() as cur:
                     if not inbox.claim(cur, consumer, event_id):
-                        metrics.EVENT_DUPLICATES.labels(consumer).inc()
                         call["outcome"] = "duplicate"
                         return "duplicate"
                     cur.execute("INSERT INTO effects (consumer, event_id, data) VALUES (%s, %s, %s)",
