@@ -8,7 +8,11 @@ RPC pool of the gateway, a bare echo RPC to the orders service and back, no busi
 framework's own ceiling; `ratio` = orders_per_s / echo_rpc_per_s.
 Phase 3 drives the echo RPC straight from this process through the gateway's RPC client class
 (libs/rpc_client.py), without HTTP: `bare_rpc_per_s`, what the messaging alone does on this machine.
-Prints one JSON line: {"orders_per_s", "p50_ms", "p99_ms", "errors", "echo_rpc_per_s", "ratio", ...}.
+`cpu_ms_per_order` is the CPU time of every process of the system (services, gateway, sandbox, SMTP server,
+PostgreSQL backends and RabbitMQ, read from /proc by bench/cpu.py) from the start of phase 1 until every event it
+caused has been consumed (the subscription queues are empty again), divided by the orders created; the load
+generator is left out. Counting work instead of timing it keeps the figure comparable on a shared, noisy machine.
+Prints one JSON line: {"orders_per_s", "cpu_ms_per_order", "p50_ms", "p99_ms", "errors", "echo_rpc_per_s", ...}.
 """
 import argparse
 import http.client
@@ -23,6 +27,9 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.cpu import SystemCpu, delta  # noqa: E402
+from libs import topology  # noqa: E402
+from libs.amqp_publish import connect  # noqa: E402
 from libs.rpc_client import RpcClient  # noqa: E402
 
 
@@ -109,6 +116,34 @@ def drive_echo(amqp_uri, concurrency, seconds):
     return counts[0] / (time.monotonic() - started)
 
 
+def wait_until_consumed(amqp_uri, timeout=60.0):
+    """Block until no subscription queue holds a ready or unacknowledged message (the events of the timed phase
+    have all been handled); returns the seconds waited."""
+    started = time.monotonic()
+    queues = [topology.queue_name(s.source, s.event_type, s.service, s.method) for s in topology.all_subscriptions()]
+    conn = connect(amqp_uri)
+    try:
+        channel = conn.channel()
+        quiet = 0
+        while time.monotonic() - started < timeout:
+            busy = 0
+            for queue in queues:
+                try:
+                    _, ready, _ = channel.queue_declare(queue, passive=True)
+                except Exception:  # noqa: BLE001 - a queue nobody declared holds nothing
+                    channel = conn.channel()
+                    continue
+                busy += ready
+            # passive declare counts ready messages only: two quiet looks 0.2 s apart cover those in flight
+            quiet = quiet + 1 if busy == 0 else 0
+            if quiet >= 2:
+                break
+            time.sleep(0.2)
+    finally:
+        conn.close()
+    return time.monotonic() - started
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:8000")
@@ -119,13 +154,22 @@ def main():
 
     direction = pick_direction(args.url)
     drive_http(args.url, args.concurrency, min(3, args.seconds), direction)   # warm-up
+    wait_until_consumed(args.amqp_uri)
+    system = SystemCpu()
+    cpu_before = system.snapshot()
     latencies, errors, elapsed = drive_http(args.url, args.concurrency, args.seconds, direction)
+    drained_s = wait_until_consumed(args.amqp_uri)
+    cpu_used = delta(cpu_before, system.snapshot())
     echo_latencies, echo_errors, echo_elapsed = drive_http(args.url, args.concurrency, args.seconds)
     echo_per_s = len(echo_latencies) / echo_elapsed
     bare_per_s = drive_echo(args.amqp_uri, args.concurrency, min(10, args.seconds))
     orders_per_s = len(latencies) / elapsed
     result = {
         "orders_per_s": round(orders_per_s, 1),
+        "cpu_ms_per_order": round(sum(cpu_used.values()) * 1000 / len(latencies), 2) if latencies else None,
+        "cpu_ms_per_order_by_process": {k: round(v * 1000 / len(latencies), 2)
+                                        for k, v in sorted(cpu_used.items())} if latencies else None,
+        "drain_s": round(drained_s, 2),
         "p50_ms": round(percentile(latencies, 0.50) * 1000, 1) if latencies else None,
         "p99_ms": round(percentile(latencies, 0.99) * 1000, 1) if latencies else None,
         "errors": errors,

@@ -5,13 +5,17 @@ requeues it at once forever. `reliable_event_handler` instead republishes a fail
 queue (it comes back after a delay) and after `max_attempts` to the dead-letter queue, then acks the original:
 a poison message never loops and never blocks the queue, and an operator sees it as `exchanger_dlq_messages`.
 """
+import collections
 import logging
 import threading
+import time
 
 import amqp
 import eventlet
 from marshmallow import ValidationError
 from nameko.events import EventHandler, SERVICE_POOL
+from nameko.exceptions import ContainerBeingKilled
+from nameko.messaging import QueueConsumer
 
 from libs import metrics, topology
 from libs.amqp_publish import ConfirmingPublisher, PublishError, connect
@@ -104,6 +108,10 @@ class ReliableEventHandler(EventHandler):
         if exc_info is None:
             self.queue_consumer.ack_message(message)
             return
+        self.route_failure(message, exc_info)
+
+    def route_failure(self, message, exc_info):
+        """Move a failed delivery to its next retry queue, or to the dead-letter queue, then ack it."""
         headers = dict(message.headers or {})
         attempt = int(headers.get(ATTEMPT_HEADER, 1))
         exc = exc_info[1]
@@ -135,3 +143,98 @@ class ReliableEventHandler(EventHandler):
 
 
 reliable_event_handler = ReliableEventHandler.decorator
+
+
+# -- batches -----------------------------------------------------------------------------------------------------
+
+class BatchQueueConsumer(QueueConsumer):
+    """The queue consumer of batch handlers: a prefetch large enough to fill a batch (nameko's own consumer
+    prefetches `max_workers` messages, which would cap every batch at that)."""
+
+    @property
+    def prefetch_count(self):
+        return int(self.container.config.get("EVENT_BATCH_PREFETCH") or 200)
+
+
+class BatchEventHandler(ReliableEventHandler):
+    """Delivers events to the service method in batches: `handle_x(self, payloads)` gets a list of event payloads
+    and handles them in ONE transaction with one inbox insert (libs.inbox.claim_many).
+
+    A batch closes when it holds `EVENT_BATCH_SIZE` events or when `EVENT_BATCH_LINGER_MS` passed since its first
+    event arrived, so under load one transaction carries many events and when idle an event waits a few ms at
+    most. Every message of a batch is acked only after the batch committed. When a batch fails, each of its events
+    is run again alone, so one poison message is retried or dead-lettered by itself (the rules of
+    ReliableEventHandler) and does not hold back the others. At most `EVENT_BATCH_CONCURRENCY` batches of one
+    handler are in flight at once.
+    """
+
+    queue_consumer = BatchQueueConsumer()
+
+    def setup(self):
+        super().setup()
+        cfg = self.container.config
+        self.batch_size = int(cfg.get("EVENT_BATCH_SIZE") or 100)
+        self.linger = float(cfg.get("EVENT_BATCH_LINGER_MS") or 5) / 1000.0
+        self._pending = collections.deque()
+        self._arrived = threading.Event()
+        self._slots = threading.BoundedSemaphore(int(cfg.get("EVENT_BATCH_CONCURRENCY") or 2))
+
+    def start(self):
+        super().start()
+        self.container.spawn_managed_thread(self._collect_batches)
+
+    def handle_message(self, body, message):
+        self._pending.append((body, message))
+        self._arrived.set()
+
+    def _collect_batches(self):
+        while not self._monitor_stop.is_set():
+            if not self._arrived.wait(1.0):
+                continue
+            # Let the prefetched deliveries arrive, so the batch is as full as the load makes it.
+            deadline = time.monotonic() + self.linger
+            while len(self._pending) < self.batch_size and time.monotonic() < deadline:
+                eventlet.sleep(min(0.001, self.linger))
+            batch = []
+            while self._pending and len(batch) < self.batch_size:
+                batch.append(self._pending.popleft())
+            if not self._pending:
+                self._arrived.clear()
+            if batch:
+                self._slots.acquire()
+                self._spawn(batch)
+
+    def _spawn(self, batch):
+        bodies = [body for body, _ in batch]
+        metrics.EVENT_BATCH_SIZE.labels(self.queue_name).observe(len(batch))
+
+        def handle_result(worker_ctx, result=None, exc_info=None):
+            # The slot goes back first: re-running a failed batch's events alone takes slots of its own.
+            self._slots.release()
+            self._finish(batch, exc_info)
+            return result, exc_info
+
+        try:
+            self.container.spawn_worker(self, (bodies,), {},
+                                        context_data=self.unpack_message_headers(batch[0][1]),
+                                        handle_result=handle_result)
+        except ContainerBeingKilled:
+            self._slots.release()
+            for _, message in batch:
+                self.queue_consumer.requeue_message(message)
+
+    def _finish(self, batch, exc_info):
+        if exc_info is None:
+            for _, message in batch:
+                self.queue_consumer.ack_message(message)
+        elif len(batch) == 1:
+            self.route_failure(batch[0][1], exc_info)
+        else:
+            log.warning("a batch of %d events to %s failed (%r): each is run alone", len(batch),
+                        self.queue_name, exc_info[1])
+            for delivery in batch:
+                self._slots.acquire()
+                self._spawn([delivery])
+
+
+batch_event_handler = BatchEventHandler.decorator

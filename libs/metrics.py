@@ -27,6 +27,8 @@ DEAD_LETTERED = Counter("exchanger_dead_lettered_total", "Events moved to a dead
 EVENT_RETRIES = Counter("exchanger_event_retries_total", "Event deliveries scheduled for a retry", ["queue"])
 EVENT_DUPLICATES = Counter("exchanger_event_duplicates_total", "Redelivered events skipped by the inbox",
                            ["consumer"])
+EVENT_BATCH_SIZE = Histogram("exchanger_event_batch_size", "Events handled in one batch (one transaction)",
+                             ["queue"], buckets=(1, 2, 5, 10, 20, 50, 100, 200))
 ORDER_TRANSITIONS = Counter("exchanger_order_transitions_total", "Order status transitions",
                             ["from_status", "to_status"])
 

@@ -158,12 +158,15 @@ class OutboxRelay:
 class OutboxRelayProvider(DependencyProvider):
     """Runs the relay in a managed thread of the service container. Several instances are safe (SKIP LOCKED)."""
 
-    def __init__(self, schema, source=None):
+    def __init__(self, schema=None, source=None):
         self.schema = schema
-        self.source = source or schema
+        self.source = source
 
     def setup(self):
         cfg = self.container.config
+        # The container's schema (DB_SCHEMA in its config, else the service name) unless one is given.
+        self.schema = cfg.get("DB_SCHEMA") or self.schema or self.container.service_name
+        self.source = self.source or self.container.service_name
         self.database = Database(url=cfg.get("DATABASE_URL") or config.database_url(), schema=self.schema,
                                  maxconn=2, application_name="%s-relay" % self.source)
         self.relay = OutboxRelay(self.database, self.source, cfg.get("AMQP_URI"),

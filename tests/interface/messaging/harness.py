@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 from libs import inbox, topology
 from libs.amqp_publish import ConfirmingPublisher, connect
 from libs.db import Database, DatabaseProvider
-from libs.messaging import reliable_event_handler
+from libs.messaging import batch_event_handler, reliable_event_handler
 from libs.outbox import OutboxRelay, write_event
 
 AMQP_URI = os.environ.get("TEST_AMQP_URI",
@@ -131,10 +131,55 @@ def make_consumer_class(service_name, source, event_type, schema, consumer, call
     return MsgTestConsumer
 
 
+def make_batch_consumer_class(service_name, source, event_type, schema, consumer, calls, batches):
+    """The same consumer as `make_consumer_class`, written as a `batch_event_handler`: one transaction and one
+    inbox insert per batch. `batches` records the event ids of every batch the handler was given."""
+
+    class MsgTestBatchConsumer:
+        name = service_name
+        db = DatabaseProvider(schema)
+
+        @batch_event_handler(source, event_type)
+        def handle(self, payloads):
+            batches.append([p["event_id"] for p in payloads])
+            mine = []
+            for payload in payloads:
+                event_id = payload["event_id"]
+                mine.append({"t": time.monotonic(), "event_id": event_id, "outcome": None,
+                             "n": 1 + sum(1 for c in calls if c["event_id"] == event_id), "data": payload["data"]})
+            calls.extend(mine)
+            try:
+                for call in mine:
+                    if call["data"].get("poison"):
+                        raise RuntimeError("poison event %s" % call["event_id"])
+                with self.db.transaction() as cur:
+                    fresh = inbox.claim_batch(cur, consumer, payloads)
+                    for payload in fresh:
+                        cur.execute("INSERT INTO effects (consumer, event_id, data) VALUES (%s, %s, %s)",
+                                    (consumer, payload["event_id"], json.dumps(payload["data"])))
+                    for call in mine:
+                        if call["n"] <= call["data"].get("fail_times", 0):
+                            raise RuntimeError("transient failure %d" % call["n"])
+                fresh_ids = {p["event_id"] for p in fresh}
+                for call in mine:
+                    call["outcome"] = "done" if call["event_id"] in fresh_ids else "duplicate"
+                    fresh_ids.discard(call["event_id"])
+                return len(fresh)
+            except Exception:
+                for call in mine:
+                    call["outcome"] = "error"
+                raise
+            finally:
+                for call in mine:
+                    call["t_end"] = time.monotonic()
+
+    return MsgTestBatchConsumer
+
+
 class Sub:
     """One test subscription: the topology entry, its queue names, and the consumer's record of deliveries."""
 
-    def __init__(self, harness, event_type, max_attempts, base_delay_ms):
+    def __init__(self, harness, event_type, max_attempts, base_delay_ms, batch=False):
         self.event_type = event_type
         self.service = harness.service
         self.sub = topology.sub(harness.source, event_type, self.service, "handle",
@@ -144,8 +189,13 @@ class Sub:
         self.dlq = topology.dead_letter_queue_name(self.queue)
         self.consumer = "%s.handle" % self.service
         self.calls = []
-        self.service_cls = make_consumer_class(self.service, harness.source, event_type, harness.schema,
-                                               self.consumer, self.calls)
+        self.batches = []
+        if batch:
+            self.service_cls = make_batch_consumer_class(self.service, harness.source, event_type, harness.schema,
+                                                         self.consumer, self.calls, self.batches)
+        else:
+            self.service_cls = make_consumer_class(self.service, harness.source, event_type, harness.schema,
+                                                   self.consumer, self.calls)
         self.container = None
 
     @property
@@ -185,9 +235,9 @@ class Harness:
         self.db = Database(url=DATABASE_URL, schema=self.schema, maxconn=4, application_name="msgtest")
 
     # -- topology and consumers ---------------------------------------------------------------------------------
-    def subscribe(self, event_type, max_attempts=3, base_delay_ms=200):
+    def subscribe(self, event_type, max_attempts=3, base_delay_ms=200, batch=False):
         """Adds a subscription to the topology (as a test-only handler does); nothing is declared yet."""
-        s = Sub(self, event_type, max_attempts, base_delay_ms)
+        s = Sub(self, event_type, max_attempts, base_delay_ms, batch)
         topology.EXTRA_SUBSCRIPTIONS.append(s.sub)
         self.subs.append(s)
         return s
