@@ -1,8 +1,8 @@
 """CPU time of every process of a running system, read from /proc (Linux).
 
 The system is the processes `make run` starts (their working directory is the repository: honcho, gunicorn, the
-nameko services, the sandbox, the SMTP server) plus the PostgreSQL and RabbitMQ servers they use (every
-`postgres` and `beam.smp` process). The load generator itself is left out.
+nameko services, the sandbox, the SMTP server) plus the PostgreSQL and RabbitMQ servers they use (the
+PostgreSQL server's own processes and the backends connected to the system's database; every RabbitMQ process). The load generator itself is left out.
 
 `SystemCpu.snapshot()` returns {pid: (group, cpu_seconds)}; `delta(before, after)` sums what each group used
 between the two. A process that started in between counts from zero; one that ended in between loses the time it
@@ -27,7 +27,18 @@ def _read(path, mode="r"):
         return None
 
 
-def _group(pid, root):
+def _our_backend(pid, database):
+    """The server's own processes (writer, WAL, checkpointer...) and the backends connected to our database;
+    not the backends of other databases on the same server (another project's tests, say)."""
+    title = (_read("/proc/%d/cmdline" % pid, "rb") or b"").replace(b"\0", b" ").decode("utf-8", "replace")
+    words = title.split()   # "postgres: 15/main: <user> <database> <host>(<port>) <state>"
+    client = [i for i, w in enumerate(words) if "(" in w or w == "[local]"]
+    if not database or not client:   # no client address: one of the server's own processes
+        return True
+    return words[client[0] - 1] == database
+
+
+def _group(pid, root, database=None):
     stat = _read("/proc/%d/stat" % pid)
     if stat is None:
         return None, None
@@ -35,7 +46,7 @@ def _group(pid, root):
     fields = stat[stat.rindex(")") + 2:].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK   # utime + stime
     if comm == "postgres" or comm.startswith("postgres"):
-        return "postgresql", cpu
+        return ("postgresql", cpu) if _our_backend(pid, database) else (None, None)
     if comm in ("beam.smp", "erl_child_setup", "epmd", "inet_gethost"):
         return "rabbitmq", cpu
     try:
@@ -52,8 +63,9 @@ def _group(pid, root):
 
 
 class SystemCpu:
-    def __init__(self, root=ROOT, exclude=None):
+    def __init__(self, root=ROOT, exclude=None, database=None):
         self.root = os.path.realpath(root)
+        self.database = database
         self.exclude = set(exclude or ()) | {os.getpid()}
 
     def snapshot(self):
@@ -61,7 +73,7 @@ class SystemCpu:
         for name in os.listdir("/proc"):
             if not name.isdigit() or int(name) in self.exclude:
                 continue
-            group, cpu = _group(int(name), self.root)
+            group, cpu = _group(int(name), self.root, self.database)
             if group is not None:
                 taken[int(name)] = (group, cpu)
         return taken

@@ -155,7 +155,7 @@ def main():
     direction = pick_direction(args.url)
     drive_http(args.url, args.concurrency, min(3, args.seconds), direction)   # warm-up
     wait_until_consumed(args.amqp_uri)
-    system = SystemCpu()
+    system = SystemCpu(database=urlsplit(os.environ.get("DATABASE_URL", "postgresql:///exchanger")).path.lstrip("/"))
     cpu_before = system.snapshot()
     latencies, errors, elapsed = drive_http(args.url, args.concurrency, args.seconds, direction)
     drained_s = wait_until_consumed(args.amqp_uri)

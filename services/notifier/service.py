@@ -7,7 +7,7 @@ import logging
 from nameko.rpc import rpc
 
 from libs import errors, events
-from libs.messaging import reliable_event_handler
+from libs.messaging import batch_event_handler, reliable_event_handler
 from libs.metrics import EntrypointMetrics
 from libs.outbox import OutboxRelayProvider
 from services.notifier import domain, metrics
@@ -17,6 +17,10 @@ from services.notifier.sender import NotifierProvider
 
 log = logging.getLogger(__name__)
 expected = errors.EXPECTED
+
+# Built once: a marshmallow schema instance is reusable and costly to build per event.
+ORDER_CREATED_SCHEMA = OrderCreatedSchema()
+ORDER_STATUS_CHANGED_SCHEMA = OrderStatusChangedSchema()
 
 SID_CHARS = set("0123456789abcdefABCDEF")
 
@@ -38,17 +42,17 @@ class NotifierService:
         return "notifier"
 
     # -- events ----------------------------------------------------------------------------------------------
-    @reliable_event_handler(events.ORDERS, events.ORDER_CREATED)
-    def handle_order_created(self, payload):
-        envelope, data = _load(OrderCreatedSchema(), payload)
-        return self.store.consume_order_event("notifier.handle_order_created", envelope["event_id"],
-                                              events.ORDER_CREATED, data)
+    @batch_event_handler(events.ORDERS, events.ORDER_CREATED)
+    def handle_order_created(self, payloads):
+        batch = [_load(ORDER_CREATED_SCHEMA, payload) for payload in payloads]
+        return self.store.consume_order_events("notifier.handle_order_created", events.ORDER_CREATED,
+                                               [(envelope["event_id"], data) for envelope, data in batch])
 
-    @reliable_event_handler(events.ORDERS, events.ORDER_STATUS_CHANGED)
-    def handle_order_status_changed(self, payload):
-        envelope, data = _load(OrderStatusChangedSchema(), payload)
-        return self.store.consume_order_event("notifier.handle_order_status_changed", envelope["event_id"],
-                                              events.ORDER_STATUS_CHANGED, data)
+    @batch_event_handler(events.ORDERS, events.ORDER_STATUS_CHANGED)
+    def handle_order_status_changed(self, payloads):
+        batch = [_load(ORDER_STATUS_CHANGED_SCHEMA, payload) for payload in payloads]
+        return self.store.consume_order_events("notifier.handle_order_status_changed", events.ORDER_STATUS_CHANGED,
+                                               [(envelope["event_id"], data) for envelope, data in batch])
 
     # L5: orders credits a partner's commission (issue 7) -> a private message in the partner's inbox.
     @reliable_event_handler(events.ORDERS, events.PARTNER_CREDITED)

@@ -156,26 +156,35 @@ class NotifierStore:
         row = cur.fetchone()
         return row["id"] if row else None
 
-    def consume_order_event(self, consumer, event_id, event_type, data):
-        """Decide and queue the sends of one order event, in one transaction with the inbox claim.
-        Returns {"duplicate": bool, "queued": [ids]}."""
-        order = plain_order(data["order"])
-        note = data.get("note")
+    def consume_order_events(self, consumer, event_type, batch):
+        """A batch of order events [(event_id, data)] in ONE transaction with one inbox insert and one read of
+        the settings; returns one {"duplicate": bool, "queued": [ids]} per event."""
+        results = []
         with self.db.transaction() as cur:
-            if not inbox.claim(cur, consumer, event_id):
-                return {"duplicate": True, "queued": []}
-            settings = self.settings(cur)
-            queued = []
-            for send in domain.decide(event_type, dict(data, order=order), settings, self.sms_configured):
-                subject, text, html = self.renderer.render_order(send.kind, send.channel, send.language, order,
-                                                                 note)
-                new_id = self._insert(cur, send, domain.order_dedupe_key(order["id"], send.kind, send.channel),
-                                      order["id"], subject, text, html, event_id)
-                if new_id:
-                    queued.append(new_id)
-            if queued:
-                cur.execute("SELECT pg_notify(%s, '')", (WAKE_CHANNEL,))
-        return {"duplicate": False, "queued": queued}
+            fresh = {str(e["event_id"]) for e in
+                     inbox.claim_batch(cur, consumer, [{"event_id": event_id} for event_id, _ in batch])}
+            settings = self.settings(cur) if fresh else None
+            woken = False
+            for event_id, data in batch:
+                if str(event_id) not in fresh:
+                    results.append({"duplicate": True, "queued": []})
+                    continue
+                fresh.discard(str(event_id))
+                order = plain_order(data["order"])
+                queued = []
+                for send in domain.decide(event_type, dict(data, order=order), settings, self.sms_configured):
+                    subject, text, html = self.renderer.render_order(send.kind, send.channel, send.language,
+                                                                     order, data.get("note"))
+                    new_id = self._insert(cur, send,
+                                          domain.order_dedupe_key(order["id"], send.kind, send.channel),
+                                          order["id"], subject, text, html, event_id)
+                    if new_id:
+                        queued.append(new_id)
+                if queued and not woken:
+                    cur.execute("SELECT pg_notify(%s, '')", (WAKE_CHANNEL,))
+                    woken = True
+                results.append({"duplicate": False, "queued": queued})
+        return results
 
     def consume_partner_credit(self, consumer, event_id, credit):
         """L5: a private message to the partner's in-app inbox. Delivered by this very transaction."""

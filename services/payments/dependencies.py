@@ -65,6 +65,20 @@ class Payments:
                 return self.payouts.on_payout_requested(cur, order)
         return None
 
+    def on_orders_created(self, payloads, consumer):
+        """A batch of order_created events in ONE transaction with one inbox insert: keep the order copies and
+        match the payments that waited for them (an order is created `new`: no payout can be due yet)."""
+        loaded = [contract.load(contract.OrderEventSchema, payload) for payload in payloads]
+        with self.db.transaction() as cur:
+            fresh = {str(e["event_id"]) for e in inbox.claim_batch(cur, consumer, [e for e, _ in loaded])}
+            orders = []
+            for envelope, data in loaded:
+                if str(envelope["event_id"]) in fresh:
+                    fresh.discard(str(envelope["event_id"]))
+                    orders.append(data["order"])
+            if orders:
+                self.store.apply_new_orders(cur, orders)
+
     def on_partner_payout_requested(self, payload, consumer):
         """orders' partner_payout_requested: commit the withdrawal's payout as `sending` (with the event's key)
         together with the inbox record. Returns a withdrawal payout id to send now, or None."""

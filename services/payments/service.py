@@ -3,7 +3,7 @@ operators. Logic lives in poller.py, payouts.py, store.py and domain.py; this mo
 from nameko.timer import Timer
 
 from libs import errors
-from libs.messaging import reliable_event_handler
+from libs.messaging import batch_event_handler, reliable_event_handler
 from libs.metrics import EntrypointMetrics
 from libs.outbox import OutboxRelayProvider
 from libs.rpc import rpc
@@ -60,9 +60,9 @@ class PaymentsService:
         return outcomes
 
     # -- order events ------------------------------------------------------------------------------------------
-    @reliable_event_handler("orders", "order_created")
-    def handle_order_created(self, payload):
-        self.payments.on_order_event(payload, "payments.handle_order_created")
+    @batch_event_handler("orders", "order_created")
+    def handle_order_created(self, payloads):
+        self.payments.on_orders_created(payloads, "payments.handle_order_created")
 
     @reliable_event_handler("orders", "order_status_changed")
     def handle_order_status_changed(self, payload):

@@ -74,11 +74,25 @@ class ReadModel:
                 cur.execute(REFRESH_MONEY_SQL, {"id": row["id"]})
         return True
 
-    def apply_order_event(self, envelope, consumer):
-        """'applied', 'stale' or 'duplicate'. ValidationError for a malformed event."""
-        event_id, occurred_at, row = projection.row_from_order_event(envelope)
-        return self._apply(consumer, envelope.get("event_type"), event_id, occurred_at,
-                           lambda cur: self.upsert_order(cur, row))
+    def apply_order_events(self, envelopes, consumer):
+        """A batch of order events in ONE transaction with one inbox insert; returns the outcome of each
+        ('applied', 'stale' or 'duplicate'). ValidationError for a malformed event (the batch is then re-run event
+        by event, libs/messaging.py)."""
+        parsed = [projection.row_from_order_event(envelope) for envelope in envelopes]
+        outcomes = []
+        with self.db.transaction() as cur:
+            fresh = {str(e["event_id"]) for e in inbox.claim_batch(cur, consumer, envelopes)}
+            for event_id, occurred_at, row in parsed:
+                if str(event_id) in fresh:
+                    fresh.discard(str(event_id))
+                    outcomes.append("applied" if self.upsert_order(cur, row) else "stale")
+                else:
+                    outcomes.append("duplicate")
+        for envelope, (event_id, occurred_at, row), outcome in zip(envelopes, parsed, outcomes):
+            metrics.EVENTS.labels(envelope.get("event_type") or "?", outcome).inc()
+            if outcome != "duplicate":
+                metrics.event_applied(occurred_at)
+        return outcomes
 
     def upsert_snapshots(self, orders):
         """Rebuild: a page of snapshots from the owner, one transaction. Returns how many rows changed."""

@@ -13,7 +13,7 @@ from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
 from libs import config, errors, events
-from libs.messaging import reliable_event_handler
+from libs.messaging import batch_event_handler, reliable_event_handler
 from libs.metrics import EntrypointMetrics
 from services.reporting import export, filters
 from services.reporting import metrics as report_metrics
@@ -43,13 +43,13 @@ class ReportingService:
         return "reporting"
 
     # -- read model ------------------------------------------------------------------------------------------
-    @reliable_event_handler(events.ORDERS, events.ORDER_CREATED)
-    def on_order_created(self, payload):
-        return self.readmodel.apply_order_event(payload, "reporting.on_order_created")
+    @batch_event_handler(events.ORDERS, events.ORDER_CREATED)
+    def on_order_created(self, payloads):
+        return self.readmodel.apply_order_events(payloads, "reporting.on_order_created")
 
-    @reliable_event_handler(events.ORDERS, events.ORDER_STATUS_CHANGED)
-    def on_order_status_changed(self, payload):
-        return self.readmodel.apply_order_event(payload, "reporting.on_order_status_changed")
+    @batch_event_handler(events.ORDERS, events.ORDER_STATUS_CHANGED)
+    def on_order_status_changed(self, payloads):
+        return self.readmodel.apply_order_events(payloads, "reporting.on_order_status_changed")
 
     # Payments and payouts as the payments service announces them (services/payments/contract.py).
     @reliable_event_handler(payments.PAYMENTS, payments.PAYMENT_RECEIVED)
