@@ -1,6 +1,7 @@
-"""Consumer-side dedupe (blueprint §3.3): record (consumer, event_id) in the same transaction as the effect.
+"""Consumer-side dedupe: record (consumer, event_id) in the same transaction as the effect, so a redelivered event
+has one effect (docs/architecture.md, "Messaging").
 
-Each service has `processed_events(consumer, event_id)` in its own schema (see its first migration).
+Each service has `processed_events(consumer, event_id)` in its own schema (defined in libs/schema_parts.py).
 """
 from libs import metrics
 

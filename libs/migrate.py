@@ -1,7 +1,9 @@
 """Apply every part's schema migrations with yoyo: `python -m libs.migrate`.
 
-Each part keeps plain SQL files in its own `migrations/` folder and owns one PostgreSQL schema of the same
-name; yoyo's bookkeeping tables live inside that schema, so parts migrate independently.
+Each part keeps its migrations (plain SQL files, or Python files of yoyo steps) in its own `migrations/` folder and
+owns one PostgreSQL schema of the same name; yoyo's bookkeeping tables live inside that schema, so parts migrate
+independently. The tables every part shares (outbox, inbox, audit log) are defined once in libs/schema_parts.py:
+docs/migrations.md.
 """
 import argparse
 import os
@@ -33,6 +35,21 @@ def _with_schema(url, schema):
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
 
 
+def migrate_part(url, schema, path):
+    """Apply the migrations in folder `path` that schema `schema` has not had yet; returns their ids."""
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA IF NOT EXISTS %s" % schema)
+    conn.close()
+    backend = get_backend(_with_schema(url, schema))
+    migrations = read_migrations(path)
+    with backend.lock():
+        todo = backend.to_apply(migrations)
+        backend.apply_migrations(todo)
+    return [m.id for m in todo]
+
+
 def migrate(url=None, parts=None, verbose=True):
     url = url or config.database_url()
     applied = {}
@@ -42,19 +59,9 @@ def migrate(url=None, parts=None, verbose=True):
         path = os.path.join(ROOT, folder)
         if not os.path.isdir(path):
             continue
-        conn = psycopg2.connect(url)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("CREATE SCHEMA IF NOT EXISTS %s" % schema)
-        conn.close()
-        backend = get_backend(_with_schema(url, schema))
-        migrations = read_migrations(path)
-        with backend.lock():
-            todo = backend.to_apply(migrations)
-            backend.apply_migrations(todo)
-        applied[schema] = [m.id for m in todo]
+        applied[schema] = migrate_part(url, schema, path)
         if verbose:
-            print("migrated %-10s %d new: %s" % (schema, len(todo), ", ".join(m.id for m in todo) or "-"))
+            print("migrated %-10s %d new: %s" % (schema, len(applied[schema]), ", ".join(applied[schema]) or "-"))
     return applied
 
 

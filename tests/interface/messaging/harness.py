@@ -23,6 +23,7 @@ from libs.amqp_publish import ConfirmingPublisher, connect
 from libs.db import Database, DatabaseProvider
 from libs.messaging import batch_event_handler, reliable_event_handler
 from libs.outbox import OutboxRelay, write_event
+from libs.schema_parts import messaging_ddl
 
 AMQP_URI = os.environ.get("TEST_AMQP_URI",
                           os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1:5672/exchanger_test"))
@@ -30,31 +31,9 @@ DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql://exchanger:exchanger@127.0.0.1:5432/exchanger_test")
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
-# outbox and processed_events: as in services/orders/migrations/0001_initial.sql. effects has no unique key on
-# purpose: a second effect of one event shows up as a second row instead of being hidden by a constraint.
-SCHEMA_SQL = """
-CREATE TABLE outbox (
-    id           uuid PRIMARY KEY,
-    seq          bigserial UNIQUE,
-    source       text        NOT NULL,
-    event_type   text        NOT NULL,
-    aggregate_id text,
-    payload      jsonb       NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    published_at timestamptz,
-    routed       boolean,
-    attempts     integer     NOT NULL DEFAULT 0,
-    last_error   text
-);
-CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
-
-CREATE TABLE processed_events (
-    consumer     text        NOT NULL,
-    event_id     uuid        NOT NULL,
-    processed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer, event_id)
-);
-
+# outbox and processed_events: the one definition every service uses (libs/schema_parts.py). effects has no unique
+# key on purpose: a second effect of one event shows up as a second row instead of being hidden by a constraint.
+SCHEMA_SQL = messaging_ddl() + """
 CREATE TABLE effects (
     id         bigserial PRIMARY KEY,
     consumer   text        NOT NULL,
