@@ -7,7 +7,7 @@
 1. Seeds `--rows` orders straight into the read model (reporting.orders, one INSERT ... generate_series) in an id
    block and a creation window of their own (2001-2002), so real orders are untouched; removes them at the end
    unless --keep (a later run with --keep reuses them).
-2. Signs in as a bench analyst (created or reset with a random password through gateway.auth.StaffStore).
+2. Signs in as a bench analyst (created or reset with a random password through gateway.security.staff.StaffStore).
 3. Exports the window through GET /api/v1/admin/reports/orders.csv, reading and discarding the bytes, while
    sampling every 20 ms the RSS of the serving processes: the gateway worker (the largest gunicorn worker),
    the reporting service and its COPY child. peak_rss_mb is the peak of their sum; *_by_process each one's.
@@ -187,7 +187,7 @@ def unseed(database_url):
 
 
 def bench_token(url, database_url):
-    from gateway.auth import StaffStore
+    from gateway.security.staff import StaffStore
     from libs.db import Database
     password = "bench-" + secrets.token_urlsafe(18)
     store = StaffStore(Database(url=database_url, schema="gateway", maxconn=1, application_name="bench-export"))

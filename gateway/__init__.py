@@ -6,7 +6,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from gateway import config as gateway_config
 from gateway import errors, metrics, pages, security
-from gateway.auth import StaffStore
+from gateway.security.staff import StaffStore
 from libs.db import Database
 
 

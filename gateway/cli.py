@@ -5,7 +5,7 @@ import getpass
 import os
 import sys
 
-from gateway.auth import ROLES, StaffStore
+from gateway.security.staff import ROLES, StaffStore
 from libs.db import Database
 
 

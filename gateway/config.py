@@ -13,7 +13,7 @@ def from_env():
         "TOKEN_TTL_HOURS": config.env_float("GATEWAY_TOKEN_TTL_HOURS", 8.0),
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "PUBLIC_URL": public_url,
-        # -- staff security (gateway/security.py, docs/pages.md) --------------------------------------------------
+        # -- staff security (gateway/security, docs/pages.md) ------------------------------------------------------
         # Cookie and CSRF signing key; without it a random key is kept in the gateway schema (local runs only).
         "SECRET_KEY": config.env("GATEWAY_SECRET_KEY") or None,
         # Secure cookies (and the __Host- prefix) whenever the public URL is https.

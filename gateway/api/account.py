@@ -13,11 +13,12 @@ import uuid
 from flask import Blueprint, g, jsonify, request
 from marshmallow import Schema, fields, validate
 
-from gateway import rpc, security
+from gateway import rpc
 from gateway.api import load_body, load_query
-from gateway.auth import client_ip
 from gateway.errors import ApiError
 from gateway.schemas import StrictSchema
+from gateway.security.caller import client_ip
+from gateway.security.ratelimits import ip_key, limiter
 from libs import config
 
 bp = Blueprint("account_api", __name__, url_prefix="/api/v1/account")
@@ -83,10 +84,10 @@ def _ip_and_email():
 
 def account_limits(view):
     """Per (address, e-mail) and per address, separately for each endpoint; POST only."""
-    view = security.limiter.limit(lambda: config.env("ACCOUNT_RATE_LIMIT", "10 per minute"),
-                                  key_func=_ip_and_email, methods=["POST"])(view)
-    return security.limiter.limit(lambda: config.env("ACCOUNT_RATE_LIMIT_IP", "60 per minute"),
-                                  key_func=security.ip_key, methods=["POST"])(view)
+    view = limiter.limit(lambda: config.env("ACCOUNT_RATE_LIMIT", "10 per minute"),
+                         key_func=_ip_and_email, methods=["POST"])(view)
+    return limiter.limit(lambda: config.env("ACCOUNT_RATE_LIMIT_IP", "60 per minute"),
+                         key_func=ip_key, methods=["POST"])(view)
 
 
 # -- schemas -------------------------------------------------------------------------------------------------------

@@ -3,9 +3,10 @@ from flask import Blueprint, jsonify
 
 from gateway import rpc
 from gateway.api import load_body, load_query
-from gateway.auth import ACT, READ, actor, require
 from gateway.schemas import (AdminOrdersQuerySchema, CancelSchema, EmptySchema, FinalizeSchema,
                              ProcessSchema)
+from gateway.security.caller import actor, require
+from gateway.security.staff import ACT, READ
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
 

@@ -6,11 +6,14 @@ it into a full token. Every other admin call answers 403 `enrolment_required` un
 """
 from flask import Blueprint, current_app, jsonify, request
 
-from gateway import security
 from gateway.api import load_body
-from gateway.auth import (client_ip, code_step, current_staff, finish_sign_in, password_step, staff_store)
 from gateway.errors import ApiError
 from gateway.schemas import EmptySchema, LoginSchema, TotpCodeSchema
+from gateway.security.caller import client_ip, current_staff
+from gateway.security.ratelimits import code_limits, login_limits
+from gateway.security.signin import code_step, finish_sign_in, password_step
+from gateway.security.staff import staff_store
+from gateway.security.totp import totp_needed, totp_store
 
 bp = Blueprint("auth_api", __name__, url_prefix="/api/v1/auth")
 
@@ -20,7 +23,7 @@ def _bearer():
 
 
 @bp.post("/token")
-@security.login_limits
+@login_limits
 def issue_token():
     data = load_body(LoginSchema)
     store = staff_store()
@@ -30,12 +33,12 @@ def issue_token():
     if problem:
         raise ApiError(401, "unauthorized", "wrong username or password")
     cfg = current_app.config
-    if security.totp().status(staff["id"]):
+    if totp_store().status(staff["id"]):
         if not data.get("code"):
             raise ApiError(401, "totp_required", "this account signs in with a one-time code: send `code` too")
         if not code_step(staff, data["code"], "api"):
             raise ApiError(401, "unauthorized", "wrong or already used one-time code")
-    elif security.totp_needed(staff, cfg):
+    elif totp_needed(staff, cfg):
         token, expires_at = store.issue_token(staff, cfg["PRE_AUTH_MINUTES"] / 60.0, client_ip(), scope="enrol")
         store.audit(staff["username"], "sign_in", outcome="enrolment_required", role=staff["role"],
                     ip=client_ip(), detail={"via": "api"})
@@ -63,18 +66,18 @@ def me():
     if staff is None:
         raise ApiError(401, "unauthorized", "sign in first")
     return jsonify({"username": staff["username"], "role": staff["role"], "scope": staff.get("scope", "full"),
-                    "totp_enrolled": security.totp().status(staff["id"])})
+                    "totp_enrolled": totp_store().status(staff["id"])})
 
 
 @bp.post("/totp")
-@security.code_limits
+@code_limits
 def totp_begin():
     """Start enrolment: a fresh secret and its otpauth:// URI (shown once; an admin resets a lost one)."""
     staff = current_staff()
     if staff is None:
         raise ApiError(401, "unauthorized", "sign in first")
     load_body(EmptySchema)
-    started = security.totp().begin(staff["id"], staff["username"])
+    started = totp_store().begin(staff["id"], staff["username"])
     if started is None:
         raise ApiError(409, "conflict", "two-factor sign-in is already enrolled; an admin can reset it")
     staff_store().audit(staff["username"], "totp_enrolment_started", role=staff["role"], ip=client_ip())
@@ -82,13 +85,13 @@ def totp_begin():
 
 
 @bp.post("/totp/confirm")
-@security.code_limits
+@code_limits
 def totp_confirm():
     staff = current_staff()
     if staff is None:
         raise ApiError(401, "unauthorized", "sign in first")
     data = load_body(TotpCodeSchema)
-    if not security.totp().confirm(staff["id"], data["code"]):
+    if not totp_store().confirm(staff["id"], data["code"]):
         staff_store().audit(staff["username"], "totp_enrolled", outcome="failed", role=staff["role"], ip=client_ip())
         raise ApiError(422, "validation_failed", "wrong code", {"code": ["wrong or expired code"]})
     store = staff_store()

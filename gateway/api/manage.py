@@ -2,12 +2,16 @@
 gateway's audit log (sign-ins, failures, every admin change). Reads for every role where harmless; changes admin-only."""
 from flask import Blueprint, jsonify, request
 
-from gateway import rpc, security
+from gateway import rpc
 from gateway.api import load_body
-from gateway.auth import ADMIN, READ, actor, client_ip, current_staff, require, staff_store
 from gateway.errors import ApiError
 from gateway.schemas import (CurrencyCreateSchema, CurrencyUpdateSchema, DirectionCreateSchema,
                              DirectionUpdateSchema, EmptySchema, StaffCreateSchema, StaffUpdateSchema)
+from gateway.security.caller import actor, client_ip, current_staff, require
+from gateway.security.lockout import lockout_store
+from gateway.security.sessions import session_store
+from gateway.security.staff import ADMIN, READ, staff_store
+from gateway.security.totp import totp_store
 
 bp = Blueprint("manage_api", __name__, url_prefix="/api/v1/admin")
 
@@ -120,7 +124,7 @@ def update_staff(staff_id):
         ended = 0
         if data.get("active") is False or "role" in data or "password" in data:
             # Whatever the session was allowed to do before, it must sign in again under the new rules.
-            ended = security.sessions().revoke_all(target["id"], "changed by admin", cur=cur)
+            ended = session_store().revoke_all(target["id"], "changed by admin", cur=cur)
         store.audit(me["username"], "staff_update", role=me["role"], ip=client_ip(), cur=cur,
                     detail={"staff": target["username"], "changes": {k: ("***" if k == "password" else v)
                                                                        for k, v in data.items()},
@@ -135,8 +139,8 @@ def reset_totp(staff_id):
     me, target = current_staff(), _get_staff(min(staff_id, MAX_INT))
     if target["id"] == me["id"]:
         raise ApiError(409, "conflict", "another admin must reset your second factor")
-    security.totp().reset(target["id"])
-    security.sessions().revoke_all(target["id"], "two-factor reset")
+    totp_store().reset(target["id"])
+    session_store().revoke_all(target["id"], "two-factor reset")
     staff_store().audit(me["username"], "staff_reset_totp", role=me["role"], ip=client_ip(),
                         detail={"staff": target["username"]})
     return jsonify(_staff_wire(_get_staff(target["id"])))
@@ -147,7 +151,7 @@ def reset_totp(staff_id):
 def unlock_staff(staff_id):
     load_body(EmptySchema)
     me, target = current_staff(), _get_staff(min(staff_id, MAX_INT))
-    security.lockout().unlock(target["username"])
+    lockout_store().unlock(target["username"])
     staff_store().audit(me["username"], "staff_unlock", role=me["role"], ip=client_ip(),
                         detail={"staff": target["username"]})
     return jsonify(_staff_wire(_get_staff(target["id"])))
@@ -163,7 +167,7 @@ def _session_wire(row):
 @bp.get("/sessions")
 @require(ADMIN)
 def list_sessions():
-    return jsonify([_session_wire(r) for r in security.sessions().list_live()])
+    return jsonify([_session_wire(r) for r in session_store().list_live()])
 
 
 @bp.delete("/sessions/<session_id>")
@@ -171,10 +175,10 @@ def list_sessions():
 def end_session(session_id):
     """Sessions are named by the first 32 hex digits of their hash (the cookie value cannot be derived)."""
     me = current_staff()
-    match = [r for r in security.sessions().list_live() if r["id_hash"][:32] == session_id[:32]]
+    match = [r for r in session_store().list_live() if r["id_hash"][:32] == session_id[:32]]
     if len(session_id) != 32 or not match:
         raise ApiError(404, "not_found", "no such live session")
-    security.sessions().revoke_hash(match[0]["id_hash"], "ended by %s" % me["username"])
+    session_store().revoke_hash(match[0]["id_hash"], "ended by %s" % me["username"])
     staff_store().audit(me["username"], "session_end", role=me["role"], ip=client_ip(),
                         detail={"staff": match[0]["username"], "session": session_id})
     return jsonify({"ok": True})

@@ -8,9 +8,10 @@ from twilio.request_validator import RequestValidator
 
 from gateway import rpc
 from gateway.api import load_body, load_query
-from gateway.auth import ACT, ADMIN, READ, actor, client_ip, require, staff_store
 from gateway.errors import ApiError
 from gateway.schemas import EmptySchema, StrictSchema
+from gateway.security.caller import actor, client_ip, require
+from gateway.security.staff import ACT, ADMIN, READ, staff_store
 from libs import config
 from services.notifier.domain import ACCOUNT_KINDS, ALERT, CHANNELS, KINDS, STATUSES
 

@@ -15,9 +15,10 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from gateway import rpc
 from gateway.api import load_body, load_query
 from gateway.api.account import current_account, require_account
-from gateway.auth import ACT, ADMIN, READ, actor, require, staff_store
 from gateway.errors import ApiError
 from gateway.schemas import AmountString, StrictSchema
+from gateway.security.caller import actor, require
+from gateway.security.staff import ACT, ADMIN, READ, staff_store
 
 bp = Blueprint("partner_api", __name__, url_prefix="/api/v1")
 

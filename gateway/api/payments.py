@@ -6,8 +6,9 @@ from marshmallow import Schema, fields, validate
 
 from gateway import rpc
 from gateway.api import load_body, load_query
-from gateway.auth import ACT, ADMIN, READ, actor, require
 from gateway.schemas import StrictSchema
+from gateway.security.caller import actor, require
+from gateway.security.staff import ACT, ADMIN, READ
 
 bp = Blueprint("payments_api", __name__, url_prefix="/api/v1/admin")
 

@@ -3,9 +3,9 @@ from flask import Blueprint, jsonify, request
 
 from gateway import rpc
 from gateway.api import load_body
-from gateway.auth import client_ip
 from gateway.errors import ApiError
 from gateway.schemas import EmptySchema, OrderCreateSchema
+from gateway.security.caller import client_ip
 
 bp = Blueprint("public_api", __name__, url_prefix="/api/v1")
 

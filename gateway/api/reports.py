@@ -10,8 +10,9 @@ import requests
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from gateway import rpc
-from gateway.auth import READ, actor, require, staff_store
 from gateway.errors import ApiError, error_response
+from gateway.security.caller import actor, require
+from gateway.security.staff import READ, staff_store
 from services.reporting.filters import ExportQuerySchema, StatsQuerySchema, query_args, to_query
 
 log = logging.getLogger(__name__)

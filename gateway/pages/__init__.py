@@ -8,9 +8,10 @@ from flask import g, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from gateway import security
-from gateway.auth import staff_store
 from gateway.pages.i18n import current_language, translator
+from gateway.security.caller import client_ip
+from gateway.security.sessions import session_store, staff_cookie
+from gateway.security.staff import staff_store
 
 
 def safe_next(target, default="/admin/"):
@@ -28,7 +29,7 @@ def staff_page(roles):
     def decorator(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            session = security.sessions().load(security.staff_cookie())
+            session = session_store().load(staff_cookie())
             if session is None or session["stage"] != "full":
                 if session is not None and session["stage"] == "enrol":
                     return redirect(url_for("signin.enrol"))
@@ -42,7 +43,7 @@ def staff_page(roles):
             g.auth_session = session
             if session["role"] not in roles:
                 staff_store().audit(session["username"], "forbidden:%s %s" % (request.method, request.path),
-                                    outcome="denied", role=session["role"], ip=security.client_ip())
+                                    outcome="denied", role=session["role"], ip=client_ip())
                 return render_template("admin/error.html", code=403,
                                        message="Your role may not open this page."), 403
             return view(*args, **kwargs)

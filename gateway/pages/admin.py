@@ -6,9 +6,9 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
-from gateway.auth import ACT, READ
 from gateway.pages import internal, safe_next, staff_page
 from gateway.pages.charts import bar_chart
+from gateway.security.staff import ACT, READ
 from services.orders.domain import EXCHANGE_TYPES, STATUSES
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

@@ -2,7 +2,7 @@
 cabinet itself with the account's exchanges, its inbox of private messages and the partner section (referral link,
 balance, stats, withdrawals). Also the referral link: `/?ref=CODE` counts a click and keeps the code 30 days.
 
-Follows the pages' conventions (gateway/pages, gateway/security.py): server-rendered forms with the CSRF token,
+Follows the pages' conventions (gateway/pages, gateway/security): server-rendered forms with the CSRF token,
 no inline script; state changes only by POST. The cabinet session is a random cookie whose SHA-256 the orders
 service keeps (kind 'web'); idle and absolute timeouts; a new session id at every sign-in.
 """

@@ -3,10 +3,12 @@ staff member's own account (second factor, password), the gateway audit log. Cha
 checks again); the other roles see the pages read-only."""
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 
-from gateway import security
-from gateway.auth import ADMIN, READ, ROLES, staff_store
 from gateway.pages import internal, staff_page
 from gateway.pages.signin import _qr_svg
+from gateway.security.caller import client_ip
+from gateway.security.sessions import session_store
+from gateway.security.staff import ADMIN, READ, ROLES, staff_store
+from gateway.security.totp import totp_store
 from services.orders.domain import EXCHANGE_TYPES
 
 bp = Blueprint("manage", __name__, url_prefix="/admin")
@@ -179,7 +181,7 @@ def audit():
 @staff_page(READ)
 def account():
     me = g.staff
-    totp = security.totp()
+    totp = totp_store()
     enrolment = None
     if not totp.status(me["id"]) and request.args.get("enrol"):
         secret = totp.pending_secret(me["id"])
@@ -188,7 +190,7 @@ def account():
         uri = totp.uri(secret, me["username"])
         enrolment = {"secret": secret, "uri": uri, "qr": _qr_svg(uri)}
     return render_template("admin/account.html", enrolled=totp.status(me["id"]), enrolment=enrolment,
-                           sessions=security.sessions().list_live(me["id"]),
+                           sessions=session_store().list_live(me["id"]),
                            current_hash=g.auth_session["id_hash"])
 
 
@@ -196,8 +198,8 @@ def account():
 @staff_page(READ)
 def account_totp():
     me = g.staff
-    if security.totp().confirm(me["id"], request.form.get("code") or ""):
-        staff_store().audit(me["username"], "totp_enrolled", role=me["role"], ip=security.client_ip())
+    if totp_store().confirm(me["id"], request.form.get("code") or ""):
+        staff_store().audit(me["username"], "totp_enrolled", role=me["role"], ip=client_ip())
         flash("Two-factor sign-in is on: the next sign-in asks for a code.", "ok")
         return redirect(url_for("manage.account"), 303)
     flash("Wrong code: try the next one.", "error")
@@ -210,7 +212,7 @@ def account_password():
     me = g.staff
     store = staff_store()
     if store.authenticate(me["username"], request.form.get("current") or "") is None:
-        store.audit(me["username"], "password_change", outcome="failed", role=me["role"], ip=security.client_ip())
+        store.audit(me["username"], "password_change", outcome="failed", role=me["role"], ip=client_ip())
         flash("The current password is wrong.", "error")
         return redirect(url_for("manage.account"), 303)
     new = request.form.get("new") or ""
@@ -223,7 +225,7 @@ def account_password():
                         (me["id"], g.auth_session["id_hash"]))
             cur.execute("UPDATE api_tokens SET revoked_at = now() WHERE staff_id = %s AND revoked_at IS NULL",
                         (me["id"],))
-            store.audit(me["username"], "password_change", role=me["role"], ip=security.client_ip(), cur=cur)
+            store.audit(me["username"], "password_change", role=me["role"], ip=client_ip(), cur=cur)
     except ValueError as exc:
         flash(str(exc), "error")
         return redirect(url_for("manage.account"), 303)

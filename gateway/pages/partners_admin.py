@@ -3,9 +3,9 @@ rules, each partner's ledger, and the withdrawal requests with approve / reject.
 in process (gateway/pages/internal.py), so the roles, checks and audit are the API's own."""
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from gateway.auth import ACT, ADMIN, READ
 from gateway.pages import internal, staff_page
 from gateway.pages.manage import _report
+from gateway.security.staff import ACT, ADMIN, READ
 
 bp = Blueprint("partners_admin", __name__, url_prefix="/admin")
 

@@ -3,15 +3,20 @@ A new session id at each step; sign-out ends the session on the server. Limits a
 import segno
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 
-from gateway import security
-from gateway.auth import code_step, finish_sign_in, password_step, staff_store
 from gateway.pages import safe_next
+from gateway.security.caller import client_ip
+from gateway.security.lockout import lockout_store
+from gateway.security.ratelimits import code_limits, login_limits
+from gateway.security.sessions import clear_staff_cookie, session_store, set_staff_cookie, staff_cookie
+from gateway.security.signin import code_step, finish_sign_in, password_step
+from gateway.security.staff import staff_store
+from gateway.security.totp import totp_needed, totp_store
 
 bp = Blueprint("signin", __name__, url_prefix="/admin")
 
 
 def _pending(stage):
-    current = security.sessions().load(security.staff_cookie())
+    current = session_store().load(staff_cookie())
     if current is None or current["stage"] != stage:
         return None
     g.auth_session = current
@@ -24,31 +29,30 @@ def _staff_of(sess):
 
 def _start(staff_id, stage, response_target):
     """Replace whatever session the browser had by a fresh one (new id) at `stage`."""
-    security.sessions().revoke(security.staff_cookie(), "replaced at sign-in")
+    session_store().revoke(staff_cookie(), "replaced at sign-in")
     next_url = session.get("next")
     session.clear()  # a fresh CSRF secret with the fresh session
     if next_url and stage != "full":
         session["next"] = next_url
-    raw = security.sessions().create(staff_id, stage, security.client_ip(), request.user_agent.string)
-    return security.set_staff_cookie(redirect(response_target, 303), raw)
+    raw = session_store().create(staff_id, stage, client_ip(), request.user_agent.string)
+    return set_staff_cookie(redirect(response_target, 303), raw)
 
 
 def _complete(staff):
     """Fully signed in: a new session id, audit, known-address check and alert."""
     target = safe_next(session.get("next"))
-    security.sessions().revoke(security.staff_cookie(), "signed in")
+    session_store().revoke(staff_cookie(), "signed in")
     session.clear()
     store = staff_store()
     with store.db.transaction() as cur:
-        raw = security.sessions().create(staff["id"], "full", security.client_ip(), request.user_agent.string,
-                                         cur=cur)
+        raw = session_store().create(staff["id"], "full", client_ip(), request.user_agent.string, cur=cur)
         finish_sign_in(staff, "web", cur)
-    return security.set_staff_cookie(redirect(target, 303), raw)
+    return set_staff_cookie(redirect(target, 303), raw)
 
 
 @bp.get("/login")
 def login():
-    current = security.sessions().load(security.staff_cookie())
+    current = session_store().load(staff_cookie())
     if current is not None and current["stage"] == "full":
         return redirect(url_for("admin.dashboard"))
     if request.args.get("next"):
@@ -57,7 +61,7 @@ def login():
 
 
 @bp.post("/login")
-@security.login_limits
+@login_limits
 def login_post():
     username = (request.form.get("username") or "").strip()[:64]
     password = request.form.get("password") or ""
@@ -69,11 +73,11 @@ def login_post():
                                error="Too many failed sign-ins: this account is locked for a while."), 423
     if problem:
         return render_template("admin/login.html", username=username, error="Wrong username or password."), 401
-    if security.totp().status(staff["id"]):
+    if totp_store().status(staff["id"]):
         return _start(staff["id"], "password", url_for("signin.code"))
-    if security.totp_needed(staff, current_app.config):
+    if totp_needed(staff, current_app.config):
         staff_store().audit(staff["username"], "sign_in", outcome="enrolment_required", role=staff["role"],
-                            ip=security.client_ip(), detail={"via": "web"})
+                            ip=client_ip(), detail={"via": "web"})
         return _start(staff["id"], "enrol", url_for("signin.enrol"))
     return _complete(staff)
 
@@ -86,14 +90,14 @@ def code():
 
 
 @bp.post("/login/code")
-@security.code_limits
+@code_limits
 def code_post():
     pending = _pending("password")
     if pending is None:
         return redirect(url_for("signin.login"), 303)
     staff = _staff_of(pending)
-    if security.lockout().locked_until(staff["username"]):
-        security.sessions().revoke(security.staff_cookie(), "locked")
+    if lockout_store().locked_until(staff["username"]):
+        session_store().revoke(staff_cookie(), "locked")
         return render_template("admin/login.html", error="Too many failed sign-ins: this account is locked "
                                                          "for a while."), 423
     if not code_step(staff, request.form.get("code") or "", "web"):
@@ -110,9 +114,9 @@ def enrol():
     pending = _pending("enrol")
     if pending is None:
         return redirect(url_for("signin.login"))
-    totp = security.totp()
+    totp = totp_store()
     if totp.status(pending["staff_id"]):  # enrolled meanwhile (e.g. through the API): sign in with a code
-        security.sessions().revoke(security.staff_cookie(), "already enrolled")
+        session_store().revoke(staff_cookie(), "already enrolled")
         return redirect(url_for("signin.login"))
     secret = totp.pending_secret(pending["staff_id"])
     started = totp.begin(pending["staff_id"], pending["username"]) if secret is None else None
@@ -123,31 +127,31 @@ def enrol():
 
 
 @bp.post("/enrol")
-@security.code_limits
+@code_limits
 def enrol_post():
     pending = _pending("enrol")
     if pending is None:
         return redirect(url_for("signin.login"), 303)
     staff = _staff_of(pending)
-    if not security.totp().confirm(staff["id"], request.form.get("code") or ""):
+    if not totp_store().confirm(staff["id"], request.form.get("code") or ""):
         staff_store().audit(staff["username"], "totp_enrolled", outcome="failed", role=staff["role"],
-                            ip=security.client_ip())
-        secret = security.totp().pending_secret(staff["id"])
+                            ip=client_ip())
+        secret = totp_store().pending_secret(staff["id"])
         if secret is None:
             return redirect(url_for("signin.enrol"), 303)
-        uri = security.totp().uri(secret, staff["username"])
+        uri = totp_store().uri(secret, staff["username"])
         return render_template("admin/enrol.html", secret=secret, uri=uri, qr=_qr_svg(uri),
                                error="Wrong code: check the time on your phone and try the next one."), 422
-    staff_store().audit(staff["username"], "totp_enrolled", role=staff["role"], ip=security.client_ip())
+    staff_store().audit(staff["username"], "totp_enrolled", role=staff["role"], ip=client_ip())
     return _complete(staff)
 
 
 @bp.post("/logout")
 def logout():
-    current = security.sessions().load(security.staff_cookie())
+    current = session_store().load(staff_cookie())
     if current is not None:
-        security.sessions().revoke(security.staff_cookie(), "signed out")
-        staff_store().audit(current["username"], "sign_out", role=current["role"], ip=security.client_ip(),
+        session_store().revoke(staff_cookie(), "signed out")
+        staff_store().audit(current["username"], "sign_out", role=current["role"], ip=client_ip(),
                             detail={"via": "web"})
     session.clear()
-    return security.clear_staff_cookie(redirect(url_for("signin.login"), 303))
+    return clear_staff_cookie(redirect(url_for("signin.login"), 303))

@@ -12,6 +12,7 @@ import json
 import logging
 
 from libs import errors, events, inbox, money, outbox
+from libs.audit import actor_name
 from services.notifier import domain
 from services.notifier.schemas import (attempt_to_wire, message_to_wire, notification_to_wire, plain_order,
                                        settings_to_wire)
@@ -21,10 +22,6 @@ log = logging.getLogger(__name__)
 SOURCE = events.NOTIFIER
 WAKE_CHANNEL = "notifier_send"
 MAX_LIST = 500
-
-
-def _actor_name(actor):
-    return (actor or {}).get("name") or "system"
 
 
 class NotifierStore:
@@ -65,7 +62,7 @@ class NotifierStore:
         payload = self.announcement(row)
         if row.get("announced") == payload and actor is None:
             return None
-        data = dict(payload, changed_by=_actor_name(actor) if actor else "system")
+        data = dict(payload, changed_by=actor_name(actor))
         outbox.write_event(cur, SOURCE, events.SETTINGS_CHANGED, data, aggregate_id="settings")
         cur.execute("UPDATE settings SET announced = %s WHERE id = 1", (json.dumps(payload),))
         return data
@@ -94,14 +91,14 @@ class NotifierStore:
             if not changed:
                 return settings_to_wire(current, self.sms_configured)  # nothing to do (also: a repeated RPC)
             sets = ", ".join("%s = %%(%s)s" % (k, k) for k in changed)
-            params = dict(changed, actor=_actor_name(actor))
+            params = dict(changed, actor=actor_name(actor))
             cur.execute("UPDATE settings SET " + sets + ", version = version + 1, updated_by = %(actor)s, "
                         "updated_at = now() WHERE id = 1 RETURNING *", params)
             row = cur.fetchone()
             after = settings_to_wire(row)
             cur.execute("INSERT INTO settings_history (version, actor, actor_role, actor_ip, before, after) "
                         "VALUES (%s, %s, %s, %s, %s, %s)",
-                        (row["version"], _actor_name(actor), actor.get("role"), actor.get("ip"),
+                        (row["version"], actor_name(actor), actor.get("role"), actor.get("ip"),
                          json.dumps(before), json.dumps(after)))
             self._announce(cur, row, actor)
             self._settings_alert(cur, before, after, actor)
@@ -111,7 +108,7 @@ class NotifierStore:
         """Every change of notification settings is mailed to the admin address, the old one too when it
         changes (someone redirecting the alerts is exactly what the old address must hear about)."""
         lines = ["Notification settings were changed by %s (%s) from %s at %s UTC." % (
-            _actor_name(actor), actor.get("role") or "-", actor.get("ip") or "-",
+            actor_name(actor), actor.get("role") or "-", actor.get("ip") or "-",
             datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")), ""]
         for key in domain.SETTING_FIELDS:
             if before.get(key) != after.get(key):
@@ -277,7 +274,7 @@ class NotifierStore:
             cur.execute("INSERT INTO notification_attempts (notification_id, attempt, outcome, detail, actor) "
                         "VALUES (%s, 0, 'resend', %s, %s)",
                         (row["id"], "resend #%d from %s" % (row["resends"], (actor or {}).get("ip") or "-"),
-                         _actor_name(actor)))
+                         actor_name(actor)))
             cur.execute("SELECT pg_notify(%s, '')", (WAKE_CHANNEL,))
         return notification_to_wire(row)
 

@@ -2,12 +2,12 @@
 status-history row, audit row and outbox event (blueprint §4)."""
 import contextlib
 import datetime
-import json
 import re
 
 from nameko.extensions import DependencyProvider
 
 from libs import config, errors, events, inbox, metrics, money, outbox
+from libs.audit import actor_name, audit_statement
 from libs.db import Database, execute_batch
 from services.orders import domain, partners
 from services.orders.schemas import audit_to_wire, direction_to_wire, history_to_wire, order_to_wire
@@ -24,10 +24,6 @@ SELECT d.*, ci.precision AS precision_in, co.precision AS precision_out, ci.name
   JOIN currencies ci ON ci.code = d.currency_in
   JOIN currencies co ON co.code = d.currency_out
 """
-
-
-def _actor_name(actor):
-    return (actor or {}).get("name") or (actor or {}).get("kind") or "system"
 
 
 class OrderStore:
@@ -155,7 +151,7 @@ class OrderStore:
                                                aggregate_id=row["id"])
             execute_batch(cur, [
                 ("INSERT INTO status_history (order_id, from_status, to_status, action, actor) "
-                 "VALUES (%s, NULL, 'new', 'create', %s)", (row["id"], _actor_name(actor))),
+                 "VALUES (%s, NULL, 'new', 'create', %s)", (row["id"], actor_name(actor))),
                 self._audit_statement(actor, "create", row["id"], None, "new",
                                       detail={"ip": (actor or {}).get("ip")}),
             ] + event)
@@ -293,7 +289,7 @@ class OrderStore:
             execute_batch(cur, [
                 ("INSERT INTO status_history (order_id, from_status, to_status, action, actor, note) "
                  "VALUES (%s, %s, %s, %s, %s, %s)",
-                 (row["id"], current["status"], row["status"], action_name, _actor_name(actor), note)),
+                 (row["id"], current["status"], row["status"], action_name, actor_name(actor), note)),
                 self._audit_statement(actor, action_name, row["id"], current["status"], row["status"],
                                       detail=detail),
             ] + event)
@@ -330,11 +326,8 @@ class OrderStore:
 
     @staticmethod
     def _audit_statement(actor, action, order_id, from_status, to_status, outcome="ok", detail=None):
-        actor = actor or {}
-        return ("INSERT INTO audit_log (actor, actor_role, actor_ip, action, order_id, from_status, to_status, "
-                "outcome, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (_actor_name(actor), actor.get("role"), actor.get("ip"), action, order_id, from_status,
-                 to_status, outcome, json.dumps(detail or {})))
+        return audit_statement(actor, action, outcome, detail, order_id=order_id, from_status=from_status,
+                               to_status=to_status)
 
     # -- directions and currencies management (admin pages, issue 6); every change audited -----------------------
     DIRECTION_FIELDS = ("rate_in", "rate_out", "fee", "min_amount", "max_amount", "payment_window_minutes", "active")

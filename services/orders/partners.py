@@ -11,7 +11,6 @@ What keeps money right here:
 """
 import datetime
 import hashlib
-import json
 import logging
 import re
 import secrets
@@ -23,6 +22,7 @@ from eventlet import tpool
 from nameko.extensions import DependencyProvider
 
 from libs import config, errors, events, inbox, money, outbox
+from libs.audit import actor_name, write_audit
 from services.orders import partners_domain as rules
 
 log = logging.getLogger(__name__)
@@ -72,16 +72,8 @@ def _iso(value):
     return value.isoformat() if value is not None else None
 
 
-def _actor_name(actor):
-    return (actor or {}).get("name") or (actor or {}).get("kind") or "system"
-
-
 def _audit(cur, actor, action, detail=None, outcome="ok", order_id=None):
-    actor = actor or {}
-    cur.execute("INSERT INTO audit_log (actor, actor_role, actor_ip, action, order_id, outcome, detail) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (_actor_name(actor), actor.get("role"), actor.get("ip"), action, order_id, outcome,
-                 json.dumps(detail or {}, default=str)))
+    write_audit(cur, actor, action, outcome, detail, order_id=order_id)
 
 
 def _rule_error(exc):
@@ -585,7 +577,7 @@ class PartnerStore:
             cur.execute("UPDATE partner_withdrawals SET status = %s, method = %s, reference = %s, reason = %s, "
                         "decided_by = %s, decided_at = now() WHERE id = %s AND status = %s RETURNING *",
                         (to_status, method if action == "approve" else None, reference,
-                         reason if action == "reject" else None, _actor_name(actor), withdrawal_id, from_status))
+                         reason if action == "reject" else None, actor_name(actor), withdrawal_id, from_status))
             row = cur.fetchone()
             if row is None:
                 cur.execute("SELECT status FROM partner_withdrawals WHERE id = %s", (withdrawal_id,))
@@ -768,7 +760,7 @@ class PartnerStore:
             if values:
                 cur.execute("UPDATE commission_settings SET " + ", ".join("%s = %%(%s)s" % (k, k) for k in values) +
                             ", version = version + 1, updated_by = %(actor)s, updated_at = now() WHERE id = 1",
-                            dict(values, actor=_actor_name(actor)))
+                            dict(values, actor=actor_name(actor)))
                 _audit(cur, actor, "commission_update", {
                     "before": {k: _plain(before[k]) for k in values},
                     "after": {k: _plain(v) for k, v in values.items()}})
@@ -795,7 +787,7 @@ class PartnerStore:
                 cur.execute("INSERT INTO direction_commissions (direction_id, percent, base, updated_by) "
                             "VALUES (%s, %s, %s, %s) ON CONFLICT (direction_id) DO UPDATE SET "
                             "percent = EXCLUDED.percent, base = EXCLUDED.base, updated_by = EXCLUDED.updated_by, "
-                            "updated_at = now()", (direction_id, percent, base, _actor_name(actor)))
+                            "updated_at = now()", (direction_id, percent, base, actor_name(actor)))
                 after = {"percent": money.to_str(percent), "base": base}
             _audit(cur, actor, "direction_commission_update", {
                 "direction_id": direction_id,

@@ -18,6 +18,7 @@ import logging
 from decimal import Decimal
 
 from libs import errors, money
+from libs.audit import actor_name
 from libs.faults import crash_point
 from services.payments import contract, domain, metrics
 from services.payments.adapters import FAILED, SENT, ProviderError
@@ -223,7 +224,7 @@ class Payouts:
                     refused = "the payment system has this payout: it was sent"
             except ProviderError:
                 pass  # the provider cannot tell; the operator has checked by hand
-        name = (actor or {}).get("name") or "staff"
+        name = actor_name(actor)
         with self.db.transaction() as cur:
             self.store._audit(cur, actor, "resolve_payout", payout_id=payout_id, order_id=row["order_id"],
                               outcome="rejected" if refused else "ok",

@@ -3,11 +3,11 @@
 Every write that others must hear of writes its outbox event in the same transaction (P8). Functions that take
 `cur` run inside the caller's transaction; the others open their own.
 """
-import json
 import logging
 from decimal import Decimal
 
 from libs import errors, events, money, outbox
+from libs.audit import actor_name, write_audit
 from services.payments import contract, domain, metrics
 from services.payments.schemas import account_to_wire, payment_to_wire, payout_to_wire
 
@@ -16,10 +16,6 @@ log = logging.getLogger(__name__)
 SOURCE = events.PAYMENTS
 
 PAYMENT_SQL = ("SELECT p.*, a.system, a.account FROM payments p JOIN accounts a ON a.id = p.account_id")
-
-
-def _actor_name(actor):
-    return (actor or {}).get("name") or "system"
 
 
 class PaymentStore:
@@ -234,10 +230,10 @@ class PaymentStore:
             cur.execute("UPDATE payments SET status = 'matched', order_id = %s, candidate_order_id = NULL, "
                         "flag = %s, reason_code = NULL, reason = NULL, assigned_by = %s, updated_at = now() "
                         "WHERE id = %s AND status = 'unmatched'",
-                        (order_id, decision.flag, _actor_name(actor), payment_id))
+                        (order_id, decision.flag, actor_name(actor), payment_id))
             self._audit(cur, actor, "assign", payment_id=payment_id, order_id=order_id,
                         detail={"note": note, "flag": decision.flag, "previous_reason": payment["reason"]})
-            return self._announce(cur, payment_id, decision, assigned_by=_actor_name(actor))
+            return self._announce(cur, payment_id, decision, assigned_by=actor_name(actor))
 
     def list_unmatched(self, limit=50, cursor=None):
         limit = max(1, min(int(limit or 50), 500))
@@ -289,11 +285,8 @@ class PaymentStore:
     # -- audit -----------------------------------------------------------------------------------------------
     def _audit(self, cur, actor, action, payment_id=None, payout_id=None, order_id=None, outcome="ok",
                detail=None):
-        actor = actor or {}
-        cur.execute("INSERT INTO audit_log (actor, actor_role, actor_ip, action, payment_id, payout_id, order_id, "
-                    "outcome, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (_actor_name(actor), actor.get("role"), actor.get("ip"), action, payment_id, payout_id,
-                     order_id, outcome, json.dumps(detail or {}, default=str)))
+        write_audit(cur, actor, action, outcome, detail, payment_id=payment_id, payout_id=payout_id,
+                    order_id=order_id)
 
     def _audit_refused(self, cur, actor, action, payment, order_id, reason):
         """A refused operator action is audited too: written and committed before the error is raised."""

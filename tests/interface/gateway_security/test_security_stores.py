@@ -6,8 +6,12 @@ import secrets
 import pyotp
 import pytest
 
-from gateway import security
-from gateway.auth import StaffStore
+from gateway.security.alerts import Alerts
+from gateway.security.lockout import Lockout
+from gateway.security.ratelimits import PostgresStorage
+from gateway.security.sessions import SessionStore
+from gateway.security.staff import StaffStore
+from gateway.security.totp import TotpStore
 from libs.db import Database
 
 CFG = {"SESSION_IDLE_MINUTES": 30.0, "SESSION_MAX_HOURS": 12.0, "PRE_AUTH_MINUTES": 5.0, "LOCKOUT_THRESHOLD": 3,
@@ -30,7 +34,7 @@ def staff(db):
 
 
 def test_sessions_are_server_side_and_end_on_idle_absolute_revoke_and_disable(db, staff):
-    store = security.SessionStore(db, CFG)
+    store = SessionStore(db, CFG)
     raw = store.create(staff["id"], "full", "10.0.0.1", "test")
     assert store.load(raw)["username"] == staff["username"]
     assert store.load(raw + "x") is None
@@ -50,7 +54,7 @@ def test_sessions_are_server_side_and_end_on_idle_absolute_revoke_and_disable(db
 
 
 def test_lockout_after_threshold_counts_per_username_even_unknown(db):
-    locks = security.Lockout(db, CFG)
+    locks = Lockout(db, CFG)
     name = "nobody-%s" % secrets.token_hex(3)
     assert locks.fail(name, "1.1.1.1", "password") is None
     assert locks.fail(name.upper(), "2.2.2.2", "password") is None  # usernames are case-insensitive
@@ -61,8 +65,8 @@ def test_lockout_after_threshold_counts_per_username_even_unknown(db):
 
 
 def test_rate_limit_storage_counts_in_fixed_windows_for_every_worker(migrated_database):
-    a = security.PostgresStorage(url=migrated_database)
-    b = security.PostgresStorage(url=migrated_database)  # another worker, same table
+    a = PostgresStorage(url=migrated_database)
+    b = PostgresStorage(url=migrated_database)  # another worker, same table
     key = "test/%s" % secrets.token_hex(4)
     assert a.incr(key, 60) == 1
     assert b.incr(key, 60) == 2
@@ -77,7 +81,7 @@ def test_rate_limit_storage_counts_in_fixed_windows_for_every_worker(migrated_da
 
 
 def test_totp_enrolment_then_each_code_once(db, staff):
-    totp = security.TotpStore(db, "Test")
+    totp = TotpStore(db, "Test")
     started = totp.begin(staff["id"], staff["username"])
     assert started["otpauth_uri"].startswith("otpauth://totp/Test:")
     assert not totp.status(staff["id"])
@@ -93,7 +97,7 @@ def test_totp_enrolment_then_each_code_once(db, staff):
 
 
 def test_alerts_are_delivered_once_and_retried_on_failure(db):
-    alerts = security.Alerts(db)
+    alerts = Alerts(db)
     with db.transaction() as cur:
         cur.execute("DELETE FROM security_alerts")
         alerts.queue(cur, "test", "subject", "body")

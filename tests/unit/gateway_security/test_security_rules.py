@@ -6,10 +6,11 @@ import pyotp
 import pytest
 from flask import Flask
 
-from gateway import security
 from gateway.pages import safe_next
 from gateway.pages.charts import bar_chart
 from gateway.pages.i18n import TEXTS
+from gateway.security.headers import CSP_API, security_headers
+from gateway.security.totp import TotpStore
 
 
 def test_totp_accepts_the_current_and_neighbouring_steps_once():
@@ -17,17 +18,17 @@ def test_totp_accepts_the_current_and_neighbouring_steps_once():
     totp = pyotp.TOTP(secret)
     step = int(time.time()) // 30
     for s in (step - 1, step, step + 1):
-        assert security.TotpStore._match(secret, totp.generate_otp(s), 0) == s
-    assert security.TotpStore._match(secret, totp.generate_otp(step), step) is None        # replayed
-    assert security.TotpStore._match(secret, totp.generate_otp(step - 1), step - 1) is None
-    assert security.TotpStore._match(secret, totp.generate_otp(step + 1), step) == step + 1
-    assert security.TotpStore._match(secret, totp.generate_otp(step - 2), 0) is None         # too old
-    assert security.TotpStore._match(secret, totp.generate_otp(step + 2), 0) is None
+        assert TotpStore._match(secret, totp.generate_otp(s), 0) == s
+    assert TotpStore._match(secret, totp.generate_otp(step), step) is None        # replayed
+    assert TotpStore._match(secret, totp.generate_otp(step - 1), step - 1) is None
+    assert TotpStore._match(secret, totp.generate_otp(step + 1), step) == step + 1
+    assert TotpStore._match(secret, totp.generate_otp(step - 2), 0) is None         # too old
+    assert TotpStore._match(secret, totp.generate_otp(step + 2), 0) is None
 
 
 @pytest.mark.parametrize("code", ["", "12345", "1234567", "abcdef", None, "12 34 5"])
 def test_totp_rejects_malformed_codes(code):
-    assert security.TotpStore._match(pyotp.random_base32(), code, 0) is None
+    assert TotpStore._match(pyotp.random_base32(), code, 0) is None
 
 
 @pytest.mark.parametrize("target, expected", [
@@ -60,14 +61,14 @@ def test_every_text_exists_in_both_languages():
 def test_security_headers_on_pages_and_json():
     app = Flask(__name__)
     app.config["HSTS_SECONDS"] = 31536000
-    app.after_request(security.security_headers)
+    app.after_request(security_headers)
     app.add_url_rule("/page", "page", lambda: "<p>hi</p>")
     app.add_url_rule("/api/x", "api", lambda: {"ok": True})
     client = app.test_client()
     page, api = client.get("/page"), client.get("/api/x")
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert "unsafe-inline" not in page.headers["Content-Security-Policy"]
-    assert api.headers["Content-Security-Policy"] == security.CSP_API
+    assert api.headers["Content-Security-Policy"] == CSP_API
     for r in (page, api):
         assert r.headers["X-Frame-Options"] == "DENY"
         assert r.headers["X-Content-Type-Options"] == "nosniff"

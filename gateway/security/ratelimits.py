@@ -1,0 +1,118 @@
+"""Rate limits of the sign-in endpoints: flask-limiter with a storage in PostgreSQL (gateway.rate_limits), so a
+limit holds across gunicorn workers and restarts without Redis."""
+import secrets
+import time
+
+import psycopg2
+from flask import current_app, g, request
+from flask_limiter import Limiter
+from limits.storage import Storage
+
+from gateway.security.caller import client_ip
+from gateway.security.hashing import sha256_hex
+from libs.db import Database
+
+
+class PostgresStorage(Storage):
+    """Fixed-window counters for flask-limiter (limits) in gateway.rate_limits, shared by all workers."""
+
+    STORAGE_SCHEME = ["gateway+postgresql"]
+
+    def __init__(self, uri=None, wrap_exceptions=False, url=None, **options):
+        super().__init__(uri, wrap_exceptions=wrap_exceptions)
+        self.db = Database(url=url, schema="gateway", maxconn=4, application_name="gateway-limits")
+
+    @property
+    def base_exceptions(self):
+        return psycopg2.Error
+
+    def incr(self, key, expiry, amount=1):
+        with self.db.transaction() as cur:
+            cur.execute(
+                "INSERT INTO rate_limits (key, hits, expires_at) VALUES (%s, %s, now() + make_interval(secs => %s)) "
+                "ON CONFLICT (key) DO UPDATE SET "
+                "  hits = CASE WHEN rate_limits.expires_at <= now() THEN EXCLUDED.hits "
+                "              ELSE rate_limits.hits + EXCLUDED.hits END, "
+                "  expires_at = CASE WHEN rate_limits.expires_at <= now() THEN EXCLUDED.expires_at "
+                "                    ELSE rate_limits.expires_at END "
+                "RETURNING hits", (key, amount, float(expiry)))
+            hits = cur.fetchone()["hits"]
+            if secrets.randbelow(200) == 0:  # now and then, drop windows that are long over
+                cur.execute("DELETE FROM rate_limits WHERE expires_at < now() - interval '1 hour'")
+            return hits
+
+    def get(self, key):
+        row = self.db.fetchone("SELECT hits FROM rate_limits WHERE key = %s AND expires_at > now()", (key,))
+        return row["hits"] if row else 0
+
+    def get_expiry(self, key):
+        row = self.db.fetchone("SELECT extract(epoch FROM expires_at)::float8 AS at FROM rate_limits "
+                               "WHERE key = %s AND expires_at > now()", (key,))
+        return row["at"] if row else time.time()
+
+    def check(self):
+        try:
+            self.db.fetchone("SELECT 1")
+            return True
+        except psycopg2.Error:
+            return False
+
+    def reset(self):
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM rate_limits")
+            return cur.rowcount
+
+    def clear(self, key):
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM rate_limits WHERE key = %s", (key,))
+
+
+def _submitted_username():
+    data = request.get_json(silent=True) if request.is_json else None
+    name = (data or {}).get("username") if isinstance(data, dict) else request.form.get("username")
+    return (name if isinstance(name, str) else "")[:64].strip().lower()
+
+
+def ip_and_username():
+    return "%s|%s" % (client_ip(), _submitted_username())
+
+
+def ip_key():
+    return client_ip()
+
+
+def pending_staff_key():
+    """TOTP step: the limit follows the half-signed-in session (or the API token), whatever address it comes from."""
+    session = g.get("auth_session")
+    if session:
+        return "totp|%s" % session["staff_id"]
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return "totp|%s" % sha256_hex(header[7:].strip()[:200])[:32]
+    return "totp|%s" % client_ip()
+
+
+def _failed(response):
+    # Only failures use up the budget: people who get it right are never throttled by the people who do not.
+    return response.status_code in (401, 423)
+
+
+def _failed_code(response):
+    return response.status_code in (401, 422, 423)  # a wrong enrolment code answers 422
+
+
+limiter = Limiter(key_func=ip_key, strategy="fixed-window", headers_enabled=True,
+                  storage_uri="gateway+postgresql://")
+
+
+def login_limits(view):
+    """Sign-in endpoints: failures per (address, username), and per address (credential stuffing); POST only."""
+    view = limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], key_func=ip_and_username,
+                         methods=["POST"], scope="login-user", deduct_when=_failed)(view)
+    return limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT_IP"], key_func=ip_key,
+                         methods=["POST"], scope="login-ip", deduct_when=_failed)(view)
+
+
+def code_limits(view):
+    return limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], key_func=pending_staff_key,
+                         methods=["POST"], scope="login-code", deduct_when=_failed_code)(view)
