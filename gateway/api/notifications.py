@@ -12,7 +12,7 @@ from gateway.auth import ACT, ADMIN, READ, actor, client_ip, require, staff_stor
 from gateway.errors import ApiError
 from gateway.schemas import EmptySchema, StrictSchema
 from libs import config
-from services.notifier.domain import ACCOUNT_KINDS, ALERT, CHANNELS, KINDS, STATUSES
+from libs.contracts.notifier import ACCOUNT_KINDS, ALERT, CHANNELS, KINDS, STATUSES
 
 LOG_KINDS = KINDS + (ALERT,) + ACCOUNT_KINDS
 

@@ -5,7 +5,8 @@ from gateway import rpc
 from gateway.api import load_body
 from gateway.auth import client_ip
 from gateway.errors import ApiError
-from gateway.schemas import EmptySchema, OrderCreateSchema
+from gateway.schemas import EmptySchema
+from libs.contracts.orders import OrderCreateSchema
 
 bp = Blueprint("public_api", __name__, url_prefix="/api/v1")
 

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from gateway import rpc
 from gateway.auth import READ, actor, require, staff_store
 from gateway.errors import ApiError, error_response
-from services.reporting.filters import ExportQuerySchema, StatsQuerySchema, query_args, to_query
+from libs.contracts.reporting import ExportQuerySchema, StatsQuerySchema, query_args, to_query
 
 log = logging.getLogger(__name__)
 

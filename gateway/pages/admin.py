@@ -9,7 +9,7 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from gateway.auth import ACT, READ
 from gateway.pages import internal, safe_next, staff_page
 from gateway.pages.charts import bar_chart
-from services.orders.domain import EXCHANGE_TYPES, STATUSES
+from libs.contracts.orders import EXCHANGE_TYPES, STATUSES
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -7,7 +7,7 @@ from gateway import security
 from gateway.auth import ADMIN, READ, ROLES, staff_store
 from gateway.pages import internal, staff_page
 from gateway.pages.signin import _qr_svg
-from services.orders.domain import EXCHANGE_TYPES
+from libs.contracts.orders import EXCHANGE_TYPES
 
 bp = Blueprint("manage", __name__, url_prefix="/admin")
 
@@ -31,7 +31,7 @@ def _form_values(names):
 # -- notification settings -------------------------------------------------------------------------------------------
 def _kinds():
     try:
-        from services.notifier.domain import KINDS
+        from libs.contracts.notifier import KINDS
         return list(KINDS)
     except ImportError:  # the notifier is not installed: show what the settings say
         return []

@@ -6,13 +6,14 @@ import logging
 
 from nameko.rpc import rpc
 
-from libs import errors, events
+from libs import errors
+from libs.contracts import events
+from libs.contracts.orders import (AccountLetterSchema, OrderCreatedSchema, OrderStatusChangedSchema,
+                                   PartnerCreditedSchema)
 from libs.messaging import reliable_event_handler
 from libs.metrics import EntrypointMetrics
 from libs.outbox import OutboxRelayProvider
 from services.notifier import domain, metrics
-from services.notifier.schemas import (AccountLetterSchema, OrderCreatedSchema, OrderStatusChangedSchema,
-                                       PartnerCreditedSchema)
 from services.notifier.sender import NotifierProvider
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,9 @@ from nameko.extensions import DependencyProvider
 
 from libs import config, inbox
 from libs.db import Database
-from services.payments import adapters as adapters_mod, contract
+from libs.contracts import payments as contract
+from libs.contracts.orders import OrderEventSchema
+from services.payments import adapters as adapters_mod
 from services.payments.payouts import Payouts, WithdrawalPayouts
 from services.payments.poller import Poller
 from services.payments.store import PaymentStore
@@ -54,7 +56,7 @@ class Payments:
     def on_order_event(self, payload, consumer):
         """order_created / order_status_changed: keep the order copy, match payments that waited for this order,
         and create the payout when the order reached `payout`. Returns a payout id to send now, or None."""
-        envelope, data = contract.load(contract.OrderEventSchema, payload)
+        envelope, data = contract.load(OrderEventSchema, payload)
         order = data["order"]
         with self.db.transaction() as cur:
             if not inbox.claim(cur, consumer, envelope["event_id"]):

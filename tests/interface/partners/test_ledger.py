@@ -248,7 +248,7 @@ def test_a_payout_withdrawal_ends_paid_or_failed_back_on_the_balance_once(orders
     approved -> failed with one withdrawal_return; a redelivered answer changes nothing; both audited."""
     from nameko.testing.services import entrypoint_hook
 
-    from libs import events
+    from libs.contracts import events
 
     p = _funded_partner(orders, sql)
     call(orders, "update_commission", {"min_withdrawal": "1"}, STAFF)
