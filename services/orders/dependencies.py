@@ -190,7 +190,7 @@ class OrderStore:
         if filters.get("created_to"):
             where.append("created_at < %s")
             params.append(filters["created_to"])
-        # the rest of the CSV export's filters (services/reporting/filters.py), so the admin list matches it
+        # the rest of the CSV export's filters (libs/contracts/reporting.py), so the admin list matches it
         for key, column, op in (("updated_from", "updated_at", ">="), ("updated_to", "updated_at", "<"),
                                 ("amount_in_min", "amount_in", ">="), ("amount_in_max", "amount_in", "<="),
                                 ("amount_out_min", "amount_out", ">="), ("amount_out_max", "amount_out", "<=")):
@@ -459,7 +459,7 @@ class OrderStore:
         return next(c for c in self.list_currencies() if c["code"] == code)
 
 
-    # -- payments events (services/payments/contract.py); each in one transaction with its inbox record ---------
+    # -- payments events (libs/contracts/payments.py); each in one transaction with its inbox record ---------
     def _transaction(self, cur=None):
         """The caller's transaction if it passes a cursor, else a new one."""
         if cur is not None:

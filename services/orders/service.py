@@ -118,7 +118,7 @@ class OrdersService:
     def update_currency(self, code, changes, actor):
         return self.store.update_currency(code, changes, errors.staff_actor(actor))
 
-    # -- payments events (services/payments/contract.py) --------------------------------------------------------
+    # -- payments events (libs/contracts/payments.py) ------------------------------------------------------------
     @reliable_event_handler(events.PAYMENTS, events.PAYMENT_RECEIVED)
     def handle_payment_received(self, payload):
         envelope, data = payments.load(payments.PaymentReceivedSchema, payload)
