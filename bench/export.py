@@ -38,7 +38,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from libs import config  # noqa: E402
-from services.reporting import export, filters  # noqa: E402
+from libs.contracts import reporting as report_contract  # noqa: E402
+from services.reporting import export  # noqa: E402
 
 ID_BASE = 9 * 10**15          # far above any real order id
 WINDOW_START = "2001-01-01"   # bench orders are created one a minute from here
@@ -217,7 +218,7 @@ def gateway_export(url, token, params, sampler):
 
 
 def psql_copy(database_url, params):
-    loaded = filters.ExportQuerySchema().load(params)
+    loaded = report_contract.ExportQuerySchema().load(params)
     conn = psycopg2.connect(database_url)
     try:
         with conn.cursor() as cur:

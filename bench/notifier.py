@@ -37,7 +37,8 @@ from libs import config, migrate  # noqa: E402
 from libs.db import Database  # noqa: E402
 from services.notifier import domain  # noqa: E402
 from services.notifier.render import Renderer  # noqa: E402
-from services.notifier.schemas import OrderSnapshotSchema, plain_order  # noqa: E402
+from libs.contracts.orders import OrderSnapshotSchema  # noqa: E402
+from services.notifier.schemas import plain_order  # noqa: E402
 from services.notifier.sender import Sender  # noqa: E402
 from services.notifier.store import NotifierStore  # noqa: E402
 from services.notifier.transports import SmtpMailer, TwilioSms  # noqa: E402

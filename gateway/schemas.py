@@ -4,30 +4,9 @@ import datetime
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from libs import money
-from services.orders.domain import EXCHANGE_TYPES, STATUSES
-
-
-class AmountString(fields.String):
-    """A positive decimal amount as a string ("100.50"); numbers are refused so no float ever touches money."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
-            raise ValidationError("must be a decimal string, e.g. \"100.50\"")
-        try:
-            return money.to_str(money.parse_amount(value))
-        except money.AmountError as exc:
-            raise ValidationError(str(exc))
-
-
-class AmountOrZeroString(AmountString):
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
-            raise ValidationError("must be a decimal string, e.g. \"0.5\"")
-        try:
-            return money.to_str(money.parse_amount(value, allow_zero=True))
-        except money.AmountError as exc:
-            raise ValidationError(str(exc))
+from libs.contracts.fields import AmountOrZeroString, AmountString  # noqa: F401  (gateway.api.* use them too)
+# The create-order body is the orders service's contract; OpenAPI names it from this module.
+from libs.contracts.orders import EXCHANGE_TYPES, STATUSES, OrderCreateSchema  # noqa: F401
 
 
 class StrictSchema(Schema):
@@ -36,24 +15,6 @@ class StrictSchema(Schema):
 
 
 # -- requests --------------------------------------------------------------------------------------------------
-class OrderCreateSchema(StrictSchema):
-    direction_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**31 - 1))
-    amount_in = AmountString(required=True, metadata={"example": "100.00"})
-    email = fields.Email(required=True, validate=validate.Length(max=254))
-    recipient = fields.String(required=True, validate=validate.Length(min=1, max=200),
-                              metadata={"description": "the customer's account to be paid"})
-    phone = fields.String(allow_none=True, validate=validate.Regexp(r"^\+[1-9][0-9]{6,14}$",
-                                                                    error="international format, e.g. +4915112345678"))
-    sms_opt_in = fields.Boolean(load_default=False)
-    partner_code = fields.String(allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,32}$"))
-    language = fields.String(load_default="en", validate=validate.OneOf(["en", "ru"]))
-
-    @validates_schema
-    def _sms_needs_phone(self, data, **kwargs):
-        if data.get("sms_opt_in") and not data.get("phone"):
-            raise ValidationError("needs a phone number", "sms_opt_in")
-
-
 class LoginSchema(StrictSchema):
     username = fields.String(required=True, validate=validate.Length(min=1, max=64))
     password = fields.String(required=True, validate=validate.Length(min=1, max=256))

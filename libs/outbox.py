@@ -15,8 +15,9 @@ import time
 
 from nameko.extensions import DependencyProvider
 
-from libs import config, events, metrics, topology
+from libs import config, metrics, topology
 from libs.amqp_publish import ConfirmingPublisher, PublishError
+from libs.contracts import events
 from libs.db import Database, Listener, execute_batch
 from libs.faults import crash_point
 

@@ -9,7 +9,8 @@ the command line; a unit test checks that every handler in the code is listed he
 """
 import collections
 
-from libs import amqp_publish, config, events
+from libs import amqp_publish, config
+from libs.contracts import events
 
 Subscription = collections.namedtuple(
     "Subscription", "source event_type service method max_attempts base_delay_ms")
@@ -24,10 +25,10 @@ SUBSCRIPTIONS = [
     # reporting: the read model of orders (services/reporting)
     sub(events.ORDERS, events.ORDER_CREATED, "reporting", "on_order_created"),
     sub(events.ORDERS, events.ORDER_STATUS_CHANGED, "reporting", "on_order_status_changed"),
-    sub(events.PAYMENTS, "payment_received", "reporting", "on_payment_received"),
-    sub(events.PAYMENTS, "payment_unmatched", "reporting", "on_payment_unmatched"),
-    sub(events.PAYMENTS, "payout_sent", "reporting", "on_payout_sent"),
-    sub(events.PAYMENTS, "payout_failed", "reporting", "on_payout_failed"),
+    sub(events.PAYMENTS, events.PAYMENT_RECEIVED, "reporting", "on_payment_received"),
+    sub(events.PAYMENTS, events.PAYMENT_UNMATCHED, "reporting", "on_payment_unmatched"),
+    sub(events.PAYMENTS, events.PAYOUT_SENT, "reporting", "on_payout_sent"),
+    sub(events.PAYMENTS, events.PAYOUT_FAILED, "reporting", "on_payout_failed"),
     # notifier: letters and SMS of the matrix (services/notifier; L5 `partner_credited` is added with its event)
     sub(events.ORDERS, events.ORDER_CREATED, "notifier", "handle_order_created"),
     sub(events.ORDERS, events.ORDER_STATUS_CHANGED, "notifier", "handle_order_status_changed"),
@@ -38,14 +39,14 @@ SUBSCRIPTIONS = [
     # payments: its copy of orders and the payouts they ask for; orders: what payments found and sent (issue 3)
     sub(events.ORDERS, events.ORDER_CREATED, "payments", "handle_order_created"),
     sub(events.ORDERS, events.ORDER_STATUS_CHANGED, "payments", "handle_order_status_changed"),
-    sub(events.ORDERS, "payment_rejected", "payments", "handle_payment_rejected"),
-    sub(events.ORDERS, "partner_payout_requested", "payments", "handle_partner_payout_requested"),
-    sub(events.PAYMENTS, "payment_received", "orders", "handle_payment_received"),
-    sub(events.PAYMENTS, "payout_sent", "orders", "handle_payout_sent"),
-    sub(events.PAYMENTS, "payout_failed", "orders", "handle_payout_failed"),
-    sub(events.PAYMENTS, "balance_changed", "orders", "handle_balance_changed"),
-    sub(events.PAYMENTS, "withdrawal_payout_sent", "orders", "handle_withdrawal_payout_sent"),
-    sub(events.PAYMENTS, "withdrawal_payout_failed", "orders", "handle_withdrawal_payout_failed"),
+    sub(events.ORDERS, events.PAYMENT_REJECTED, "payments", "handle_payment_rejected"),
+    sub(events.ORDERS, events.PARTNER_PAYOUT_REQUESTED, "payments", "handle_partner_payout_requested"),
+    sub(events.PAYMENTS, events.PAYMENT_RECEIVED, "orders", "handle_payment_received"),
+    sub(events.PAYMENTS, events.PAYOUT_SENT, "orders", "handle_payout_sent"),
+    sub(events.PAYMENTS, events.PAYOUT_FAILED, "orders", "handle_payout_failed"),
+    sub(events.PAYMENTS, events.BALANCE_CHANGED, "orders", "handle_balance_changed"),
+    sub(events.PAYMENTS, events.WITHDRAWAL_PAYOUT_SENT, "orders", "handle_withdrawal_payout_sent"),
+    sub(events.PAYMENTS, events.WITHDRAWAL_PAYOUT_FAILED, "orders", "handle_withdrawal_payout_failed"),
     # orders: the customer SMS fee announced by the notifier (issue 4)
     sub(events.NOTIFIER, events.SETTINGS_CHANGED, "orders", "handle_settings_changed"),
 ]
@@ -97,7 +98,7 @@ def declare(amqp_uri, subscriptions):
         ch = conn.channel()
         for s in subscriptions:
             declare_subscription(ch, s)
-        for source in (events.ORDERS, events.PAYMENTS, events.NOTIFIER, events.REPORTING):
+        for source in events.SOURCES:
             ch.exchange_declare("%s.events" % source, "topic", durable=True, auto_delete=False)
     finally:
         conn.close()

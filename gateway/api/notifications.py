@@ -13,7 +13,7 @@ from gateway.schemas import EmptySchema, StrictSchema
 from gateway.security.caller import actor, client_ip, require
 from gateway.security.staff import ACT, ADMIN, READ, staff_store
 from libs import config
-from services.notifier.domain import ACCOUNT_KINDS, ALERT, CHANNELS, KINDS, STATUSES
+from libs.contracts.notifier import ACCOUNT_KINDS, ALERT, CHANNELS, KINDS, STATUSES
 
 LOG_KINDS = KINDS + (ALERT,) + ACCOUNT_KINDS
 

@@ -4,8 +4,9 @@ from flask import Blueprint, jsonify, request
 from gateway import rpc
 from gateway.api import load_body
 from gateway.errors import ApiError
-from gateway.schemas import EmptySchema, OrderCreateSchema
+from gateway.schemas import EmptySchema
 from gateway.security.caller import client_ip
+from libs.contracts.orders import OrderCreateSchema
 
 bp = Blueprint("public_api", __name__, url_prefix="/api/v1")
 

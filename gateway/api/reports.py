@@ -13,7 +13,7 @@ from gateway import rpc
 from gateway.errors import ApiError, error_response
 from gateway.security.caller import actor, require
 from gateway.security.staff import READ, staff_store
-from services.reporting.filters import ExportQuerySchema, StatsQuerySchema, query_args, to_query
+from libs.contracts.reporting import ExportQuerySchema, StatsQuerySchema, query_args, to_query
 
 log = logging.getLogger(__name__)
 

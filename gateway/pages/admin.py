@@ -9,11 +9,11 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from gateway.pages import internal, safe_next, staff_page
 from gateway.pages.charts import bar_chart
 from gateway.security.staff import ACT, READ
-from services.orders.domain import EXCHANGE_TYPES, STATUSES
+from libs.contracts.orders import EXCHANGE_TYPES, STATUSES
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-# The CSV export's filters (services/reporting/filters.py ExportQuerySchema); the list takes the same ones.
+# The CSV export's filters (libs/contracts/reporting.py ExportQuerySchema); the list takes the same ones.
 FILTERS = ("status", "exchange_type", "direction_id", "currency_in", "currency_out", "created_from", "created_to",
            "updated_from", "updated_to", "email", "partner_code", "amount_in_min", "amount_in_max",
            "amount_out_min", "amount_out_max")

@@ -20,7 +20,7 @@ from gateway.pages.i18n import current_language, translator
 from libs import config
 from libs.rpc_client import RpcError
 from libs import errors
-from services.orders.partners_domain import normalise_code
+from libs.contracts.orders import STATUSES, normalise_partner_code as normalise_code
 
 bp = Blueprint("cabinet", __name__, url_prefix="/account")
 
@@ -308,10 +308,6 @@ def reset_post():
 
 
 # -- the cabinet -----------------------------------------------------------------------------------------------
-STATUSES = ("new", "payment_claimed", "processing", "paid", "payout", "payout_error", "completed", "canceled",
-            "expired", "deleted")
-
-
 @bp.get("/")
 @account_page
 def home():

@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
 from gateway.pages import internal
-from services.orders import domain
+from libs.contracts.orders import STATUSES, available_actions
 from gateway.pages.i18n import current_language, translator
 
 bp = Blueprint("customer", __name__)
@@ -78,14 +78,10 @@ def order_page(token):
     return _render_order(result.data)
 
 
-STATUSES = ("new", "payment_claimed", "processing", "paid", "payout", "payout_error", "completed", "canceled",
-            "expired", "deleted")
-
-
 def _render_order(order, message=None, status=200):
     lang = current_language()
     t = translator(lang)
-    order["customer_actions"] = domain.available_actions(order["status"], order["exchange_type"], "customer")
+    order["customer_actions"] = available_actions(order["status"], order["exchange_type"], "customer")
     sandbox = None
     if order["pay_to"]["system"] == "sandbox" and order["status"] == "new":
         sandbox = "%s/?%s" % (current_app.config["SANDBOX_PUBLIC_URL"].rstrip("/"), urlencode({

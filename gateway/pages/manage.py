@@ -9,7 +9,7 @@ from gateway.security.caller import client_ip
 from gateway.security.sessions import session_store
 from gateway.security.staff import ADMIN, READ, ROLES, staff_store
 from gateway.security.totp import totp_store
-from services.orders.domain import EXCHANGE_TYPES
+from libs.contracts.orders import EXCHANGE_TYPES
 
 bp = Blueprint("manage", __name__, url_prefix="/admin")
 
@@ -33,7 +33,7 @@ def _form_values(names):
 # -- notification settings -------------------------------------------------------------------------------------------
 def _kinds():
     try:
-        from services.notifier.domain import KINDS
+        from libs.contracts.notifier import KINDS
         return list(KINDS)
     except ImportError:  # the notifier is not installed: show what the settings say
         return []

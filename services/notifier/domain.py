@@ -1,4 +1,4 @@
-"""What the notifier sends, to whom, and how it retries (blueprint §5). Pure functions, no I/O.
+"""What the notifier sends, to whom, and how it retries (docs/notifier.md). Pure functions, no I/O.
 
 `RULES` is the notification matrix L1-L10, S1-S5 as data: one line per (kind, channel), the event that triggers
 it and the exchange types it applies to. `decide()` turns one order event plus the settings into the sends.
@@ -7,15 +7,15 @@ import collections
 import re
 from decimal import Decimal, InvalidOperation
 
-from libs import events, money
+from libs import money
+from libs.contracts import events
+# The kinds, channels and statuses are shared with the gateway (libs/contracts/notifier.py).
+from libs.contracts.notifier import ACCOUNT_KINDS, ALERT, CHANNELS, KINDS, STATUSES  # noqa: F401
+from libs.contracts.orders import EXCHANGE_TYPES, LANGUAGES
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 PHONE_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
-LANGUAGES = ("en", "ru")
-CHANNELS = ("email", "sms", "inbox")
-STATUSES = ("pending", "sending", "sent", "failed")
-
-ALL = ("auto", "semi_auto", "manual")
+ALL = EXCHANGE_TYPES
 CREATED = "created"  # pseudo status for order_created
 
 # kind, channel, audience, to_status (or CREATED), from_statuses (None: any), exchange types
@@ -38,11 +38,6 @@ RULES = [
 ]
 # L5 (partner commission credited -> private message) comes from its own event, not from an order status.
 PARTNER_RULE = Rule("L5", "inbox", "partner", None, None, ALL)
-KINDS = ("L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8", "L9", "L10", "S1", "S2", "S3", "S4", "S5")
-ALERT = "ALERT"  # letters to the admin address that belong to no order (settings changed, new sign-in)
-# letters to a customer account (issue 7): sign-up confirmation and password reset. Always sent (not in settings):
-# without them nobody can sign up or back in.
-ACCOUNT_KINDS = ("SIGNUP", "RESET")
 
 Send = collections.namedtuple("Send", "kind channel audience recipient language")
 

@@ -6,13 +6,14 @@ import logging
 
 from nameko.rpc import rpc
 
-from libs import errors, events
+from libs import errors
+from libs.contracts import events
+from libs.contracts.orders import (AccountLetterSchema, OrderCreatedSchema, OrderStatusChangedSchema,
+                                   PartnerCreditedSchema)
 from libs.messaging import batch_event_handler, reliable_event_handler
 from libs.metrics import EntrypointMetrics
 from libs.outbox import OutboxRelayProvider
 from services.notifier import domain, metrics
-from services.notifier.schemas import (AccountLetterSchema, OrderCreatedSchema, OrderStatusChangedSchema,
-                                       PartnerCreditedSchema)
 from services.notifier.sender import NotifierProvider
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,8 @@ expected = errors.EXPECTED
 # Built once: a marshmallow schema instance is reusable and costly to build per event.
 ORDER_CREATED_SCHEMA = OrderCreatedSchema()
 ORDER_STATUS_CHANGED_SCHEMA = OrderStatusChangedSchema()
+PARTNER_CREDITED_SCHEMA = PartnerCreditedSchema()
+ACCOUNT_LETTER_SCHEMA = AccountLetterSchema()
 
 SID_CHARS = set("0123456789abcdefABCDEF")
 
@@ -57,19 +60,19 @@ class NotifierService:
     # L5: orders credits a partner's commission (issue 7) -> a private message in the partner's inbox.
     @reliable_event_handler(events.ORDERS, events.PARTNER_CREDITED)
     def handle_partner_credited(self, payload):
-        envelope, data = _load(PartnerCreditedSchema(), payload)
+        envelope, data = _load(PARTNER_CREDITED_SCHEMA, payload)
         return self.store.consume_partner_credit("notifier.handle_partner_credited", envelope["event_id"], data)
 
     # Account letters (issue 7): the one-time link of a sign-up confirmation or a password reset.
     @reliable_event_handler(events.ORDERS, events.ACCOUNT_SIGNUP_REQUESTED)
     def handle_account_signup_requested(self, payload):
-        envelope, data = _load(AccountLetterSchema(), payload)
+        envelope, data = _load(ACCOUNT_LETTER_SCHEMA, payload)
         return self.store.consume_account_letter("notifier.handle_account_signup_requested", envelope["event_id"],
                                                  "SIGNUP", data)
 
     @reliable_event_handler(events.ORDERS, events.PASSWORD_RESET_REQUESTED)
     def handle_password_reset_requested(self, payload):
-        envelope, data = _load(AccountLetterSchema(), payload)
+        envelope, data = _load(ACCOUNT_LETTER_SCHEMA, payload)
         return self.store.consume_account_letter("notifier.handle_password_reset_requested", envelope["event_id"],
                                                  "RESET", data)
 

@@ -11,8 +11,9 @@ import datetime
 import json
 import logging
 
-from libs import errors, events, inbox, money, outbox
+from libs import errors, inbox, money, outbox
 from libs.audit import actor_name
+from libs.contracts import events
 from services.notifier import domain
 from services.notifier.schemas import (attempt_to_wire, message_to_wire, notification_to_wire, plain_order,
                                        settings_to_wire)

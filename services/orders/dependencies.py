@@ -4,17 +4,19 @@ import contextlib
 import datetime
 import re
 
+from marshmallow import ValidationError
 from nameko.extensions import DependencyProvider
 
-from libs import config, errors, events, inbox, metrics, money, outbox
+from libs import config, errors, inbox, metrics, money, outbox
 from libs.audit import actor_name, audit_statement
+from libs.contracts import events
+from libs.contracts.orders import OrderCreateCallSchema
 from libs.db import Database, execute_batch
 from services.orders import domain, partners
 from services.orders.schemas import audit_to_wire, direction_to_wire, history_to_wire, order_to_wire
 
 SOURCE = events.ORDERS
-EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
-PHONE_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_CREATE_ORDER = OrderCreateCallSchema()
 
 DIRECTION_SQL = """
 SELECT d.*, ci.precision AS precision_in, co.precision AS precision_out, ci.name AS name_in, co.name AS name_out,
@@ -56,37 +58,15 @@ class OrderStore:
 
     # -- orders ----------------------------------------------------------------------------------------------
     def create_order(self, data, actor=None):
-        fields = {}
+        # The same schema the gateway loaded the request with (libs/contracts/orders.py).
         try:
-            direction_id = int(data.get("direction_id"))
-        except (TypeError, ValueError):
-            direction_id = None
-            fields["direction_id"] = ["must be a direction id"]
-        try:
-            amount_in = money.parse_amount(data.get("amount_in"))
-        except money.AmountError as exc:
-            amount_in = None
-            fields["amount_in"] = [str(exc)]
-        email = (data.get("email") or "").strip()
-        if not EMAIL_RE.match(email) or len(email) > 254:
-            fields["email"] = ["must be an e-mail address"]
-        recipient = (data.get("recipient") or "").strip()
-        if not recipient or len(recipient) > 200:
-            fields["recipient"] = ["must be 1 to 200 characters"]
-        phone = (data.get("phone") or "").strip() or None
-        if phone is not None and not PHONE_RE.match(phone):
-            fields["phone"] = ["must be in international format, e.g. +4915112345678"]
-        sms_opt_in = bool(data.get("sms_opt_in"))
-        if sms_opt_in and phone is None:
-            fields["sms_opt_in"] = ["needs a phone number"]
-        partner_code = (data.get("partner_code") or "").strip() or None
-        if partner_code is not None and not re.match(r"^[A-Za-z0-9_-]{1,32}$", partner_code):
-            fields["partner_code"] = ["must be 1 to 32 letters, digits, - or _"]
-        language = data.get("language") or "en"
-        if language not in ("en", "ru"):
-            fields["language"] = ["must be en or ru"]
-        if fields:
-            raise errors.ValidationFailed("invalid order", fields)
+            data = _CREATE_ORDER.load(dict(data or {}))
+        except ValidationError as exc:
+            raise errors.ValidationFailed("invalid order", exc.messages)
+        direction_id = data["direction_id"]
+        amount_in = money.parse_amount(data["amount_in"])
+        email, recipient, phone = data["email"], data["recipient"], data.get("phone") or None
+        sms_opt_in, partner_code, language = data["sms_opt_in"], data.get("partner_code") or None, data["language"]
         request_id = data.get("request_id")
 
         with self.db.transaction() as cur:
@@ -206,7 +186,7 @@ class OrderStore:
         if filters.get("created_to"):
             where.append("created_at < %s")
             params.append(filters["created_to"])
-        # the rest of the CSV export's filters (services/reporting/filters.py), so the admin list matches it
+        # the rest of the CSV export's filters (libs/contracts/reporting.py), so the admin list matches it
         for key, column, op in (("updated_from", "updated_at", ">="), ("updated_to", "updated_at", "<"),
                                 ("amount_in_min", "amount_in", ">="), ("amount_in_max", "amount_in", "<="),
                                 ("amount_out_min", "amount_out", ">="), ("amount_out_max", "amount_out", "<=")):
@@ -472,7 +452,7 @@ class OrderStore:
         return next(c for c in self.list_currencies() if c["code"] == code)
 
 
-    # -- payments events (services/payments/contract.py); each in one transaction with its inbox record ---------
+    # -- payments events (libs/contracts/payments.py); each in one transaction with its inbox record ---------
     def _transaction(self, cur=None):
         """The caller's transaction if it passes a cursor, else a new one."""
         if cur is not None:
@@ -501,7 +481,7 @@ class OrderStore:
             except (errors.Conflict, errors.NotFound) as exc:
                 cur.execute("SELECT status FROM orders WHERE id = %s", (order_id,))
                 row = cur.fetchone()
-                outbox.write_event(cur, SOURCE, "payment_rejected", {
+                outbox.write_event(cur, SOURCE, events.PAYMENT_REJECTED, {
                     "payment_id": payment["id"], "order_id": order_id, "status": row["status"] if row else None,
                     "reason": exc.message}, aggregate_id=order_id)
                 return None

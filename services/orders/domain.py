@@ -1,50 +1,14 @@
-"""The order state machine and the pure rules of an exchange (blueprint §4). No I/O here.
+"""The order state machine and the pure rules of an exchange. No I/O here.
 
-The database enforces the same table (migrations: orders.allowed_transitions + trigger); a unit test checks
-that both agree.
+The action table is in libs/contracts/orders.py (the gateway shows the customer's buttons from it). The database
+enforces the same table (migrations: orders.allowed_transitions + trigger); a unit test checks that both agree.
 """
-import collections
 import secrets
 
 from libs import money
-
-EXCHANGE_TYPES = ("auto", "semi_auto", "manual")
-PAYMENT_FLAGS = ("partial", "over", "late")
-
-STATUSES = ("new", "payment_claimed", "processing", "paid", "payout", "payout_error", "completed", "canceled",
-            "expired", "deleted")
-FINAL_STATUSES = ("completed", "canceled", "deleted")
-
-Action = collections.namedtuple("Action", "name from_statuses to_status exchange_types actor_kinds")
-
-_ALL = EXCHANGE_TYPES
-ACTIONS = {a.name: a for a in [
-    # payments service: an exact (or, on expired orders, late) payment was detected
-    Action("pay", ("new", "expired"), "paid", ("auto", "semi_auto"), ("system",)),
-    Action("claim", ("new",), "payment_claimed", ("manual",), ("customer",)),
-    Action("expire", ("new",), "expired", _ALL, ("system",)),
-    Action("customer_cancel", ("new",), "canceled", _ALL, ("customer",)),
-    Action("process", ("payment_claimed",), "processing", ("manual",), ("staff",)),
-    Action("finalize", ("payment_claimed", "processing", "paid", "payout_error"), "completed", _ALL, ("staff",)),
-    Action("cancel", ("new", "payment_claimed", "processing", "paid", "payout_error"), "canceled", _ALL,
-           ("staff",)),
-    # auto: at once on an exact payment (system); semi_auto or a retry after an error: an operator
-    Action("payout", ("paid", "payout_error"), "payout", ("auto", "semi_auto"), ("staff", "system")),
-    Action("payout_sent", ("payout",), "completed", ("auto", "semi_auto"), ("system",)),
-    Action("payout_failed", ("payout",), "payout_error", ("auto", "semi_auto"), ("system",)),
-    Action("delete", tuple(s for s in STATUSES if s not in ("payout", "deleted")), "deleted", _ALL, ("staff",)),
-]}
-
-
-def allowed_transitions():
-    """Every (from, to) pair any action allows: what the database trigger permits."""
-    return sorted({(f, a.to_status) for a in ACTIONS.values() for f in a.from_statuses})
-
-
-def available_actions(status, exchange_type, actor_kind="staff"):
-    """Actions that may be taken now: drives the admin pages' buttons."""
-    return [a.name for a in ACTIONS.values()
-            if status in a.from_statuses and exchange_type in a.exchange_types and actor_kind in a.actor_kinds]
+# The enums and the action table are shared with the gateway (libs/contracts/orders.py).
+from libs.contracts.orders import (ACTIONS, EXCHANGE_TYPES, FINAL_STATUSES, PAYMENT_FLAGS, STATUSES,  # noqa: F401
+                                   Action, allowed_transitions, available_actions)
 
 
 class RuleError(Exception):

@@ -21,8 +21,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from eventlet import tpool
 from nameko.extensions import DependencyProvider
 
-from libs import config, errors, events, inbox, money, outbox
+from libs import config, errors, inbox, money, outbox
 from libs.audit import actor_name, write_audit
+from libs.contracts import events
 from services.orders import partners_domain as rules
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ LANGUAGES = ("en", "ru")
 
 ACCOUNT_SIGNUP_REQUESTED = events.ACCOUNT_SIGNUP_REQUESTED
 PASSWORD_RESET_REQUESTED = events.PASSWORD_RESET_REQUESTED
-PARTNER_PAYOUT_REQUESTED = "partner_payout_requested"
+PARTNER_PAYOUT_REQUESTED = events.PARTNER_PAYOUT_REQUESTED
 
 hasher = PasswordHasher()
 _dummy_hash = None

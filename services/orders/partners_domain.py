@@ -4,16 +4,16 @@ pays, who may not earn on an order, withdrawal limits, referral codes. No I/O he
 Money is Decimal; a commission is rounded DOWN to the currency's precision (never more than the rule gives).
 """
 import collections
-import re
 import secrets
 from decimal import Decimal, ROUND_DOWN, localcontext
 
 from libs import money
+# Shared with the gateway, which keeps the code of a partner's link (libs/contracts/orders.py).
+from libs.contracts.orders import normalise_partner_code as normalise_code  # noqa: F401
 
 BASES = ("margin", "amount")
 WITHDRAWAL_STATUSES = ("requested", "approved", "rejected", "paid", "failed")  # paid/failed: method payout
 WITHDRAWAL_METHODS = ("manual", "payout")
-CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")   # what an order's partner_code may look like
 HUNDRED = Decimal(100)
 
 # A commission rule: `percent` of `base` ('margin' = the order's fee_amount, 'amount' = what was exchanged).
@@ -69,14 +69,6 @@ def is_self_referral(partner_account_id, partner_email, order_email, order_accou
     if order_account_id is not None and order_account_id == partner_account_id:
         return True
     return normalise_email(order_email) != "" and normalise_email(order_email) == normalise_email(partner_email)
-
-
-def normalise_code(code):
-    """Codes are matched without regard to case; None for something that cannot be a code."""
-    if not isinstance(code, str):
-        return None
-    code = code.strip()
-    return code.upper() if CODE_RE.match(code) else None
 
 
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud and typed without mistakes

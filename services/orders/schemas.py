@@ -1,5 +1,7 @@
-"""Wire forms of orders and directions: amounts as strings, times as ISO 8601 (P18, pitfall N13)."""
+"""Wire forms of orders and directions: amounts as strings (never floats, which would round money), times as
+ISO 8601 with their offset."""
 from libs import money
+from libs.contracts.orders import OrderSnapshotSchema
 from services.orders import domain
 
 
@@ -28,29 +30,33 @@ def direction_to_wire(row):
     }
 
 
+_SNAPSHOT = OrderSnapshotSchema()
+
+
 def order_to_wire(row):
-    """The full order: what the customer sees by token, what operators see, and what every event carries."""
-    return {
+    """The full order: what the customer sees by token, what operators see, and what every event carries. Built
+    through the one snapshot schema every consumer loads with, so producer and consumers cannot drift apart."""
+    return _SNAPSHOT.dump({
         "id": row["id"],
         "token": row["token"],
         "status": row["status"],
         "exchange_type": row["exchange_type"],
         "direction_id": row["direction_id"],
         "currency_in": row["currency_in"],
-        "amount_in": money.to_str(row["amount_in"]),
+        "amount_in": row["amount_in"],
         "currency_out": row["currency_out"],
-        "amount_out": money.to_str(row["amount_out"]),
-        "rate_in": money.to_str(row["rate_in"]),
-        "rate_out": money.to_str(row["rate_out"]),
-        "fee": money.to_str(row["fee"]),
-        "fee_amount": money.to_str(row["fee_amount"]),
-        "sms_fee": money.to_str(row["sms_fee"]),
-        "amount_received": money.to_str(row["amount_received"]),
+        "amount_out": row["amount_out"],
+        "rate_in": row["rate_in"],
+        "rate_out": row["rate_out"],
+        "fee": row["fee"],
+        "fee_amount": row["fee_amount"],
+        "sms_fee": row["sms_fee"],
+        "amount_received": row["amount_received"],
         "payment_flag": row["payment_flag"],
         "pay_to": {
             "system": row["pay_system"],
             "account": row["pay_account"],
-            "amount": money.to_str(row["amount_in"]),
+            "amount": row["amount_in"],
             "currency": row["currency_in"],
             "reference": row["reference"],
         },
@@ -64,12 +70,12 @@ def order_to_wire(row):
         "notice": row["notice"],
         "cancel_reason": row["cancel_reason"],
         "version": row["version"],
-        "expires_at": _iso(row["expires_at"]),
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
-        "completed_at": _iso(row["completed_at"]),
+        "expires_at": row["expires_at"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "completed_at": row["completed_at"],
         "actions": domain.available_actions(row["status"], row["exchange_type"]),
-    }
+    })
 
 
 def history_to_wire(row):

@@ -3,13 +3,13 @@ dependencies.py; this module only routes calls."""
 from libs.rpc import rpc
 from nameko.timer import timer
 
-from libs import config, errors, events
+from libs import config, errors
+from libs.contracts import events, payments
 from libs.metrics import EntrypointMetrics
 from libs.messaging import reliable_event_handler
 from libs.outbox import OutboxRelayProvider
 from services.orders.dependencies import OrderStoreProvider
 from services.orders.partners import PartnerStoreProvider
-from services.payments import contract as payments
 
 EXPIRY_SWEEP_SECONDS = config.env_float("EXPIRY_SWEEP_SECONDS", 5.0)
 
@@ -118,34 +118,34 @@ class OrdersService:
     def update_currency(self, code, changes, actor):
         return self.store.update_currency(code, changes, errors.staff_actor(actor))
 
-    # -- payments events (services/payments/contract.py) --------------------------------------------------------
-    @reliable_event_handler(payments.PAYMENTS, payments.PAYMENT_RECEIVED)
+    # -- payments events (libs/contracts/payments.py) ------------------------------------------------------------
+    @reliable_event_handler(events.PAYMENTS, events.PAYMENT_RECEIVED)
     def handle_payment_received(self, payload):
         envelope, data = payments.load(payments.PaymentReceivedSchema, payload)
         self.store.apply_payment(envelope["event_id"], "orders.handle_payment_received", data)
 
-    @reliable_event_handler(payments.PAYMENTS, payments.PAYOUT_SENT)
+    @reliable_event_handler(events.PAYMENTS, events.PAYOUT_SENT)
     def handle_payout_sent(self, payload):
         envelope, data = payments.load(payments.PayoutResultSchema, payload)
         self.store.apply_payout_result(envelope["event_id"], "orders.handle_payout_sent", data, sent=True)
 
-    @reliable_event_handler(payments.PAYMENTS, payments.PAYOUT_FAILED)
+    @reliable_event_handler(events.PAYMENTS, events.PAYOUT_FAILED)
     def handle_payout_failed(self, payload):
         envelope, data = payments.load(payments.PayoutResultSchema, payload)
         self.store.apply_payout_result(envelope["event_id"], "orders.handle_payout_failed", data, sent=False)
 
-    @reliable_event_handler(payments.PAYMENTS, payments.BALANCE_CHANGED)
+    @reliable_event_handler(events.PAYMENTS, events.BALANCE_CHANGED)
     def handle_balance_changed(self, payload):
         envelope, data = payments.load(payments.BalanceChangedSchema, payload)
         self.store.apply_balance(envelope["event_id"], "orders.handle_balance_changed", data)
 
-    @reliable_event_handler(payments.PAYMENTS, payments.WITHDRAWAL_PAYOUT_SENT)
+    @reliable_event_handler(events.PAYMENTS, events.WITHDRAWAL_PAYOUT_SENT)
     def handle_withdrawal_payout_sent(self, payload):
         envelope, data = payments.load(payments.WithdrawalPayoutResultSchema, payload)
         self.partners.apply_withdrawal_payout(envelope["event_id"], "orders.handle_withdrawal_payout_sent", data,
                                               sent=True)
 
-    @reliable_event_handler(payments.PAYMENTS, payments.WITHDRAWAL_PAYOUT_FAILED)
+    @reliable_event_handler(events.PAYMENTS, events.WITHDRAWAL_PAYOUT_FAILED)
     def handle_withdrawal_payout_failed(self, payload):
         envelope, data = payments.load(payments.WithdrawalPayoutResultSchema, payload)
         self.partners.apply_withdrawal_payout(envelope["event_id"], "orders.handle_withdrawal_payout_failed", data,

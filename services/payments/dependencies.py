@@ -8,7 +8,9 @@ from nameko.extensions import DependencyProvider
 
 from libs import config, inbox
 from libs.db import Database
-from services.payments import adapters as adapters_mod, contract
+from libs.contracts import payments as contract
+from libs.contracts.orders import OrderEventSchema
+from services.payments import adapters as adapters_mod
 from services.payments.payouts import Payouts, WithdrawalPayouts
 from services.payments.poller import Poller
 from services.payments.store import PaymentStore
@@ -54,7 +56,7 @@ class Payments:
     def on_order_event(self, payload, consumer):
         """order_created / order_status_changed: keep the order copy, match payments that waited for this order,
         and create the payout when the order reached `payout`. Returns a payout id to send now, or None."""
-        envelope, data = contract.load(contract.OrderEventSchema, payload)
+        envelope, data = contract.load(OrderEventSchema, payload)
         order = data["order"]
         with self.db.transaction() as cur:
             if not inbox.claim(cur, consumer, envelope["event_id"]):
@@ -68,7 +70,7 @@ class Payments:
     def on_orders_created(self, payloads, consumer):
         """A batch of order_created events in ONE transaction with one inbox insert: keep the order copies and
         match the payments that waited for them (an order is created `new`: no payout can be due yet)."""
-        loaded = [contract.load(contract.OrderEventSchema, payload) for payload in payloads]
+        loaded = [contract.load(OrderEventSchema, payload) for payload in payloads]
         with self.db.transaction() as cur:
             fresh = {str(e["event_id"]) for e in inbox.claim_batch(cur, consumer, [e for e, _ in loaded])}
             orders = []

@@ -20,7 +20,8 @@ from decimal import Decimal
 from libs import errors, money
 from libs.audit import actor_name
 from libs.faults import crash_point
-from services.payments import contract, domain, metrics
+from libs.contracts import events
+from services.payments import domain, metrics
 from services.payments.adapters import FAILED, SENT, ProviderError
 from services.payments.schemas import payout_to_wire
 
@@ -38,7 +39,7 @@ class Payouts:
 
     # -- 1. the order asks for a payout (inside the event handler's transaction) -----------------------------
     def on_payout_requested(self, cur, order):
-        """`order`: the event's snapshot (loaded by contract.OrderCopySchema), status `payout`.
+        """`order`: the event's snapshot (loaded by libs.contracts.orders.OrderSnapshotSchema), status `payout`.
         Returns the id of a payout to send now, or None."""
         cur.execute("SELECT * FROM payouts WHERE order_id = %s ORDER BY attempt DESC LIMIT 1 FOR UPDATE",
                     (order["id"],))
@@ -46,7 +47,7 @@ class Payouts:
         if latest is not None:
             if latest["status"] == "sent":
                 # Orders asks again for what is done (it cannot normally): say so again rather than pay again.
-                self._announce(cur, latest, contract.PAYOUT_SENT)
+                self._announce(cur, latest, events.PAYOUT_SENT)
                 return None
             if latest["status"] == "sending":
                 return None  # in flight or in doubt: the reconciler owns it
@@ -84,7 +85,7 @@ class Payouts:
             # Refused before any money could move: safe to tell orders at once (payout_error for an operator).
             log.warning("payout for order %s refused without calling the provider: %s", order["id"], error)
             metrics.PAYOUTS.labels("refused_locally").inc()
-            self._announce(cur, row, contract.PAYOUT_FAILED)
+            self._announce(cur, row, events.PAYOUT_FAILED)
             return None
         return row["id"]
 
@@ -149,7 +150,7 @@ class Payouts:
             done = cur.fetchone()
             if done is None:
                 return self.db.fetchone("SELECT * FROM %s WHERE id = %%s" % self.TABLE, (row["id"],))  # done elsewhere
-            self._announce(cur, done, contract.PAYOUT_SENT if status == "sent" else contract.PAYOUT_FAILED)
+            self._announce(cur, done, events.PAYOUT_SENT if status == "sent" else events.PAYOUT_FAILED)
             return done
 
     def _note(self, row, error):
@@ -244,7 +245,7 @@ class WithdrawalPayouts(Payouts):
     TABLE = "withdrawal_payouts"
 
     def on_requested(self, cur, request):
-        """`request`: contract.PartnerPayoutRequestedSchema data (inside the handler's transaction, after the inbox
+        """`request`: libs.contracts.payments.PartnerPayoutRequestedSchema data (inside the handler's transaction, after the inbox
         claim). Returns the id of a payout to send now, or None."""
         cur.execute("SELECT * FROM accounts WHERE currency = %s AND payout", (request["currency"],))
         account = cur.fetchone()
@@ -267,22 +268,22 @@ class WithdrawalPayouts(Payouts):
                 log.error("withdrawal %s: idempotency key %s belongs to another withdrawal; nothing sent",
                           request["withdrawal_id"], request["idempotency_key"])
             elif existing["status"] != "sending":
-                self._announce(cur, existing, contract.WITHDRAWAL_PAYOUT_SENT if existing["status"] == "sent"
-                               else contract.WITHDRAWAL_PAYOUT_FAILED)
+                self._announce(cur, existing, events.WITHDRAWAL_PAYOUT_SENT if existing["status"] == "sent"
+                               else events.WITHDRAWAL_PAYOUT_FAILED)
             return None
         if error:
             log.warning("payout of withdrawal %s refused without calling the provider: %s",
                         request["withdrawal_id"], error)
             metrics.PAYOUTS.labels("refused_locally").inc()
-            self._announce(cur, row, contract.WITHDRAWAL_PAYOUT_FAILED)
+            self._announce(cur, row, events.WITHDRAWAL_PAYOUT_FAILED)
             return None
         return row["id"]
 
     def _announce(self, cur, row, event_type):
-        if event_type == contract.PAYOUT_SENT:
-            event_type = contract.WITHDRAWAL_PAYOUT_SENT
-        elif event_type == contract.PAYOUT_FAILED:
-            event_type = contract.WITHDRAWAL_PAYOUT_FAILED
+        if event_type == events.PAYOUT_SENT:
+            event_type = events.WITHDRAWAL_PAYOUT_SENT
+        elif event_type == events.PAYOUT_FAILED:
+            event_type = events.WITHDRAWAL_PAYOUT_FAILED
         self.store.event(cur, event_type, {
             "withdrawal_id": row["withdrawal_id"], "idempotency_key": row["idempotency_key"],
             "amount": money.to_str(row["amount"]), "currency": row["currency"], "to_account": row["to_account"],

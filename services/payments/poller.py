@@ -24,7 +24,8 @@ import psycopg2
 import psycopg2.extras
 
 from libs import money
-from services.payments import contract, metrics
+from libs.contracts import events
+from services.payments import metrics
 from services.payments.adapters import ProviderError
 
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ class Poller:
                         "RETURNING balance_at", (balance, account["id"]))
             observed_at = cur.fetchone()["balance_at"]
             if account["payout"] and balance != account["balance"]:
-                self.store.event(cur, contract.BALANCE_CHANGED, {
+                self.store.event(cur, events.BALANCE_CHANGED, {
                     "system": account["system"], "account": account["account"], "currency": account["currency"],
                     "balance": money.to_str(balance),
                     "observed_at": observed_at.isoformat()}, aggregate_id=account["account"])

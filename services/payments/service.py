@@ -3,6 +3,7 @@ operators. Logic lives in poller.py, payouts.py, store.py and domain.py; this mo
 from nameko.timer import Timer
 
 from libs import errors
+from libs.contracts import events
 from libs.messaging import batch_event_handler, reliable_event_handler
 from libs.metrics import EntrypointMetrics
 from libs.outbox import OutboxRelayProvider
@@ -60,22 +61,22 @@ class PaymentsService:
         return outcomes
 
     # -- order events ------------------------------------------------------------------------------------------
-    @batch_event_handler("orders", "order_created")
+    @batch_event_handler(events.ORDERS, events.ORDER_CREATED)
     def handle_order_created(self, payloads):
         self.payments.on_orders_created(payloads, "payments.handle_order_created")
 
-    @reliable_event_handler("orders", "order_status_changed")
+    @reliable_event_handler(events.ORDERS, events.ORDER_STATUS_CHANGED)
     def handle_order_status_changed(self, payload):
         payout_id = self.payments.on_order_event(payload, "payments.handle_order_status_changed")
         if payout_id is not None:
             # Committed as `sending` above; now the provider call. Bounded by the adapter's timeout.
             self.payments.payouts.send(payout_id)
 
-    @reliable_event_handler("orders", "payment_rejected")
+    @reliable_event_handler(events.ORDERS, events.PAYMENT_REJECTED)
     def handle_payment_rejected(self, payload):
         self.payments.on_payment_rejected(payload, "payments.handle_payment_rejected")
 
-    @reliable_event_handler("orders", "partner_payout_requested")
+    @reliable_event_handler(events.ORDERS, events.PARTNER_PAYOUT_REQUESTED)
     def handle_partner_payout_requested(self, payload):
         payout_id = self.payments.on_partner_payout_requested(payload, "payments.handle_partner_payout_requested")
         if payout_id is not None:

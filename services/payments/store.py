@@ -6,9 +6,10 @@ Every write that others must hear of writes its outbox event in the same transac
 import logging
 from decimal import Decimal
 
-from libs import errors, events, money, outbox
+from libs import errors, money, outbox
 from libs.audit import actor_name, write_audit
-from services.payments import contract, domain, metrics
+from libs.contracts import events
+from services.payments import domain, metrics
 from services.payments.schemas import account_to_wire, payment_to_wire, payout_to_wire
 
 log = logging.getLogger(__name__)
@@ -159,11 +160,11 @@ class PaymentStore:
     def _announce(self, cur, payment_id, decision, assigned_by=None):
         wire = payment_to_wire(self._payment(cur, payment_id))
         if decision.status == "matched":
-            self.event(cur, contract.PAYMENT_RECEIVED, {
+            self.event(cur, events.PAYMENT_RECEIVED, {
                 "payment": wire, "order_id": wire["order_id"], "flag": decision.flag,
                 "on_time": decision.on_time, "assigned_by": assigned_by}, aggregate_id=wire["order_id"])
         elif decision.status == "unmatched":
-            self.event(cur, contract.PAYMENT_UNMATCHED, {
+            self.event(cur, events.PAYMENT_UNMATCHED, {
                 "payment": wire, "reason_code": decision.reason_code, "reason": decision.reason},
                 aggregate_id=wire["candidate_order_id"])
         metrics.INGESTED.labels(decision.status if decision.status != "matched" else
@@ -200,7 +201,7 @@ class PaymentStore:
         if cur.fetchone() is None:
             return None
         wire = payment_to_wire(self._payment(cur, payment_id))
-        self.event(cur, contract.PAYMENT_UNMATCHED, {"payment": wire, "reason_code": "rejected",
+        self.event(cur, events.PAYMENT_UNMATCHED, {"payment": wire, "reason_code": "rejected",
                                                      "reason": wire["reason"]}, aggregate_id=order_id)
         metrics.INGESTED.labels("rejected").inc()
         return wire

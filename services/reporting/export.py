@@ -19,7 +19,7 @@ import time
 
 from eventlet import hubs
 
-from libs import events
+from libs.contracts import events
 from services.reporting import filters as report_filters
 from services.reporting import metrics
 

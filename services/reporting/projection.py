@@ -7,9 +7,8 @@ kept in columns, everything else stays in `data`), so a new field there never br
 import datetime
 from decimal import Decimal, InvalidOperation
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields
-
-from libs import events
+from libs.contracts import events
+from libs.contracts.orders import OrderCreatedSchema, OrderSnapshotSchema, OrderStatusChangedSchema
 
 ORDER_COLUMNS = (
     "id", "version", "status", "previous_status", "last_action", "exchange_type", "direction_id", "currency_in",
@@ -18,59 +17,9 @@ ORDER_COLUMNS = (
     "created_at", "updated_at", "expires_at", "completed_at", "event_at",
 )
 
-class Money(fields.Decimal):
-    """An amount as a decimal string (P18): a JSON number is refused, it may already have been a float."""
-
-    def __init__(self, **kwargs):
-        super().__init__(as_string=True, **kwargs)
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
-            raise ValidationError("amounts travel as decimal strings")
-        return super()._deserialize(value, attr, data, **kwargs)
-
-
-class ReadModelOrderSchema(events.OrderSnapshotSchema):
-    """The order snapshot (libs/events.py) plus the fields reports need; unknown fields are ignored."""
-    class Meta:
-        unknown = EXCLUDE
-
-    amount_in = Money(required=True)
-    amount_out = Money(required=True)
-    rate_in = Money(required=True)
-    rate_out = Money(required=True)
-
-    reference = fields.String(allow_none=True)
-    token = fields.String(allow_none=True)
-    fee = Money(allow_none=True)
-    fee_amount = Money(allow_none=True)
-    sms_fee = Money(allow_none=True)
-    amount_received = Money(allow_none=True)
-    phone = fields.String(allow_none=True)
-    partner_code = fields.String(allow_none=True)
-    language = fields.String(allow_none=True)
-    created_at = fields.AwareDateTime(required=True)
-    updated_at = fields.AwareDateTime(required=True)
-    expires_at = fields.AwareDateTime(allow_none=True)
-    completed_at = fields.AwareDateTime(allow_none=True)
-    # Only in the rebuild RPC's pages (the events carry them as from_status / action).
-    previous_status = fields.String(allow_none=True)
-    last_action = fields.String(allow_none=True)
-
-
-class StatusChangeSchema(events.OrderStatusChangedSchema):
-    order = fields.Nested(ReadModelOrderSchema, required=True)
-
-
-class OrderCreatedSchema(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-    order = fields.Nested(ReadModelOrderSchema, required=True)
-
 
 def order_row(order, previous_status=None, last_action=None, event_at=None):
-    """A loaded ReadModelOrderSchema dict -> {column: value} for reporting.orders."""
+    """A loaded OrderSnapshotSchema dict -> {column: value} for reporting.orders."""
     row = {c: order.get(c) for c in ORDER_COLUMNS}
     row["previous_status"] = previous_status if previous_status is not None else order.get("previous_status")
     row["last_action"] = last_action if last_action is not None else order.get("last_action")
@@ -85,17 +34,17 @@ def row_from_order_event(envelope):
     """
     meta = events.load_envelope(envelope)
     if meta["event_type"] == events.ORDER_STATUS_CHANGED:
-        data = StatusChangeSchema().load(meta["data"])
+        data = events.schema_instance(OrderStatusChangedSchema).load(meta["data"])
         row = order_row(data["order"], data.get("from_status"), data.get("action"), meta["occurred_at"])
     else:
-        data = OrderCreatedSchema().load(meta["data"])
+        data = events.schema_instance(OrderCreatedSchema).load(meta["data"])
         row = order_row(data["order"], None, "create", meta["occurred_at"])
     return meta["event_id"], meta["occurred_at"], row
 
 
 def row_from_snapshot(order):
     """A row from one item of the orders service's export_orders page (the rebuild command)."""
-    data = ReadModelOrderSchema().load(order)
+    data = events.schema_instance(OrderSnapshotSchema).load(order)
     return order_row(data)
 
 
@@ -174,8 +123,9 @@ def payment_row(envelope):
     return meta["event_id"], meta["occurred_at"], row
 
 
-PAYOUT_STATUS_BY_EVENT = {"payout_sent": "sent", "payout_failed": "failed", "payout_started": "sending",
-                          "payout_requested": "pending", "payout_sending": "sending"}
+# Payments publishes payout_sent and payout_failed; the other names are read too, should it announce more steps.
+PAYOUT_STATUS_BY_EVENT = {events.PAYOUT_SENT: "sent", events.PAYOUT_FAILED: "failed",
+                          "payout_started": "sending", "payout_requested": "pending", "payout_sending": "sending"}
 
 
 def payout_row(envelope):

@@ -12,12 +12,13 @@ from nameko.timer import timer
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
-from libs import config, errors, events
+from libs import config, errors
+from libs.contracts import events
+from libs.contracts.reporting import ExportQuerySchema, StatsQuerySchema, query_args
 from libs.messaging import batch_event_handler, reliable_event_handler
 from libs.metrics import EntrypointMetrics
 from services.reporting import export, filters
 from services.reporting import metrics as report_metrics
-from services.payments import contract as payments
 from services.reporting.dependencies import ExporterProvider, ReadModelProvider, TooManyExports
 
 expected = errors.EXPECTED
@@ -51,20 +52,20 @@ class ReportingService:
     def on_order_status_changed(self, payloads):
         return self.readmodel.apply_order_events(payloads, "reporting.on_order_status_changed")
 
-    # Payments and payouts as the payments service announces them (services/payments/contract.py).
-    @reliable_event_handler(payments.PAYMENTS, payments.PAYMENT_RECEIVED)
+    # Payments and payouts as the payments service announces them (libs/contracts/payments.py).
+    @reliable_event_handler(events.PAYMENTS, events.PAYMENT_RECEIVED)
     def on_payment_received(self, payload):
         return self.readmodel.apply_payment_event(payload, "reporting.on_payment_received")
 
-    @reliable_event_handler(payments.PAYMENTS, payments.PAYMENT_UNMATCHED)
+    @reliable_event_handler(events.PAYMENTS, events.PAYMENT_UNMATCHED)
     def on_payment_unmatched(self, payload):
         return self.readmodel.apply_payment_event(payload, "reporting.on_payment_unmatched")
 
-    @reliable_event_handler(payments.PAYMENTS, payments.PAYOUT_SENT)
+    @reliable_event_handler(events.PAYMENTS, events.PAYOUT_SENT)
     def on_payout_sent(self, payload):
         return self.readmodel.apply_payout_event(payload, "reporting.on_payout_sent")
 
-    @reliable_event_handler(payments.PAYMENTS, payments.PAYOUT_FAILED)
+    @reliable_event_handler(events.PAYMENTS, events.PAYOUT_FAILED)
     def on_payout_failed(self, payload):
         return self.readmodel.apply_payout_event(payload, "reporting.on_payout_failed")
 
@@ -78,7 +79,7 @@ class ReportingService:
         """Requests by status, never-paid share, completion percentiles, turnover and margin (stats.py)."""
         raw = {k: v for k, v in (("from", date_from), ("to", date_to), ("group", group)) if v is not None}
         try:
-            start, end, group = filters.stats_window(filters.StatsQuerySchema().load(raw))
+            start, end, group = filters.stats_window(StatsQuerySchema().load(raw))
         except ValidationError as exc:
             raise errors.ValidationFailed("invalid input", exc.messages)
         return self.readmodel.stats(start, end, group)
@@ -99,7 +100,7 @@ class ReportingService:
         if token and not hmac.compare_digest(request.headers.get("X-Internal-Token", ""), token):
             return _json(403, "forbidden", "internal endpoint")
         try:
-            params = filters.ExportQuerySchema().load(filters.query_args(request.args))
+            params = ExportQuerySchema().load(query_args(request.args))
         except ValidationError as exc:
             return _json(422, "validation_failed", "invalid input", exc.messages)
         try:

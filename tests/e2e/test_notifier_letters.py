@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from services.notifier.domain import KINDS
+from libs.contracts.notifier import KINDS
 from tests.conftest import eventually
 from tests.e2e.notifier_support import (Mail, consumed, log, new_order, pay, publish_to_notifier, put_settings,
                                         settled, standin, status_is, text_of, unique_phone, wallet)

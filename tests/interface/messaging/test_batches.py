@@ -3,7 +3,7 @@ transaction with one inbox insert, each effect exactly once, and a poison messag
 alone while the rest of its batch goes through."""
 import pytest
 
-from libs import events
+from libs.contracts import events
 
 from .harness import metric, wait_until
 

@@ -5,7 +5,8 @@ import eventlet
 import psycopg2
 import pytest
 
-from libs import events, inbox
+from libs import inbox
+from libs.contracts import events
 
 from .harness import DATABASE_URL, wait_until
 

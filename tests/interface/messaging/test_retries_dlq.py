@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from libs import events
+from libs.contracts import events
 from libs.messaging import ATTEMPT_HEADER, ERROR_HEADER
 
 from .harness import metric, wait_until

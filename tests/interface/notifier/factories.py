@@ -5,7 +5,7 @@ import secrets
 import time
 import uuid
 
-from libs import events
+from libs.contracts import events
 
 _ids = itertools.count(int(time.time() * 1000) % 10**9 * 1000)
 

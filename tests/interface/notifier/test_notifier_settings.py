@@ -4,7 +4,7 @@ import uuid
 import pytest
 from nameko.exceptions import RemoteError
 
-from libs import events
+from libs.contracts import events
 from tests.conftest import eventually
 from tests.interface.notifier import factories
 from tests.interface.notifier.conftest import text_of, unique_email

@@ -244,11 +244,11 @@ def test_clicks_referred_orders_and_earnings_in_the_overview(orders, sql):
 
 
 def test_a_payout_withdrawal_ends_paid_or_failed_back_on_the_balance_once(orders, sql):
-    """payments' withdrawal_payout_sent / _failed (services/payments/contract.py): approved -> paid, or
+    """payments' withdrawal_payout_sent / _failed (libs/contracts/payments.py): approved -> paid, or
     approved -> failed with one withdrawal_return; a redelivered answer changes nothing; both audited."""
     from nameko.testing.services import entrypoint_hook
 
-    from libs import events
+    from libs.contracts import events
 
     p = _funded_partner(orders, sql)
     call(orders, "update_commission", {"min_withdrawal": "1"}, STAFF)

@@ -7,7 +7,8 @@ import pytest
 
 from libs.db import Database
 from services.notifier.render import Renderer
-from services.notifier.schemas import AccountLetterSchema, notification_to_wire
+from libs.contracts.orders import AccountLetterSchema
+from services.notifier.schemas import notification_to_wire
 from services.notifier.store import NotifierStore
 
 

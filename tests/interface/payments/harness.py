@@ -19,7 +19,8 @@ import psycopg2
 import yaml
 from yoyo import get_backend, read_migrations
 
-from libs import events, topology
+from libs import topology
+from libs.contracts import events
 from libs.amqp_publish import ConfirmingPublisher, connect
 from libs.db import Database
 from libs.migrate import _with_schema
@@ -183,6 +184,7 @@ class PayEnv:
             "pay_to": {"system": "sandbox", "account": self.accounts[currency_in], "amount": amount_in,
                        "currency": currency_in, "reference": reference},
             "expires_at": (utcnow() + datetime.timedelta(seconds=expires_in)).isoformat(),
+            "created_at": utcnow().isoformat(), "updated_at": utcnow().isoformat(),   # a complete snapshot
         }
         self.orders[order_id] = order
         return order

@@ -11,7 +11,7 @@ import requests
 from eventlet.patcher import original
 
 from libs.db import Database
-from services.payments import contract
+from libs.contracts.orders import OrderSnapshotSchema
 from services.payments.adapters import build
 from services.payments.store import PaymentStore
 from tests.conftest import TEST_DATABASE_URL, eventually
@@ -159,7 +159,7 @@ def test_the_unique_constraint_alone_credits_once_when_two_pollers_race(env):
     orders = [env.order() for _ in range(5)]
     with env.db.transaction() as cur:
         for order in orders:
-            PaymentStore(env.db).apply_order(cur, contract.OrderCopySchema().load(order))
+            PaymentStore(env.db).apply_order(cur, OrderSnapshotSchema().load(order))
     for order in orders:
         env.pay(order)
     adapter = build("sandbox", env.config()["PAYMENT_SYSTEMS"]["sandbox"])

@@ -7,11 +7,11 @@ from decimal import Decimal as D
 
 import pytest
 
-from libs import events
+from libs.contracts import events
 from libs.db import Database
 from services.orders import seed
 from services.orders.dependencies import OrderStore
-from services.payments import contract
+from libs.contracts import payments as contract
 from tests.conftest import TEST_DATABASE_URL
 from tests.interface.payments.harness import drop_schema, migrate_private_schema
 

@@ -5,7 +5,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from libs import events
+from libs.contracts import events
 from libs.amqp_publish import ConfirmingPublisher
 from tests.conftest import eventually
 

@@ -3,7 +3,7 @@ from decimal import Decimal
 
 import pytest
 
-from libs import events
+from libs.contracts import events
 from services.notifier import domain
 from tests.interface.notifier import factories
 

@@ -3,7 +3,8 @@ import pytest
 
 from services.notifier import domain
 from services.notifier.render import Renderer
-from services.notifier.schemas import OrderSnapshotSchema, plain_order
+from libs.contracts.orders import OrderSnapshotSchema
+from services.notifier.schemas import plain_order
 from tests.interface.notifier import factories
 
 R = Renderer("https://exchanger.example", "Exchanger")

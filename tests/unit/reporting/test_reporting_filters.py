@@ -6,13 +6,14 @@ import pytest
 from marshmallow import ValidationError
 from werkzeug.datastructures import MultiDict
 
+from libs.contracts import reporting as report_contract
 from services.reporting import filters
 
 UTC = datetime.timezone.utc
 
 
 def load(**query):
-    return filters.ExportQuerySchema().load(query)
+    return report_contract.ExportQuerySchema().load(query)
 
 
 def test_defaults_to_utf8_and_nothing_else():
@@ -36,7 +37,7 @@ def test_unknown_parameters_are_refused():
 
 def test_repeated_status_parameters_are_joined():
     args = MultiDict([("status", "new"), ("status", "paid"), ("email", "a@b.c")])
-    assert filters.query_args(args) == {"status": "new,paid", "email": "a@b.c"}
+    assert report_contract.query_args(args) == {"status": "new,paid", "email": "a@b.c"}
 
 
 @pytest.mark.parametrize("value,expected", [
@@ -87,7 +88,7 @@ def test_to_query_loads_back_to_the_same_filters():
                     created_from="2024-05-01", created_to="2024-05-31", updated_from="2024-05-02T01:02:03+02:00",
                     email="A@Example.com", partner_code="p-1", amount_in_min="10", amount_out_max="99.5",
                     encoding="windows-1251")
-    assert load(**filters.to_query(original)) == original
+    assert load(**report_contract.to_query(original)) == original
 
 
 def test_where_clause_leaves_out_deleted_unless_asked():
@@ -113,12 +114,12 @@ def test_where_clause_has_one_condition_per_filter():
 
 def test_stats_window_defaults_to_the_last_30_days_by_day():
     now = datetime.datetime(2024, 6, 1, tzinfo=UTC)
-    start, end, group = filters.stats_window(filters.StatsQuerySchema().load({}), now=now)
+    start, end, group = filters.stats_window(report_contract.StatsQuerySchema().load({}), now=now)
     assert (start, end, group) == (now - datetime.timedelta(days=30), now, "day")
 
 
 def test_stats_parameters_are_checked():
-    schema = filters.StatsQuerySchema()
+    schema = report_contract.StatsQuerySchema()
     assert schema.load({"from": "2024-05-01", "to": "2024-05-01", "group": "direction"})["to"] == \
         datetime.datetime(2024, 5, 2, tzinfo=UTC)
     for bad in ({"group": "week"}, {"from": "2024-05-02", "to": "2024-05-01T00:00:00"},
@@ -131,4 +132,4 @@ def test_extreme_dates_are_refused_not_crashed():
     with pytest.raises(ValidationError):
         load(created_to="9999-12-31")
     with pytest.raises(ValidationError):
-        filters.stats_window(filters.StatsQuerySchema().load({"to": "0001-01-02T00:00:00"}))
+        filters.stats_window(report_contract.StatsQuerySchema().load({"to": "0001-01-02T00:00:00"}))

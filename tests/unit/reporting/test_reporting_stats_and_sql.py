@@ -4,7 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from services.reporting import export, filters, stats
+from libs.contracts import reporting as report_contract
+from services.reporting import export, stats
 
 UTC = datetime.timezone.utc
 START, END = datetime.datetime(2024, 5, 1, tzinfo=UTC), datetime.datetime(2024, 5, 3, tzinfo=UTC)
@@ -82,8 +83,8 @@ def _fake_mogrify(sql, params):
 
 
 def test_copy_statement_uses_the_encoding_separator():
-    utf8 = export.copy_sql(filters.ExportQuerySchema().load({}), _fake_mogrify)
-    cp1251 = export.copy_sql(filters.ExportQuerySchema().load({"encoding": "windows-1251"}), _fake_mogrify)
+    utf8 = export.copy_sql(report_contract.ExportQuerySchema().load({}), _fake_mogrify)
+    cp1251 = export.copy_sql(report_contract.ExportQuerySchema().load({"encoding": "windows-1251"}), _fake_mogrify)
     assert utf8.startswith("COPY (SELECT ") and "DELIMITER ','" in utf8 and "HEADER true" in utf8
     assert "DELIMITER ';'" in cp1251
     assert "ORDER BY o.id) TO STDOUT" in utf8

@@ -1,33 +1,19 @@
-"""The wire contract between payments and orders: event names and payload schemas (blueprint §3).
+"""The wire contract between payments and orders: the payload schemas of their events (the names are in
+libs/contracts/events.py).
 
 Pure module (no I/O), imported by both services. Amounts are strings; a broken payload raises
-marshmallow.ValidationError, which `reliable_event_handler` sends straight to the dead-letter queue.
+marshmallow.ValidationError, which `reliable_event_handler` sends straight to the dead-letter queue. The order
+events payments consumes are in libs/contracts/orders.py (OrderEventSchema).
 """
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from libs import events
+from libs.contracts import events
+from libs.contracts.fields import Money
+from libs.contracts.orders import PAYMENT_FLAGS
 
-PAYMENTS = events.PAYMENTS
-ORDERS = events.ORDERS
+load = events.load
 
-# payments -> orders (and anyone else: notifier, reporting)
-PAYMENT_RECEIVED = "payment_received"      # a payment matched to an order: orders marks it paid
-PAYMENT_UNMATCHED = "payment_unmatched"    # a payment no order can take: waits for an operator
-PAYOUT_SENT = "payout_sent"                # the payment system confirmed the payout: orders completes
-PAYOUT_FAILED = "payout_failed"            # the payment system definitely refused: orders payout_error
-BALANCE_CHANGED = "balance_changed"        # a payout account's balance: orders sets the currency's reserve
-
-# orders -> payments
-PAYMENT_REJECTED = "payment_rejected"      # orders could not take a matched payment: back to unmatched
-PARTNER_PAYOUT_REQUESTED = "partner_payout_requested"  # an approved partner withdrawal to pay (issue 7)
-
-# payments -> orders: the outcome of a partner withdrawal's payout (docs/partners.md)
-WITHDRAWAL_PAYOUT_SENT = "withdrawal_payout_sent"      # orders marks the withdrawal paid
-WITHDRAWAL_PAYOUT_FAILED = "withdrawal_payout_failed"  # definitely not paid: orders returns it to the balance
-
-FLAGS = ("partial", "over", "late")
-
-Money = events.Money
+FLAGS = PAYMENT_FLAGS
 
 
 class _Loose(Schema):
@@ -104,39 +90,3 @@ class PaymentRejectedSchema(_Loose):
     order_id = fields.Integer(required=True)
     status = fields.String(allow_none=True)
     reason = fields.String(required=True)
-
-
-class PayToSchema(_Loose):
-    system = fields.String(required=True)
-    account = fields.String(required=True)
-
-
-class OrderCopySchema(_Loose):
-    """What payments keeps of an order snapshot (services/orders/schemas.py order_to_wire)."""
-    id = fields.Integer(required=True)
-    version = fields.Integer(required=True)
-    reference = fields.String(required=True)
-    status = fields.String(required=True)
-    exchange_type = fields.String(required=True)
-    pay_to = fields.Nested(PayToSchema, required=True)
-    currency_in = fields.String(required=True)
-    amount_in = Money(required=True)
-    currency_out = fields.String(required=True)
-    amount_out = Money(required=True)
-    rate_in = Money(required=True)
-    rate_out = Money(required=True)
-    fee = Money(load_default=None, allow_none=True)
-    recipient = fields.String(required=True)
-    expires_at = fields.AwareDateTime(required=True)
-
-
-class OrderEventSchema(_Loose):
-    order = fields.Nested(OrderCopySchema, required=True)
-    to_status = fields.String(load_default=None, allow_none=True)
-    action = fields.String(load_default=None, allow_none=True)
-
-
-def load(schema_cls, payload):
-    """Validate an event envelope and its data; returns (envelope, data)."""
-    envelope = events.load_envelope(payload)
-    return envelope, schema_cls().load(envelope["data"])

@@ -1,0 +1,13 @@
+"""The notifier's contracts: what its send log and settings speak of (the kinds of the notification matrix,
+channels, delivery statuses), shared by the notifier and the gateway that filters and edits them
+(docs/notifier.md). Which event causes which send is the notifier's own rule (services/notifier/domain.py)."""
+CHANNELS = ("email", "sms", "inbox")
+STATUSES = ("pending", "sending", "sent", "failed")   # of one notification in the send log
+
+# The notification matrix L1-L10 (letters), S1-S5 (SMS); L5 is the partner's private message.
+KINDS = ("L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8", "L9", "L10", "S1", "S2", "S3", "S4", "S5")
+ALERT = "ALERT"  # letters to the admin address that belong to no order (settings changed, new sign-in)
+# letters to a customer account: sign-up confirmation and password reset. Always sent (not in settings):
+# without them nobody can sign up or back in.
+ACCOUNT_KINDS = ("SIGNUP", "RESET")
+
