@@ -36,7 +36,7 @@ def create_app(config=None):
         app.register_blueprint(module.bp)
 
     pages.init_app(app)  # customer and operator pages, HTML errors outside /api
-    from gateway.pages import cabinet, partners_admin  # the customer's cabinet and the partner program (issue 7)
+    from gateway.pages import cabinet, partners_admin  # the customer's cabinet, the partner program: docs/partners.md
     app.register_blueprint(cabinet.bp)
     app.register_blueprint(partners_admin.bp)
     return app

@@ -1,4 +1,4 @@
-"""Gateway settings from the environment (blueprint §9)."""
+"""Gateway settings from the environment, with working local defaults."""
 from libs import config
 
 

@@ -1,4 +1,5 @@
-"""One error mapping for the whole API: JSON {"error": CODE, "message": ..., "fields": {...}} (blueprint §8)."""
+"""One error mapping for the whole API: JSON {"error": CODE, "message": ..., "fields": {...}} (docs/architecture.md,
+"Gateway")."""
 import logging
 
 from flask import jsonify

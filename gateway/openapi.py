@@ -98,7 +98,7 @@ def build_spec():
     payments.document(spec, _op)
     from gateway.api import reports
     reports.document(spec, _op)
-    from gateway.api import account, partner  # accounts and the partner program (issue 7)
+    from gateway.api import account, partner  # accounts and the partner program (docs/partners.md)
     account.document(spec, _op)
     partner.document(spec, _op)
     return spec

@@ -1,8 +1,8 @@
 """Confirmed, mandatory publishing in batches on a plain py-amqp connection.
 
 nameko's own publisher waits for one confirm per message and publishes with mandatory=False (an event with no
-queue is silently confirmed, pitfall N3). The outbox relay and the retry/dead-letter path need both: every
-message confirmed by the broker, and an unroutable one reported back instead of dropped.
+queue is silently confirmed: docs/reliability.md, pitfall N3). The outbox relay and the retry/dead-letter path need
+both: every message confirmed by the broker, and an unroutable one reported back instead of dropped.
 """
 import json
 import logging

@@ -1,4 +1,4 @@
-"""Environment configuration with working local defaults (blueprint §9).
+"""Environment configuration with working local defaults, so `make run` works with no settings at all.
 
 Only this module and each service's config.yml read the environment, so a newcomer finds every knob here.
 """

@@ -1,4 +1,4 @@
-"""Deterministic crash points for fault tests (reliability.md §5.1): `CRASH_AT=<name>` in a process's
+"""Deterministic crash points for fault tests (docs/reliability.md, "Fault tests"): `CRASH_AT=<name>` in a process's
 environment makes it exit at that point, as a kill would, so tests can stop it between two named steps."""
 import logging
 import os

@@ -1,4 +1,4 @@
-"""Event handlers with bounded delayed retries and a dead-letter queue (blueprint §3.4, P11, pitfall N2).
+"""Event handlers with bounded delayed retries and a dead-letter queue (docs/reliability.md, P11 and pitfall N2).
 
 nameko's stock handler acks a message whose handler raised (the event is gone) or, with requeue_on_error,
 requeues it at once forever. `reliable_event_handler` instead republishes a failed message to the next retry

@@ -1,4 +1,4 @@
-"""Transactional outbox (blueprint §3.1, P8).
+"""Transactional outbox (docs/reliability.md, P8).
 
 `write_event(cur, ...)` inserts the event in the caller's transaction, so the state change and its event commit
 together or not at all. `OutboxRelay` publishes unpublished rows with publisher confirms and mandatory routing,
@@ -65,7 +65,8 @@ class OutboxRelay:
         self._last_cleanup = 0.0
 
     def prepare(self):
-        """Queues exist before we publish (blueprint §3.5): declare every subscription of the topology."""
+        """Queues exist before we publish, or an event with no queue yet is dropped (docs/reliability.md, pitfall N3):
+        declare every subscription of the topology."""
         if not self._topology_ready:
             topology.declare_all(self.amqp_uri)
             self.publisher.declare_exchange(self.exchange)

@@ -5,7 +5,7 @@ two connections and reply queue, and each call waits for two publisher confirms 
 (measured in docs/performance.md). Here one process shares one publishing connection and one reply consumer;
 many threads have calls in flight at once, matched by correlation id. Requests are transient: an RPC that is
 lost in a broker crash times out and the caller sees 503 (state and events stay durable; they never travel by
-RPC). Every call has a timeout (pitfall N7).
+RPC). Every call has a timeout (docs/reliability.md, pitfall N7).
 """
 import itertools
 import json

@@ -1,4 +1,4 @@
-"""Every event subscription of the system, declared before any publisher runs (blueprint §3.5, pitfall N3).
+"""Every event subscription of the system, declared before any publisher runs (docs/reliability.md, pitfall N3).
 
 A subscription is a nameko SERVICE_POOL event handler: queue `evt-<source>-<event>--<service>.<method>` bound to
 the exchange `<source>.events`. Each has bounded delayed retries (`<queue>.retry.<n>`, a per-queue TTL that
@@ -32,11 +32,11 @@ SUBSCRIPTIONS = [
     # notifier: letters and SMS of the matrix (services/notifier; L5 `partner_credited` is added with its event)
     sub(events.ORDERS, events.ORDER_CREATED, "notifier", "handle_order_created"),
     sub(events.ORDERS, events.ORDER_STATUS_CHANGED, "notifier", "handle_order_status_changed"),
-    # notifier: L5 private message for a partner's credit; account letters (issue 7, docs/partners.md)
+    # notifier: L5 private message for a partner's credit; account letters (docs/partners.md)
     sub(events.ORDERS, events.PARTNER_CREDITED, "notifier", "handle_partner_credited"),
     sub(events.ORDERS, events.ACCOUNT_SIGNUP_REQUESTED, "notifier", "handle_account_signup_requested"),
     sub(events.ORDERS, events.PASSWORD_RESET_REQUESTED, "notifier", "handle_password_reset_requested"),
-    # payments: its copy of orders and the payouts they ask for; orders: what payments found and sent (issue 3)
+    # payments: its copy of orders and the payouts they ask for; orders: what payments found and sent (docs/payments.md)
     sub(events.ORDERS, events.ORDER_CREATED, "payments", "handle_order_created"),
     sub(events.ORDERS, events.ORDER_STATUS_CHANGED, "payments", "handle_order_status_changed"),
     sub(events.ORDERS, events.PAYMENT_REJECTED, "payments", "handle_payment_rejected"),
@@ -47,7 +47,7 @@ SUBSCRIPTIONS = [
     sub(events.PAYMENTS, events.BALANCE_CHANGED, "orders", "handle_balance_changed"),
     sub(events.PAYMENTS, events.WITHDRAWAL_PAYOUT_SENT, "orders", "handle_withdrawal_payout_sent"),
     sub(events.PAYMENTS, events.WITHDRAWAL_PAYOUT_FAILED, "orders", "handle_withdrawal_payout_failed"),
-    # orders: the customer SMS fee announced by the notifier (issue 4)
+    # orders: the customer SMS fee announced by the notifier (docs/notifier.md, "Settings")
     sub(events.NOTIFIER, events.SETTINGS_CHANGED, "orders", "handle_settings_changed"),
 ]
 

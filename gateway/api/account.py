@@ -1,4 +1,4 @@
-"""Customer accounts API (issue 7, docs/partners.md): sign-up with e-mail confirmation, bearer tokens for accounts,
+"""Customer accounts API (docs/partners.md): sign-up with e-mail confirmation, bearer tokens for accounts,
 password reset by e-mail, the account's exchanges and its inbox of private messages.
 
 Account tokens are not staff tokens: they start with `acc_`, live in the orders service (accounts are customers,

@@ -82,7 +82,7 @@ class SettingsSchema(Schema):
 class NotificationSchema(Schema):
     id = fields.Integer(required=True)
     order_id = fields.Integer(allow_none=True)
-    kind = fields.String(metadata={"description": "L1..L10, S1..S5 (blueprint §5), ALERT, SIGNUP, RESET"})
+    kind = fields.String(metadata={"description": "L1..L10, S1..S5 (the notification matrix), ALERT, SIGNUP, RESET"})
     channel = fields.String(validate=validate.OneOf(CHANNELS))
     audience = fields.String()
     recipient = fields.String()

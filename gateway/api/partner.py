@@ -1,4 +1,4 @@
-"""Partner program API (issue 7, docs/partners.md).
+"""Partner program API (docs/partners.md).
 
 The partner (an account, bearer `acc_…`): GET /api/v1/partner (code, link, balances, stats), POST /api/v1/partner
 (become one), POST /api/v1/partner/withdrawals. Staff: partners and their commission rules, the global rule and the

@@ -28,7 +28,8 @@ def list_directions():
 def create_order():
     data = load_body(OrderCreateSchema)
     if not data.get("partner_code"):
-        # A visitor who came by a partner's link (/?ref=CODE, kept 30 days in a cookie): the partner earns (issue 7).
+        # A visitor who came by a partner's link (/?ref=CODE, kept 30 days in a cookie): the partner earns
+        # (docs/partners.md).
         from gateway.api.partner import referral_from_cookie
         data["partner_code"] = referral_from_cookie()
     # The client's Idempotency-Key (or none) makes a retried POST return the same order, not a second one.

@@ -28,7 +28,7 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_staff ON sessions (staff_id) WHERE revoked_at IS NULL;
 
 -- One TOTP secret per staff member. confirmed_at NULL = enrolment started, not finished.
--- last_step: the last accepted 30-second step, so a code is accepted once only (ASVS 6.5.1).
+-- last_step: the last accepted 30-second step, so a code is accepted once only (a one-time password is single use).
 CREATE TABLE staff_totp (
     staff_id     integer PRIMARY KEY REFERENCES staff (id),
     secret       text NOT NULL,

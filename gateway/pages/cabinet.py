@@ -1,4 +1,4 @@
-"""The customer's cabinet (issue 7, docs/partners.md): sign-up, e-mail confirmation, sign-in, password reset, and the
+"""The customer's cabinet (docs/partners.md): sign-up, e-mail confirmation, sign-in, password reset, and the
 cabinet itself with the account's exchanges, its inbox of private messages and the partner section (referral link,
 balance, stats, withdrawals). Also the referral link: `/?ref=CODE` counts a click and keeps the code 30 days.
 

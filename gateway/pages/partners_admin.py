@@ -1,6 +1,6 @@
-"""Operator pages of the partner program (issue 7): partners and their commission rules, the global and per-direction
-rules, each partner's ledger, and the withdrawal requests with approve / reject. They act through the JSON API
-in process (gateway/pages/internal.py), so the roles, checks and audit are the API's own."""
+"""Operator pages of the partner program (docs/partners.md): partners and their commission rules, the global and
+per-direction rules, each partner's ledger, and the withdrawal requests with approve / reject. They act through the
+JSON API in process (gateway/pages/internal.py), so the roles, checks and audit are the API's own."""
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from gateway.pages import internal, staff_page

@@ -58,7 +58,8 @@ class System:
         return self.http.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
 
     def login(self, username=ADMIN_USER, password=ADMIN_PASSWORD):
-        """A bearer token for a staff member (the admin by default), completing the TOTP steps (issue 6).
+        """A bearer token for a staff member (the admin by default), completing the TOTP steps (docs/pages.md,
+        "Staff security").
 
         Staff who must have a second factor (every admin) enrol at their first sign-in: the secret is kept in
         `self.totp_secrets` and codes come from `totp_code()` (pyotp). A TOTP step is accepted once per account,
@@ -155,7 +156,7 @@ def system_env(extra=None):
         "NOTIFIER_RETRY_CAP_SECONDS": "1",
         "NOTIFIER_SMS_MAX_ATTEMPTS": "3",
         "NOTIFIER_IDLE_WAIT": "0.2",
-        # accounts (issue 7): the fuzzer and the tests share one address, so the per-address limit is higher here
+        # customer accounts: the fuzzer and the tests share one address, so the per-address limit is higher here
         "ACCOUNT_RATE_LIMIT_IP": "600 per minute",
         # every e2e client shares 127.0.0.1 and the fuzzer sends empty e-mails: the per (address, e-mail) limit
         # of account endpoints would turn later tests away

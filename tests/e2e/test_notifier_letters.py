@@ -1,5 +1,6 @@
-"""End to end: every letter and SMS of the matrix (blueprint §5) for what the HTTP API drives, once each, to the
-real aiosmtpd server of the Procfile and, through the real twilio client, to the Twilio stand-in."""
+"""End to end: every letter and SMS of the matrix (docs/notifier.md, "The matrix") for what the HTTP API drives,
+once each, to the real aiosmtpd server of the Procfile and, through the real twilio client, to the Twilio
+stand-in."""
 import re
 import uuid
 

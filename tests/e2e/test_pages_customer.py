@@ -1,7 +1,7 @@
 """Customer pages in a real browser (Debian's Chromium via Playwright) against the whole running system.
 
 The auto and semi_auto cases pay through the sandbox bank page and wait for the payments service to see the
-payment (issue 3); the manual case needs only orders and an operator."""
+payment (docs/payments.md); the manual case needs only orders and an operator."""
 import re
 import uuid
 from decimal import Decimal

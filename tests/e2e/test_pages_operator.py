@@ -1,7 +1,7 @@
 """Operator pages in a real browser: first sign-in enrols TOTP, the next one asks for a code; the request list is
 filtered, a manual request is finalized with a notice and another canceled with a reason through the dialogs,
 and the CSV export with the list's filters returns exactly those requests (the export is the reporting
-service's, issue 5: this last part needs it running)."""
+service's, docs/reporting.md: this last part needs it running)."""
 import csv
 import io
 import re

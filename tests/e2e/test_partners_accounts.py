@@ -1,6 +1,6 @@
-"""End to end: customer accounts (issue 7). The sign-up confirmation and the password reset letters arrive at the
-Procfile's dev SMTP server (the real notifier, the real aiosmtpd); their links work once; the account's exchanges
-are the orders placed with its e-mail, before the sign-up too."""
+"""End to end: customer accounts (docs/partners.md). The sign-up confirmation and the password reset letters arrive
+at the Procfile's dev SMTP server (the real notifier, the real aiosmtpd); their links work once; the account's
+exchanges are the orders placed with its e-mail, before the sign-up too."""
 from tests.e2e.notifier_support import Mail, text_of
 from tests.e2e.partners_support import PASSWORD, letter_link, sign_in, unique_email
 

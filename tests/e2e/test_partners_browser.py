@@ -1,6 +1,7 @@
-"""In a real browser (Debian's Chromium via Playwright) against the whole running system (issue 7): a partner signs
-up (the confirmation letter from the dev SMTP server), becomes a partner and copies the link; a customer exchanges
-through it; the operator completes the exchange; the partner sees the credit and the message in the cabinet."""
+"""In a real browser (Debian's Chromium via Playwright) against the whole running system (docs/partners.md): a
+partner signs up (the confirmation letter from the dev SMTP server), becomes a partner and copies the link; a
+customer exchanges through it; the operator completes the exchange; the partner sees the credit and the message in
+the cabinet."""
 import re
 import uuid
 

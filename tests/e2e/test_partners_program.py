@@ -1,4 +1,4 @@
-"""End to end, all processes running: the partner program over HTTP (issue 7).
+"""End to end, all processes running: the partner program over HTTP (docs/partners.md).
 
 A partner's link leads to a manual exchange that the operator completes (claim -> process -> finalize, so nothing
 waits for payments); the partner's balance grows by exactly the commission, once, also when the events are

@@ -152,9 +152,9 @@ def test_late_payment_is_flagged_and_waits(system, admin_token):
 
 
 def test_payment_unseen_until_after_expiry_counts_by_the_payment_systems_time(system, admin_token):
-    """T11 through the whole system: payments cannot read the account (history fails) while the customer pays
-    in time and the order then expires; when the history is back, the payment is on time by the payment
-    system's clock: expired -> paid without a flag, and the auto exchange completes."""
+    """docs/reliability.md, T11, through the whole system: payments cannot read the account (history fails) while
+    the customer pays in time and the order then expires; when the history is back, the payment is on time by the
+    payment system's clock: expired -> paid without a flag, and the auto exchange completes."""
     auto = direction(system, "auto", "USDT")
     order = new_order(system, auto, amount="12")
     account = order["pay_to"]["account"]

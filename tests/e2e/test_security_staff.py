@@ -1,6 +1,6 @@
-"""Staff security over HTTP against the running gateway (reliability.md T25, issue 6): CSRF, roles, brute force,
-sessions (rotation, sign-out, idle timeout), customer tokens, no admin route without a session or token,
-security headers, audit and the new-address alert."""
+"""Staff security over HTTP against the running gateway (docs/reliability.md, T25; docs/pages.md, "Staff security"):
+CSRF, roles, brute force, sessions (rotation, sign-out, idle timeout), customer tokens, no admin route without a
+session or token, security headers, audit and the new-address alert."""
 import re
 import uuid
 

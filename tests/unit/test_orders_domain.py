@@ -20,7 +20,7 @@ def test_the_database_trigger_allows_exactly_the_domain_transitions():
     assert pairs == domain.allowed_transitions()
 
 
-def test_blueprint_transitions_are_all_there():
+def test_every_transition_of_the_state_machine_is_there():
     allowed = set(domain.allowed_transitions())
     for pair in [("new", "paid"), ("new", "payment_claimed"), ("new", "expired"), ("new", "canceled"),
                  ("expired", "paid"), ("payment_claimed", "processing"), ("payment_claimed", "completed"),

@@ -1,5 +1,5 @@
 """Every reliable event handler in the services is declared in libs/topology.py, so its queue exists before any
-publisher runs (blueprint §3.5)."""
+publisher runs (docs/reliability.md, pitfall N3)."""
 import importlib
 import os
 

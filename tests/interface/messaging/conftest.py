@@ -1,4 +1,4 @@
-import eventlet  # noqa: E402  first, before anything opens a socket or a thread (reliability.md N9)
+import eventlet  # noqa: E402  first, before anything opens a socket or a thread (docs/reliability.md, pitfall N9)
 if not eventlet.patcher.is_monkey_patched("socket"):  # the root conftest may already have patched: once is enough
     eventlet.monkey_patch()
 

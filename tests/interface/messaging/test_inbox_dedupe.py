@@ -1,4 +1,5 @@
-"""Duplicate deliveries have one effect (blueprint §3.3, P9, T7): the inbox row and the effect share a transaction."""
+"""Duplicate deliveries have one effect (docs/reliability.md, P9 and T7): the inbox row and the effect share a
+transaction."""
 import threading as green_threading  # patched: green threads (each with its own broker connection)
 
 import eventlet

@@ -1,4 +1,4 @@
-"""Transactional outbox and relay under crashes (blueprint §3.1, P8, P9, T3, T4).
+"""Transactional outbox and relay under crashes (docs/reliability.md, P8, P9, T3, T4).
 
 The relay runs as its own process (`python -m libs.outbox`) and is killed at its crash points; the consumer is a
 nameko service whose `reliable_event_handler` records the event in the inbox in the same transaction as its effect.

@@ -1,5 +1,5 @@
-"""The outbox relay outlives broker connection failures (P8, P10, T5/T6 in the small): pending events stay in the
-outbox while the broker is unreachable and are published, in order, once it is back.
+"""The outbox relay outlives broker connection failures (docs/reliability.md, P8, P10, and T5/T6 in the small):
+pending events stay in the outbox while the broker is unreachable and are published, in order, once it is back.
 
 The broker is reached through a local TCP proxy that the test cuts and restores, so the shared broker is untouched.
 """

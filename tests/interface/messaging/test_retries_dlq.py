@@ -1,4 +1,4 @@
-"""Bounded delayed retries and the dead-letter queue (blueprint §3.4, P11, P12, T14, pitfall N2)."""
+"""Bounded delayed retries and the dead-letter queue (docs/reliability.md, P11, P12, T14 and pitfall N2)."""
 import json
 
 import pytest

@@ -1,4 +1,4 @@
-"""Queues exist before publishers run (blueprint §3.5, P10, pitfall N3), and an event nobody subscribes to is
+"""Queues exist before publishers run (docs/reliability.md, P10 and pitfall N3), and an event nobody subscribes to is
 recorded as unrouted instead of retried forever."""
 import pytest
 

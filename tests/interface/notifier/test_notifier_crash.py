@@ -1,7 +1,7 @@
-"""The notifier killed mid-send (reliability.md §5.1 crash points): a real `nameko run` process exits at a named
-point, a fresh one takes over. Before the provider call: the letter goes once. After the provider accepted it but
-before `sent` committed: it goes a second time with the same Message-ID: the one duplicate window, documented
-in docs/notifier.md."""
+"""The notifier killed mid-send (crash points: docs/reliability.md, "Fault tests"): a real `nameko run` process
+exits at a named point, a fresh one takes over. Before the provider call: the letter goes once. After the provider
+accepted it but before `sent` committed: it goes a second time with the same Message-ID: the one duplicate window,
+documented in docs/notifier.md."""
 import os
 import subprocess
 import sys

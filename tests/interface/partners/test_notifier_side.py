@@ -1,5 +1,6 @@
-"""The notifier's side of issue 7 against the real database: account letters (SIGNUP, RESET) are queued once per
-token whatever is delivered twice, in the account's language, and the send log never shows their one-time link."""
+"""The notifier's side of customer accounts (docs/partners.md) against the real database: account letters (SIGNUP,
+RESET) are queued once per token whatever is delivered twice, in the account's language, and the send log never
+shows their one-time link."""
 import datetime
 import uuid
 

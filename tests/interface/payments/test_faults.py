@@ -1,5 +1,5 @@
-"""Fault tests with the payments service as its own process, killed where it hurts (reliability.md T1, T2, T8,
-T11): real RabbitMQ, real PostgreSQL, the real sandbox payment system."""
+"""Fault tests with the payments service as its own process, killed where it hurts (docs/reliability.md,
+T1, T2, T8, T11): real RabbitMQ, real PostgreSQL, the real sandbox payment system."""
 import datetime
 import signal
 import socket
@@ -35,9 +35,9 @@ def request_payout(env, order):
 
 @pytest.mark.parametrize("crash_at", ["after_provider_call", "before_provider_call"])
 def test_killed_around_the_provider_call_pays_exactly_once(env, crash_at):
-    """T1: killed right after the provider moved the money, before recording it; T2: killed after `sending` was
-    committed, before calling. After a restart the reconciler finds (T1) or sends with the same key (T2):
-    the sandbox has exactly one transfer for the key, the recipient exactly one payment."""
+    """docs/reliability.md, T1: killed right after the provider moved the money, before recording it; T2: killed
+    after `sending` was committed, before calling. After a restart the reconciler finds (T1) or sends with the same
+    key (T2): the sandbox has exactly one transfer for the key, the recipient exactly one payment."""
     proc = env.start_process(crash_at=crash_at)
     env.wait_accounts_synced(proc)
     order = paid_order(env, proc)
@@ -68,8 +68,8 @@ def test_killed_around_the_provider_call_pays_exactly_once(env, crash_at):
 
 
 def test_two_pollers_on_one_account_with_overlapping_history_credit_once(env):
-    """T8: two payments processes poll the same account, each re-reading a wide overlap window: every payment
-    is credited once and announced once."""
+    """docs/reliability.md, T8: two payments processes poll the same account, each re-reading a wide overlap window:
+    every payment is credited once and announced once."""
     orders = [env.order() for _ in range(12)]
     for order in orders:
         env.created(order)
@@ -119,10 +119,10 @@ def polls(port, account, outcome):
 
 @pytest.mark.parametrize("paid_before_expiry", [True, False])
 def test_payment_while_payments_is_down_and_the_order_expires_meanwhile(env, paid_before_expiry):
-    """T11: payments is down; the customer pays; the order's expiry passes and orders expires it. On restart the
-    catch-up poll and the queued `expired` event arrive in either order, and the outcome is the same: decided by
-    the payment system's time of the payment against expires_at (on time -> an ordinary payment, the order goes
-    expired -> paid without a flag; after -> `late`)."""
+    """docs/reliability.md, T11: payments is down; the customer pays; the order's expiry passes and orders expires
+    it. On restart the catch-up poll and the queued `expired` event arrive in either order, and the outcome is the
+    same: decided by the payment system's time of the payment against expires_at (on time -> an ordinary payment,
+    the order goes expired -> paid without a flag; after -> `late`)."""
     proc = env.start_process()
     env.wait_accounts_synced(proc)
     order = env.order(expires_in=2 if paid_before_expiry else 1)
@@ -151,9 +151,9 @@ def test_payment_while_payments_is_down_and_the_order_expires_meanwhile(env, pai
 
 
 def test_the_unique_constraint_alone_credits_once_when_two_pollers_race(env):
-    """T8, second line of defence: two pollers that both got past the lock (as after a lock bug, or two
-    deployments on one database) ingest the same page at the same moment, on two real threads: one insert per
-    payment wins and only the winner announces it."""
+    """docs/reliability.md, T8, second line of defence: two pollers that both got past the lock (as after a lock
+    bug, or two deployments on one database) ingest the same page at the same moment, on two real threads: one
+    insert per payment wins and only the winner announces it."""
     real_threading = original("threading")  # threading itself is green here; psycopg2 would block the hub
     store_ids = PaymentStore(env.db).sync_accounts(env.config()["PAYMENT_ACCOUNTS"])
     orders = [env.order() for _ in range(5)]

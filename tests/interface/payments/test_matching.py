@@ -49,7 +49,8 @@ def test_partial_and_over_payments_are_flagged(env, service, paid, flag):
 
 
 def test_payment_after_expiry_is_late_and_before_expiry_is_on_time(env, service):
-    """T11's rule, without downtime: the payment system's time of the payment decides, not when we saw it."""
+    """The rule of docs/reliability.md, T11, without downtime: the payment system's time of the payment decides, not
+    when we saw it."""
     service()
     late = env.order(expires_in=-60)          # expired a minute ago; the copy says status expired
     late["status"] = "expired"

@@ -90,8 +90,8 @@ def test_flagged_payments_wait_in_paid_even_for_auto(store, flag):
 
 
 def test_on_time_payment_of_an_order_expired_meanwhile_is_an_ordinary_payment(store):
-    """T11, orders' half: payments says the money arrived before expires_at (on_time, no flag); the order was
-    expired by the timer meanwhile. expired -> paid without a flag, and `auto` goes on to payout."""
+    """docs/reliability.md, T11, orders' half: payments says the money arrived before expires_at (on_time, no flag);
+    the order was expired by the timer meanwhile. expired -> paid without a flag, and `auto` goes on to payout."""
     order = new_order(store, "auto")
     store.transition("expire", {"kind": "system", "name": "expiry-timer"}, order_id=order["id"])
     result, _, _ = apply(store, order)

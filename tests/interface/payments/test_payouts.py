@@ -1,4 +1,4 @@
-"""Payouts against the real sandbox: sent at most once, failures and unknown outcomes (P6, P7)."""
+"""Payouts against the real sandbox: sent at most once, failures and unknown outcomes (docs/reliability.md, P6, P7)."""
 from decimal import Decimal as D
 
 import pytest
@@ -103,7 +103,8 @@ def test_refusal_after_the_money_moved_is_recognised_as_sent(env, service):
 
 
 def test_payout_never_exceeds_what_was_received(env, service):
-    """P7: a partial payment buys less than amount_out; an operator's payout request fails without a call."""
+    """docs/reliability.md, P7: a partial payment buys less than amount_out; an operator's payout request fails
+    without a call."""
     service()
     order = env.order()
     env.created(order)
@@ -126,8 +127,8 @@ def test_unknown_recipient_is_a_definite_failure(env, service):
 
 
 def test_an_admin_settles_a_payout_in_doubt_but_never_fails_one_the_provider_has(env, service):
-    """P6: only an operator forces `failed`, after checking by hand; a payout the payment system does have is
-    refused that. Every attempt is audited."""
+    """docs/reliability.md, P6: only an operator forces `failed`, after checking by hand; a payout the payment
+    system does have is refused that. Every attempt is audited."""
     from nameko.testing.services import entrypoint_hook
     container = service(RECONCILE_AFTER_SECONDS=600)   # the reconciler stays out of it
     moved = paid_order_with_payout(env)

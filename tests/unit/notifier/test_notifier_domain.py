@@ -1,4 +1,4 @@
-"""The notification matrix (blueprint §5), settings validation, retry and delivery-status rules."""
+"""The notification matrix (docs/notifier.md, "The matrix"), settings validation, retry and delivery-status rules."""
 from decimal import Decimal
 
 import pytest
