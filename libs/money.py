@@ -40,10 +40,15 @@ def parse_amount(value, *, allow_zero=False):
 
 
 def fraction_digits(amount):
-    """Number of significant decimal places (1.50 has 1, 2E+1 has 0)."""
-    normalized = amount.normalize()
-    exponent = normalized.as_tuple().exponent
-    return -exponent if exponent < 0 else 0
+    """Number of significant decimal places (1.50 has 1, 2E+1 has 0), counted exactly from the digits.
+
+    Not `Decimal.normalize()`: it rounds to the context's 28 significant digits, so "40.000…0001" with 29 zeros
+    would count as 0 places and pass any precision check, then be rounded to 40 (docs/reliability.md, P18)."""
+    _, digits, exponent = amount.as_tuple()
+    if exponent >= 0 or not any(digits):
+        return 0
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -exponent - trailing_zeros)
 
 
 def quantum(precision):

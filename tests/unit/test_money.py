@@ -43,3 +43,17 @@ def test_fraction_digits():
     assert money.fraction_digits(D("1.50")) == 1
     assert money.fraction_digits(D("2E+1")) == 0
     assert money.fraction_digits(D("0.001")) == 3
+
+
+def test_fraction_digits_are_counted_exactly_beyond_the_context_precision():
+    """Defect: normalize() rounded to 28 digits, so 40.<29 zeros>1 counted 0 places, passed every precision check
+    and became 40. Now it is refused like any other too-precise amount."""
+    too_precise = "40." + "0" * 29 + "1"
+    assert money.fraction_digits(D(too_precise)) == 30
+    with pytest.raises(money.AmountError, match="too many decimal places"):
+        money.parse_amount(too_precise)
+    assert money.fraction_digits(D("40." + "0" * 29)) == 0
+    assert money.fraction_digits(D("1.50")) == 1
+    assert money.fraction_digits(D("2E+1")) == 0
+    assert money.fraction_digits(D("0.000")) == 0
+    assert money.fraction_digits(D("0.12345678")) == 8
