@@ -101,11 +101,24 @@ class OutboxRelay:
                 if ok:
                     cur.execute("UPDATE outbox SET published_at = now(), routed = true WHERE id = ANY(%s)", (ok,))
                 if returned:
-                    # No queue is bound for this event type: nobody subscribes to it (the topology declared every
-                    # subscriber's queue before we published). Kept and counted, not retried forever.
-                    cur.execute("UPDATE outbox SET published_at = now(), routed = false WHERE id = ANY(%s)",
-                                (returned,))
-                    metrics.OUTBOX_UNROUTED.labels(self.source).inc(len(returned))
+                    subscribed = topology.subscribed_event_types(self.source)
+                    lost = [r["id"] for r, res in zip(rows, results)
+                            if res == "returned" and r["event_type"] in subscribed]
+                    unrouted = [row_id for row_id in returned if row_id not in lost]
+                    if lost:
+                        # Someone subscribes, yet no queue took it: a queue was deleted or never declared on this
+                        # broker. Never marked published (that would lose it): declare the topology again and retry.
+                        cur.execute("UPDATE outbox SET attempts = attempts + 1, last_error = 'returned: no queue "
+                                    "bound although subscribed' WHERE id = ANY(%s)", (lost,))
+                        self._topology_ready = False
+                        log.warning("outbox %s: %d events came back unrouted although subscribed; declaring the "
+                                    "topology again", self.source, len(lost))
+                    if unrouted:
+                        # Nobody subscribes to this event type: kept and counted, not retried forever.
+                        cur.execute("UPDATE outbox SET published_at = now(), routed = false WHERE id = ANY(%s)",
+                                    (unrouted,))
+                        metrics.OUTBOX_UNROUTED.labels(self.source).inc(len(unrouted))
+                    returned = unrouted
                 if nacked:
                     cur.execute("UPDATE outbox SET attempts = attempts + 1, last_error = 'nacked' "
                                 "WHERE id = ANY(%s)", (nacked,))

@@ -59,6 +59,11 @@ def all_subscriptions():
     return list(SUBSCRIPTIONS) + list(EXTRA_SUBSCRIPTIONS)
 
 
+def subscribed_event_types(source):
+    """The event types of `source` that at least one handler subscribes to."""
+    return {s.event_type for s in all_subscriptions() if s.source == source}
+
+
 def queue_name(source, event_type, service, method):
     return "evt-{}-{}--{}.{}".format(source, event_type, service, method)
 

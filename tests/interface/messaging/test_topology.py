@@ -45,3 +45,24 @@ def test_event_nobody_subscribes_to_is_marked_unrouted_not_retried(harness):
     assert relay.run_once() == 0  # done with it: not picked up again
     [msg] = harness.take_all(s.queue)
     assert msg.properties["message_id"] == routed["event_id"]
+
+
+def test_a_subscribed_event_that_comes_back_unrouted_stays_pending_until_its_queue_is_back(harness):
+    """Defect: an event returned by the broker was marked published, even when a handler subscribes to it (its
+    queue deleted, or a broker reset since the relay declared the topology): the event was lost."""
+    s = harness.subscribe("order_created")
+    relay = harness.relay()
+    relay.prepare()                                # the topology is declared once...
+    harness._channel().queue_delete(s.queue)       # ...then the queue disappears (an operator, a broker reset)
+    event = harness.write_event("order_created", {"order": 10})
+
+    assert relay.run_once() == 1
+    [row] = harness.outbox_rows()
+    assert row["published_at"] is None and row["attempts"] == 1   # not lost: still pending
+    assert "returned" in row["last_error"]
+
+    assert relay.run_once() == 1                   # declares the topology again, then publishes
+    [row] = harness.outbox_rows()
+    assert row["published_at"] is not None and row["routed"] is True
+    [msg] = harness.take_all(s.queue)
+    assert msg.properties["message_id"] == event["event_id"]
