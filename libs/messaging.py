@@ -1,9 +1,15 @@
-"""Event handlers with bounded delayed retries and a dead-letter queue (docs/reliability.md, P11 and pitfall N2).
+"""Event handlers with delayed retries and a dead-letter queue (docs/reliability.md, P11 and pitfall N2).
 
 nameko's stock handler acks a message whose handler raised (the event is gone) or, with requeue_on_error,
-requeues it at once forever. `reliable_event_handler` instead republishes a failed message to the next retry
-queue (it comes back after a delay) and after `max_attempts` to the dead-letter queue, then acks the original:
-a poison message never loops and never blocks the queue, and an operator sees it as `exchanger_dlq_messages`.
+requeues it at once forever. `reliable_event_handler` instead republishes a failed message to a retry queue
+(it comes back after a delay), then acks the original. What happens next depends on the failure:
+- a bad message (ValidationError, PermanentError...): parked in the dead-letter queue at once;
+- a transient failure (database or broker unreachable, too many clients, lock timeout, deadlock): retried
+  without limit, the delay capped at the last retry queue's, the wait shown as
+  `exchanger_event_oldest_waiting_seconds` — a money event must never park because PostgreSQL was down a minute;
+- anything else (a bug): `max_attempts` tries, then the dead-letter queue (`exchanger_dlq_messages`), where
+  `python -m libs.dlq` lists, shows, replays or discards it.
+A poison message never loops and never blocks the queue.
 """
 import collections
 import logging
@@ -12,6 +18,7 @@ import time
 
 import amqp
 import eventlet
+import psycopg2
 from marshmallow import ValidationError
 from nameko.events import EventHandler, SERVICE_POOL
 from nameko.exceptions import ContainerBeingKilled
@@ -24,6 +31,7 @@ log = logging.getLogger(__name__)
 
 ATTEMPT_HEADER = "x-exchanger-attempt"
 ERROR_HEADER = "x-exchanger-error"
+FIRST_FAILURE_HEADER = "x-exchanger-first-failure"   # epoch seconds of the first failed attempt
 
 
 class PermanentError(Exception):
@@ -31,6 +39,46 @@ class PermanentError(Exception):
 
 
 PERMANENT = (PermanentError, ValidationError, KeyError, TypeError)
+
+# PostgreSQL error classes that pass by themselves: connection lost or refused, the server shutting down or full,
+# a lock or statement timeout, a serialization failure or deadlock (the transaction rolled back; run it again).
+TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P", "40001", "40P01", "55P03", "57014")
+
+
+def is_transient(exc):
+    """A failure that waiting fixes: retried without limit, never parked (docs/reliability.md, P11). Money events
+    must outlive a database outage of any length, or an order stays in `payout` forever."""
+    if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError, ConnectionError, TimeoutError,
+                        amqp.exceptions.ConnectionError)):
+        return True
+    code = getattr(exc, "pgcode", None)
+    return bool(code) and code.startswith(TRANSIENT_SQLSTATE_PREFIXES)
+
+
+class WaitingEvents:
+    """Events of one queue waiting out a transient failure in this process: their first failure time, so
+    `exchanger_event_oldest_waiting_seconds` shows how long the oldest has waited."""
+
+    def __init__(self, queue):
+        self.queue = queue
+        self.first_failed = {}
+        self._lock = threading.Lock()
+
+    def failed(self, event_key, first_failed_at):
+        with self._lock:
+            self.first_failed.setdefault(event_key, first_failed_at)
+        self.update()
+
+    def done(self, event_key):
+        with self._lock:
+            found = self.first_failed.pop(event_key, None)
+        if found is not None:
+            self.update()
+
+    def update(self):
+        with self._lock:
+            oldest = min(self.first_failed.values()) if self.first_failed else None
+        metrics.EVENT_OLDEST_WAITING.labels(self.queue).set(time.time() - oldest if oldest else 0)
 
 
 class ReliableEventHandler(EventHandler):
@@ -57,6 +105,7 @@ class ReliableEventHandler(EventHandler):
         self.base_delay_ms = self._base_delay_ms or s.base_delay_ms
         self.queue_name = self.queue.name
         self.dlq_name = topology.dead_letter_queue_name(self.queue_name)
+        self.waiting = WaitingEvents(self.queue_name)
         amqp_uri = self.container.config["AMQP_URI"]
         conn = connect(amqp_uri)
         try:
@@ -90,6 +139,7 @@ class ReliableEventHandler(EventHandler):
                     channel = conn.channel()
                 _, count, _ = channel.queue_declare(self.dlq_name, passive=True)
                 metrics.DLQ_MESSAGES.labels(self.dlq_name).set(count)
+                self.waiting.update()
             except (OSError, amqp.exceptions.AMQPError):
                 if conn is not None:
                     try:
@@ -106,22 +156,37 @@ class ReliableEventHandler(EventHandler):
 
     def handle_message_processed(self, message, result=None, exc_info=None):
         if exc_info is None:
-            self.queue_consumer.ack_message(message)
+            self.acknowledge(message)
             return
         self.route_failure(message, exc_info)
+
+    def acknowledge(self, message):
+        if (message.headers or {}).get(FIRST_FAILURE_HEADER) is not None:
+            self.waiting.done(message.properties.get("message_id") or id(message))
+        self.queue_consumer.ack_message(message)
 
     def route_failure(self, message, exc_info):
         """Move a failed delivery to its next retry queue, or to the dead-letter queue, then ack it."""
         headers = dict(message.headers or {})
         attempt = int(headers.get(ATTEMPT_HEADER, 1))
         exc = exc_info[1]
-        permanent = isinstance(exc, PERMANENT)
-        if permanent or attempt >= self.max_attempts:
-            target = self.dlq_name
+        event_key = message.properties.get("message_id") or id(message)
+        if isinstance(exc, PERMANENT):
+            target = self.dlq_name       # a bad message: no retry can fix it, parked at once
+        elif is_transient(exc) and self.max_attempts > 1:
+            # Waiting fixes it: retried without limit, the delay capped at the last retry queue's.
+            target = topology.retry_queue_name(self.queue_name, min(attempt, self.max_attempts - 1))
+            headers.setdefault(FIRST_FAILURE_HEADER, time.time())
+            self.waiting.failed(event_key, float(headers[FIRST_FAILURE_HEADER]))
+        elif attempt >= self.max_attempts:
+            target = self.dlq_name       # a failure we cannot classify: bounded attempts, then parked
+        else:
+            target = topology.retry_queue_name(self.queue_name, attempt)
+        if target == self.dlq_name:
+            self.waiting.done(event_key)
             metrics.DEAD_LETTERED.labels(self.queue_name).inc()
             log.error("event to %s failed on attempt %d (%r): dead-lettered", self.queue_name, attempt, exc)
         else:
-            target = topology.retry_queue_name(self.queue_name, attempt)
             metrics.EVENT_RETRIES.labels(self.queue_name).inc()
             log.warning("event to %s failed on attempt %d (%r): retry later", self.queue_name, attempt, exc)
         # On the DLQ the header says how many attempts were made; on a retry queue, which attempt comes next.
@@ -226,7 +291,7 @@ class BatchEventHandler(ReliableEventHandler):
     def _finish(self, batch, exc_info):
         if exc_info is None:
             for _, message in batch:
-                self.queue_consumer.ack_message(message)
+                self.acknowledge(message)
         elif len(batch) == 1:
             self.route_failure(batch[0][1], exc_info)
         else:

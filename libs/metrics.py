@@ -25,6 +25,8 @@ OUTBOX_PUBLISH_ERRORS = Counter("exchanger_outbox_publish_errors_total", "Outbox
 DLQ_MESSAGES = Gauge("exchanger_dlq_messages", "Messages waiting in a dead-letter queue", ["queue"])
 DEAD_LETTERED = Counter("exchanger_dead_lettered_total", "Events moved to a dead-letter queue", ["queue"])
 EVENT_RETRIES = Counter("exchanger_event_retries_total", "Event deliveries scheduled for a retry", ["queue"])
+EVENT_OLDEST_WAITING = Gauge("exchanger_event_oldest_waiting_seconds",
+                             "How long the oldest event retried for a transient failure has been waiting", ["queue"])
 EVENT_DUPLICATES = Counter("exchanger_event_duplicates_total", "Redelivered events skipped by the inbox",
                            ["consumer"])
 EVENT_BATCH_SIZE = Histogram("exchanger_event_batch_size", "Events handled in one batch (one transaction)",

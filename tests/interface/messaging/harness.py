@@ -99,6 +99,8 @@ def make_consumer_class(service_name, source, event_type, schema, consumer, call
                                 (consumer, event_id, json.dumps(data)))
                     if call["n"] <= data.get("fail_times", 0):
                         raise RuntimeError("transient failure %d" % call["n"])
+                    if call["n"] <= data.get("db_down_times", 0):
+                        raise psycopg2.OperationalError("could not connect to server: Connection refused")
                 call["outcome"] = "done"
                 return "done"
             except Exception:

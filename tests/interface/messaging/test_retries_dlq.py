@@ -86,3 +86,38 @@ def test_transient_failure_is_retried_with_a_delay_and_succeeds_once(harness):
     assert metric("exchanger_event_retries_total", queue=s.queue) == retries_before + 2
     assert metric("exchanger_dead_lettered_total", queue=s.queue) == dead_before
     wait_until(lambda: all(harness.depth(q) == 0 for q in s.all_queues), what="all queues empty")
+
+
+def test_a_database_outage_longer_than_the_attempts_is_waited_out_not_parked(harness):
+    """Defect: after max_attempts (about 30 s in production) a money event parked in the DLQ when PostgreSQL was
+    unreachable, and nothing brought it back. A transient failure is now retried without limit."""
+    s = harness.subscribe("order_paid", max_attempts=MAX_ATTEMPTS, base_delay_ms=BASE_DELAY_MS)
+    harness.start_consumer(s)
+    dead_before = metric("exchanger_dead_lettered_total", queue=s.queue)
+    event = events.envelope(harness.source, "order_paid", {"db_down_times": MAX_ATTEMPTS + 3})
+    assert harness.publish("order_paid", [event]) == ["ok"]
+
+    wait_until(lambda: len(s.calls_for(event["event_id"])) >= MAX_ATTEMPTS + 1, timeout=15,
+               what="more failed deliveries than max_attempts")
+    assert metric("exchanger_event_oldest_waiting_seconds", queue=s.queue) > 0
+    wait_until(lambda: harness.effects(event["event_id"]), timeout=20, what="the effect once the database is back")
+    calls = s.calls_for(event["event_id"])
+    assert [c["outcome"] for c in calls] == ["error"] * (MAX_ATTEMPTS + 3) + ["done"]
+    # The delay grew and then stayed at the last retry queue's (capped backoff).
+    gaps = [after["t"] - before["t_end"] for before, after in zip(calls, calls[1:])]
+    assert all(gap >= DELAYS[-1] - SLACK for gap in gaps[len(DELAYS):]), gaps
+    assert harness.depth(s.dlq) == 0
+    assert metric("exchanger_dead_lettered_total", queue=s.queue) == dead_before
+    assert metric("exchanger_event_oldest_waiting_seconds", queue=s.queue) == 0
+
+
+def test_a_malformed_event_is_parked_at_once(harness):
+    s = harness.subscribe("order_paid", max_attempts=MAX_ATTEMPTS, base_delay_ms=BASE_DELAY_MS)
+    harness.start_consumer(s)
+    bad = events.envelope(harness.source, "order_paid", {"n": 1})
+    del bad["data"]                                  # the handler reads payload["data"]: a KeyError, not retried
+    assert harness.publish("order_paid", [bad]) == ["ok"]
+    wait_until(lambda: harness.depth(s.dlq) == 1, timeout=10, what="the malformed event in the DLQ")
+    [msg] = harness.take_all(s.dlq)
+    assert msg.properties["application_headers"][ATTEMPT_HEADER] == 1   # one attempt, no retry
+    assert all(harness.depth(q) == 0 for q in s.retry_queues)
