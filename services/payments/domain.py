@@ -37,8 +37,8 @@ def find_reference(text):
 
 
 def is_late(occurred_at, expires_at, grace_seconds=0):
-    """The T11 rule: a payment is on time when the payment system says it happened before the order's expiry
-    (plus a configured grace for clock skew), whatever our processes saw, and when."""
+    """The payment system's clock decides "late": a payment is on time when the payment system says it happened
+    before the order's expiry (plus a configured grace for clock skew), whatever our processes saw, and when."""
     return occurred_at > expires_at + datetime.timedelta(seconds=grace_seconds)
 
 
@@ -85,8 +85,8 @@ def decide(payment, order, order_has_payment=False, grace_seconds=0, operator=Fa
 
 
 def payout_limit(received, rate_in, rate_out, fee_percent):
-    """The most the order's rate gives for what was received, fee taken (P7): received * rate_out / rate_in,
-    less fee_percent. Not rounded: the payout must not exceed it."""
+    """The most the order's rate gives for what was received, fee taken (money out never exceeds money in):
+    received * rate_out / rate_in, less fee_percent. Not rounded: the payout must not exceed it."""
     with localcontext() as ctx:
         ctx.prec = 60
         gross = received * rate_out / rate_in

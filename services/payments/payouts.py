@@ -1,4 +1,4 @@
-"""Payouts, sent at most once (blueprint §6, P6, P7).
+"""Payouts, sent at most once, never beyond what the order's payment buys (docs/payments.md).
 
 1. When an order reaches `payout`, the order event's handler inserts the payout row as `sending` with a
    deterministic idempotency key (payout-<installation>-<order>-<attempt>) and commits, in the same transaction
@@ -28,11 +28,13 @@ from services.payments.schemas import payout_to_wire
 log = logging.getLogger(__name__)
 
 
-class Payouts:
+class OrderPayouts:
+    """Payouts of orders (table `payouts`), announced as payout_sent / payout_failed."""
+
     TABLE = "payouts"  # WithdrawalPayouts: the same discipline on its own table
 
-    def __init__(self, db, store, adapters, reconcile_after_seconds=30.0):
-        self.db = db
+    def __init__(self, store, adapters, reconcile_after_seconds=30.0):
+        self.db = store.db
         self.store = store
         self.adapters = adapters
         self.reconcile_after_seconds = float(reconcile_after_seconds)
@@ -41,9 +43,7 @@ class Payouts:
     def on_payout_requested(self, cur, order):
         """`order`: the event's snapshot (loaded by libs.contracts.orders.OrderSnapshotSchema), status `payout`.
         Returns the id of a payout to send now, or None."""
-        cur.execute("SELECT * FROM payouts WHERE order_id = %s ORDER BY attempt DESC LIMIT 1 FOR UPDATE",
-                    (order["id"],))
-        latest = cur.fetchone()
+        latest = self.store.latest_payout(cur, order["id"])
         if latest is not None:
             if latest["status"] == "sent":
                 # Orders asks again for what is done (it cannot normally): say so again rather than pay again.
@@ -54,11 +54,8 @@ class Payouts:
             if latest["order_version"] >= order["version"]:
                 return None  # an older request, already answered by that failed attempt
         attempt = latest["attempt"] + 1 if latest else 1
-        cur.execute("SELECT * FROM accounts WHERE currency = %s AND payout", (order["currency_out"],))
-        account = cur.fetchone()
-        cur.execute("SELECT coalesce(sum(amount), 0) AS received FROM payments WHERE order_id = %s "
-                    "AND status = 'matched'", (order["id"],))
-        received = cur.fetchone()["received"]
+        account = self.store.payout_account(cur, order["currency_out"])
+        received = self.store.received(cur, order["id"])
         amount = order["amount_out"]
         error = None
         if account is None:
@@ -71,16 +68,8 @@ class Payouts:
                 error = "payout %s %s exceeds what the %s %s received buys at the order's rate (%s)" % (
                     money.to_str(amount), order["currency_out"], money.to_str(received), order["currency_in"],
                     money.to_str(limit.quantize(Decimal("0.000001"))))
-        cur.execute(
-            """INSERT INTO payouts (order_id, attempt, idempotency_key, order_version, system, from_account,
-                   to_account, amount, currency, reference, received, status, error, sends, failed_at)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)
-               RETURNING *""",
-            (order["id"], attempt, domain.payout_key(self.store.key_prefix(), order["id"], attempt),
-             order["version"], account["system"] if account else "-", account["account"] if account else "-",
-             order["recipient"], amount, order["currency_out"], order["reference"], received,
-             "failed" if error else "sending", error, 0 if error else 1, bool(error)))
-        row = cur.fetchone()
+        key = domain.payout_key(self.store.key_prefix(), order["id"], attempt)
+        row = self.store.insert_payout(cur, order, attempt, key, account, received, error)
         if error:
             # Refused before any money could move: safe to tell orders at once (payout_error for an operator).
             log.warning("payout for order %s refused without calling the provider: %s", order["id"], error)
@@ -92,7 +81,7 @@ class Payouts:
     # -- 2. call the payment system ----------------------------------------------------------------------------
     def send(self, payout_id):
         """Call the provider for a committed `sending` payout and record what it said."""
-        row = self.db.fetchone("SELECT * FROM %s WHERE id = %%s AND status = 'sending'" % self.TABLE, (payout_id,))
+        row = self.store.payout(self.TABLE, payout_id, sending=True)
         if row is None:
             return None
         return self._settle(row, self._call(row), via="send")
@@ -142,22 +131,14 @@ class Payouts:
 
     def _finish(self, row, status, provider_id=None, error=None, resolved_by=None):
         with self.db.transaction() as cur:
-            cur.execute(("UPDATE {} SET status = %s, provider_id = coalesce(%s, provider_id), error = %s, "
-                         "sent_at = CASE WHEN %s = 'sent' THEN now() END, "
-                         "failed_at = CASE WHEN %s = 'failed' THEN now() END, resolved_by = %s, updated_at = now() "
-                         "WHERE id = %s AND status = 'sending' RETURNING *").format(self.TABLE),
-                        (status, provider_id, error, status, status, resolved_by, row["id"]))
-            done = cur.fetchone()
+            done = self.store.finish_payout(cur, self.TABLE, row["id"], status, provider_id, error, resolved_by)
             if done is None:
-                return self.db.fetchone("SELECT * FROM %s WHERE id = %%s" % self.TABLE, (row["id"],))  # done elsewhere
+                return self.store.payout(self.TABLE, row["id"])  # done elsewhere
             self._announce(cur, done, events.PAYOUT_SENT if status == "sent" else events.PAYOUT_FAILED)
             return done
 
     def _note(self, row, error):
-        with self.db.transaction() as cur:
-            cur.execute("UPDATE %s SET error = %%s, updated_at = now() WHERE id = %%s AND status = 'sending' "
-                        "RETURNING *" % self.TABLE, (error[:1000], row["id"]))
-            return cur.fetchone() or row
+        return self.store.note_payout(self.TABLE, row["id"], error) or row
 
     def _announce(self, cur, row, event_type):
         wire = payout_to_wire(row)
@@ -167,9 +148,7 @@ class Payouts:
     # -- 3. the reconciler ---------------------------------------------------------------------------------------
     def reconcile(self, limit=50):
         """Resolve payouts in doubt; returns {payout_id: outcome}."""
-        rows = self.db.fetchall(
-            ("SELECT * FROM {} WHERE status = 'sending' AND attempted_at < now() - %s * interval '1 second' "
-             "ORDER BY attempted_at LIMIT %s").format(self.TABLE), (self.reconcile_after_seconds, limit))
+        rows = self.store.payouts_in_doubt(self.TABLE, self.reconcile_after_seconds, limit)
         outcomes = {}
         for row in rows:
             try:
@@ -184,23 +163,17 @@ class Payouts:
         try:
             found = adapter.find_payout(row["idempotency_key"])
         except ProviderError as exc:
-            self.db.fetchone("UPDATE %s SET checks = checks + 1, error = %%s, updated_at = now() "
-                             "WHERE id = %%s RETURNING id" % self.TABLE,
-                             (("lookup failed: %s" % exc)[:1000], row["id"]))
+            self.store.count_check(self.TABLE, row["id"], error="lookup failed: %s" % exc)
             metrics.RECONCILED.labels("lookup_failed").inc()
             return "lookup_failed"
-        self.db.fetchone("UPDATE %s SET checks = checks + 1 WHERE id = %%s RETURNING id" % self.TABLE, (row["id"],))
+        self.store.count_check(self.TABLE, row["id"])
         if found is not None:
             metrics.RECONCILED.labels("found").inc()
             done = self._settle(row, found, via="reconcile")
             return "found_" + done["status"]
         # Definitely not at the provider (the last call is older than any call's timeout): send again, same key.
         # The claim (a compare-and-set on attempted_at) keeps two reconcilers from sending at the same moment.
-        claimed = self.db.fetchone(
-            ("UPDATE {} SET attempted_at = now(), sends = sends + 1, updated_at = now() WHERE id = %s "
-             "AND status = 'sending' AND attempted_at < now() - %s * interval '1 second' RETURNING *"
-             ).format(self.TABLE),
-            (row["id"], self.reconcile_after_seconds))
+        claimed = self.store.claim_resend(self.TABLE, row["id"], self.reconcile_after_seconds)
         if claimed is None:
             return "claimed_elsewhere"
         metrics.RECONCILED.labels("resent").inc()
@@ -209,11 +182,11 @@ class Payouts:
 
     # -- operators -------------------------------------------------------------------------------------------------
     def resolve(self, payout_id, outcome, note, actor):
-        """An admin settles a payout the reconciler cannot (P6: only an operator forces `failed`, after checking
-        by hand). A payout the payment system does have can never be forced to failed."""
+        """An admin settles a payout the reconciler cannot (only an operator forces `failed`, after checking by
+        hand). A payout the payment system does have can never be forced to failed."""
         if outcome not in ("sent", "failed"):
             raise errors.ValidationFailed("outcome must be sent or failed", {"outcome": ["sent or failed"]})
-        row = self.db.fetchone("SELECT * FROM payouts WHERE id = %s", (payout_id,))
+        row = self.store.payout(self.TABLE, payout_id)
         if row is None:
             raise errors.NotFound("payout not found")
         refused = None
@@ -227,7 +200,7 @@ class Payouts:
                 pass  # the provider cannot tell; the operator has checked by hand
         name = actor_name(actor)
         with self.db.transaction() as cur:
-            self.store._audit(cur, actor, "resolve_payout", payout_id=payout_id, order_id=row["order_id"],
+            self.store.audit(cur, actor, "resolve_payout", payout_id=payout_id, order_id=row["order_id"],
                               outcome="rejected" if refused else "ok",
                               detail={"outcome": outcome, "note": note, "reason": refused})
         if refused:
@@ -237,7 +210,7 @@ class Payouts:
         return payout_to_wire(done)
 
 
-class WithdrawalPayouts(Payouts):
+class WithdrawalPayouts(OrderPayouts):
     """Payouts of partner withdrawals (orders' `partner_payout_requested`, docs/partners.md): the same steps as an
     order's payout (commit `sending` with the event's key, call, settle; the reconciler by key) on the table
     `withdrawal_payouts`, announced as withdrawal_payout_sent / withdrawal_payout_failed."""
@@ -245,25 +218,14 @@ class WithdrawalPayouts(Payouts):
     TABLE = "withdrawal_payouts"
 
     def on_requested(self, cur, request):
-        """`request`: libs.contracts.payments.PartnerPayoutRequestedSchema data (inside the handler's transaction, after the inbox
-        claim). Returns the id of a payout to send now, or None."""
-        cur.execute("SELECT * FROM accounts WHERE currency = %s AND payout", (request["currency"],))
-        account = cur.fetchone()
+        """`request`: libs.contracts.payments.PartnerPayoutRequestedSchema data (inside the handler's transaction,
+        after the inbox claim). Returns the id of a payout to send now, or None."""
+        account = self.store.payout_account(cur, request["currency"])
         error = None if account is not None else "no payout account for %s" % request["currency"]
-        cur.execute(
-            """INSERT INTO withdrawal_payouts (withdrawal_id, partner_id, idempotency_key, system, from_account,
-                   to_account, amount, currency, reference, status, error, sends, failed_at)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)
-               ON CONFLICT DO NOTHING RETURNING *""",
-            (request["withdrawal_id"], request.get("partner_id"), request["idempotency_key"],
-             account["system"] if account else "-", account["account"] if account else "-",
-             request["to_account"], request["amount"], request["currency"], request["idempotency_key"],
-             "failed" if error else "sending", error, 0 if error else 1, bool(error)))
-        row = cur.fetchone()
+        row = self.store.insert_withdrawal_payout(cur, request, account, error)
         if row is None:
             # Asked again (a redelivery, a replayed outbox row): never a second payout; repeat a final answer.
-            cur.execute("SELECT * FROM withdrawal_payouts WHERE withdrawal_id = %s", (request["withdrawal_id"],))
-            existing = cur.fetchone()
+            existing = self.store.withdrawal_payout(cur, request["withdrawal_id"])
             if existing is None:
                 log.error("withdrawal %s: idempotency key %s belongs to another withdrawal; nothing sent",
                           request["withdrawal_id"], request["idempotency_key"])

@@ -1,4 +1,4 @@
-"""Polling the exchanger's payment accounts (blueprint §6, P1, P2).
+"""Polling the exchanger's payment accounts for incoming payments, each credited once.
 
 One timer per service instance calls `poll_all()`: every configured account that is due is polled, up to
 `concurrency` at once (green threads; HTTP connections are pooled by the adapter).
@@ -15,7 +15,6 @@ newest. The UNIQUE(account, external_id) constraint makes re-reading safe, and a
 shows late, below a cursor we already passed, is still found. The cursor moves in the same transaction that
 ingests the entries. The first tick runs at start (the timer is eager) and reads every page: the catch-up.
 """
-import json
 import logging
 import time
 
@@ -32,10 +31,11 @@ log = logging.getLogger(__name__)
 
 
 class Poller:
-    def __init__(self, db, store, adapters, accounts, poll_seconds=2.0, concurrency=20, overlap_polls=2,
+    def __init__(self, matching, adapters, accounts, poll_seconds=2.0, concurrency=20, overlap_polls=2,
                  page_limit=500, max_pages=20, balance_refresh_seconds=60.0):
-        self.db = db
-        self.store = store
+        self.matching = matching
+        self.db = matching.db
+        self.store = matching.store
         self.adapters = adapters
         self.accounts = accounts
         self.poll_seconds = float(poll_seconds)
@@ -63,10 +63,7 @@ class Poller:
             return {}
         # Due: not polled (by any instance) in the last half interval. Two instances' timers then share the work
         # instead of both reading every account every interval.
-        rows = self.db.fetchall(
-            "SELECT id, account FROM accounts WHERE id = ANY(%s) AND (%s OR polled_at IS NULL "
-            "OR polled_at <= now() - %s * interval '1 second') ORDER BY polled_at NULLS FIRST",
-            (list(ids.values()), force, self.poll_seconds / 2))
+        rows = self.store.due_accounts(ids.values(), force, self.poll_seconds / 2)
         results = {}
         pool = eventlet.GreenPool(self.concurrency)
         for row, outcome in zip(rows, pool.imap(lambda r: self._poll_safely(r, force), rows)):
@@ -82,8 +79,7 @@ class Poller:
             return "error"
 
     def refresh_metrics(self):
-        for row in self.db.fetchall("SELECT account, polled_ok_at FROM accounts WHERE id = ANY(%s)",
-                                    (list((self.account_ids or {}).values()),)):
+        for row in self.store.last_polled_ok((self.account_ids or {}).values()):
             metrics.set_last_ok(row["account"], row["polled_ok_at"].timestamp() if row["polled_ok_at"] else 0)
 
     # -- one account -------------------------------------------------------------------------------------------
@@ -93,8 +89,7 @@ class Poller:
         key = self._lock_key(account_id)
         with self.db.connection() as conn:
             cur = conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
-            cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0)) AS got", (key,))
-            got = cur.fetchone()["got"]
+            got = self.store.try_poll_lock(cur, key)
             conn.commit()
             if not got:
                 metrics.POLLS.labels(name or str(account_id), "busy").inc()
@@ -104,15 +99,13 @@ class Poller:
             finally:
                 try:
                     conn.rollback()
-                    cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+                    self.store.poll_unlock(cur, key)
                     conn.commit()
                 except psycopg2.Error:
                     conn.close()  # a closed session holds no advisory lock
 
     def _poll_locked(self, conn, cur, account_id, force):
-        cur.execute("SELECT *, (polled_at > now() - %s * interval '1 second') AS fresh FROM accounts "
-                    "WHERE id = %s", (self.poll_seconds / 2, account_id))
-        account = cur.fetchone()
+        account = self.store.account_to_poll(cur, account_id, self.poll_seconds / 2)
         conn.commit()
         if account is None:
             return "gone"
@@ -129,8 +122,7 @@ class Poller:
             try:
                 entries, next_cursor, has_more = self._read(adapter, account["account"], read_from)
             except ProviderError as exc:
-                cur.execute("UPDATE accounts SET polled_at = now(), poll_error = %s, updated_at = now() "
-                            "WHERE id = %s", (str(exc)[:500], account_id))
+                self.store.record_poll_error(cur, account_id, str(exc))
                 conn.commit()
                 metrics.POLLS.labels(account["account"], "provider_error").inc()
                 log.warning("poll of %s: %s", account["account"], exc)
@@ -143,10 +135,8 @@ class Poller:
                 log_ = (log_ + [cursor])[-self.overlap_polls:] if self.overlap_polls else []
             first_chunk = False
             try:
-                created = self.store.ingest(cur, account, entries)
-                cur.execute("UPDATE accounts SET cursor = %s, cursor_log = %s, polled_at = now(), "
-                            "polled_ok_at = now(), poll_error = NULL, ingested = ingested + %s, updated_at = now() "
-                            "WHERE id = %s", (new_cursor, json.dumps(log_), len(created), account_id))
+                created = self.matching.ingest(cur, account, entries)
+                self.store.record_poll(cur, account_id, new_cursor, log_, len(created))
                 conn.commit()
             except BaseException:
                 conn.rollback()
@@ -186,9 +176,7 @@ class Poller:
             log.warning("balance of %s: %s", account["account"], exc)
             return
         try:
-            cur.execute("UPDATE accounts SET balance = %s, balance_at = now() WHERE id = %s "
-                        "RETURNING balance_at", (balance, account["id"]))
-            observed_at = cur.fetchone()["balance_at"]
+            observed_at = self.store.record_balance(cur, account["id"], balance)
             if account["payout"] and balance != account["balance"]:
                 self.store.event(cur, events.BALANCE_CHANGED, {
                     "system": account["system"], "account": account["account"], "currency": account["currency"],

@@ -1,4 +1,5 @@
-"""Wire forms of payments, payouts and accounts: amounts as strings, times as ISO 8601 (P18, pitfall N13)."""
+"""Wire forms of payments, payouts and accounts: amounts as strings (never floats, which would round money) and
+times as ISO 8601 with their offset."""
 import datetime
 
 from libs import money

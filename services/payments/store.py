@@ -1,35 +1,43 @@
-"""Payments storage: the order copy, incoming payments and their matching, operator views and actions.
+"""All SQL of the payments service: the configured accounts and their poll state, the order copy, incoming
+payments, payouts (of orders and of partner withdrawals), the operators' views and the audit trail.
 
-Every write that others must hear of writes its outbox event in the same transaction (P8). Functions that take
-`cur` run inside the caller's transaction; the others open their own.
+Every write that others must hear of writes its outbox event in the same transaction (libs/outbox.py). Methods
+that take `cur` run inside the caller's transaction; the others open their own. What to do with a payment or a
+payout is decided elsewhere (domain.py, matching.py, payouts.py): this module only reads and writes rows.
 """
-import logging
+import json
 from decimal import Decimal
 
-from libs import errors, money, outbox
-from libs.audit import actor_name, write_audit
+from libs import money, outbox
+from libs.audit import write_audit
 from libs.contracts import events
-from services.payments import domain, metrics
 from services.payments.schemas import account_to_wire, payment_to_wire, payout_to_wire
-
-log = logging.getLogger(__name__)
 
 SOURCE = events.PAYMENTS
 
 PAYMENT_SQL = ("SELECT p.*, a.system, a.account FROM payments p JOIN accounts a ON a.id = p.account_id")
 
+# The two payout tables share the columns the sending discipline touches (payouts.py).
+PAYOUT_TABLES = ("payouts", "withdrawal_payouts")
+
+
+def _table(table):
+    if table not in PAYOUT_TABLES:
+        raise ValueError("not a payout table: %r" % table)
+    return table
+
 
 class PaymentStore:
-    def __init__(self, db, late_grace_seconds=0):
+    def __init__(self, db):
         self.db = db
         self.schema = db.schema
-        self.late_grace_seconds = late_grace_seconds
         self._key_prefix = None
 
     def event(self, cur, event_type, data, aggregate_id=None):
         return outbox.write_event(cur, SOURCE, event_type, data, aggregate_id=aggregate_id, schema=self.schema)
 
     def key_prefix(self):
+        """This installation's prefix of payout keys (fixed at migration; read once)."""
         if self._key_prefix is None:
             self._key_prefix = self.db.fetchone("SELECT key_prefix FROM installation")["key_prefix"]
         return self._key_prefix
@@ -67,8 +75,60 @@ class PaymentStore:
         rows = self.db.fetchall(sql + " ORDER BY currency, system, account", params)
         return [account_to_wire(r, now=r["db_now"]) for r in rows]
 
+    def due_accounts(self, ids, force, fresh_seconds):
+        """The accounts among `ids` not polled (by any instance) in the last `fresh_seconds`, least recently
+        polled first; all of them when `force`."""
+        return self.db.fetchall(
+            "SELECT id, account FROM accounts WHERE id = ANY(%s) AND (%s OR polled_at IS NULL "
+            "OR polled_at <= now() - %s * interval '1 second') ORDER BY polled_at NULLS FIRST",
+            (list(ids), force, fresh_seconds))
+
+    def last_polled_ok(self, ids):
+        return self.db.fetchall("SELECT account, polled_ok_at FROM accounts WHERE id = ANY(%s)", (list(ids),))
+
+    @staticmethod
+    def try_poll_lock(cur, key):
+        """Take the session advisory lock of `key` if free (never waits); True if taken."""
+        cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0)) AS got", (key,))
+        return cur.fetchone()["got"]
+
+    @staticmethod
+    def poll_unlock(cur, key):
+        cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+
+    @staticmethod
+    def account_to_poll(cur, account_id, fresh_seconds):
+        """The accounts row, with `fresh`: polled by someone in the last `fresh_seconds`."""
+        cur.execute("SELECT *, (polled_at > now() - %s * interval '1 second') AS fresh FROM accounts "
+                    "WHERE id = %s", (fresh_seconds, account_id))
+        return cur.fetchone()
+
+    @staticmethod
+    def record_poll_error(cur, account_id, error):
+        cur.execute("UPDATE accounts SET polled_at = now(), poll_error = %s, updated_at = now() "
+                    "WHERE id = %s", (error[:500], account_id))
+
+    @staticmethod
+    def record_poll(cur, account_id, cursor, cursor_log, ingested):
+        cur.execute("UPDATE accounts SET cursor = %s, cursor_log = %s, polled_at = now(), "
+                    "polled_ok_at = now(), poll_error = NULL, ingested = ingested + %s, updated_at = now() "
+                    "WHERE id = %s", (cursor, json.dumps(cursor_log), ingested, account_id))
+
+    @staticmethod
+    def record_balance(cur, account_id, balance):
+        """Store the balance read now; returns the database's time of it."""
+        cur.execute("UPDATE accounts SET balance = %s, balance_at = now() WHERE id = %s "
+                    "RETURNING balance_at", (balance, account_id))
+        return cur.fetchone()["balance_at"]
+
+    @staticmethod
+    def payout_account(cur, currency):
+        cur.execute("SELECT * FROM accounts WHERE currency = %s AND payout", (currency,))
+        return cur.fetchone()
+
     # -- the order copy --------------------------------------------------------------------------------------
-    def apply_order(self, cur, order):
+    @staticmethod
+    def apply_order(cur, order):
         """Store the snapshot if it is newer than what we have; True if it was applied."""
         cur.execute(
             """INSERT INTO orders (id, version, reference, status, exchange_type, pay_system, pay_account,
@@ -85,22 +145,8 @@ class PaymentStore:
                  fee=order.get("fee") or 0))
         return cur.fetchone() is not None
 
-    def apply_new_orders(self, cur, orders):
-        """A batch of order_created snapshots: store them, and rematch the payments that arrived before their
-        orders. One query finds which references have such payments, so a batch where none waits (the usual
-        case) costs one statement per order and no per-order lookups."""
-        for order in orders:
-            self.apply_order(cur, order)
-        references = [order["reference"] for order in orders]
-        cur.execute("SELECT DISTINCT match_reference FROM payments WHERE status = 'unmatched' "
-                    "AND reason_code = 'unknown_reference' AND match_reference = ANY(%s)", (references,))
-        waiting = {row["match_reference"] for row in cur.fetchall()}
-        for order in orders:
-            if order["reference"] in waiting:
-                self.rematch_for_order(cur, order["id"])
-
     @staticmethod
-    def _order(cur, order_id=None, reference=None, lock=False):
+    def order(cur, order_id=None, reference=None, lock=False):
         if order_id is not None:
             cur.execute("SELECT * FROM orders WHERE id = %s" + (" FOR UPDATE" if lock else ""), (order_id,))
         else:
@@ -108,133 +154,85 @@ class PaymentStore:
         return cur.fetchone()
 
     @staticmethod
-    def _order_has_payment(cur, order_id, exclude_payment=None):
+    def order_has_payment(cur, order_id, exclude_payment=None):
         cur.execute("SELECT 1 FROM payments WHERE order_id = %s AND status = 'matched' AND id <> %s LIMIT 1",
                     (order_id, exclude_payment or 0))
         return cur.fetchone() is not None
 
-    # -- ingestion -------------------------------------------------------------------------------------------
-    def ingest(self, cur, account, entries):
-        """Insert the incoming entries of one account; match and announce only those this transaction inserted
-        (P1). `account` is the accounts row. Returns the new payments (wire form)."""
-        incoming = {}
-        for e in entries:
-            if e.direction == "in":
-                incoming.setdefault(e.external_id, e)
-        if not incoming:
-            return []
-        cur.execute("SELECT external_id FROM payments WHERE account_id = %s AND external_id = ANY(%s)",
-                    (account["id"], list(incoming)))
-        known = {r["external_id"] for r in cur.fetchall()}
-        created = []
-        for e in incoming.values():
-            if e.external_id in known:
-                continue
-            reference = domain.find_reference(e.reference)
-            order = self._order(cur, reference=reference) if reference else None
-            payment = {"system": account["system"], "account": account["account"], "amount": e.amount,
-                       "currency": e.currency, "occurred_at": e.occurred_at}
-            has_payment = order is not None and self._order_has_payment(cur, order["id"])
-            decision = domain.decide(payment, order, has_payment, self.late_grace_seconds)
-            cur.execute(
-                """INSERT INTO payments (account_id, external_id, amount, currency, reference, match_reference,
-                       counterparty, occurred_at, provider_cursor, status, order_id, candidate_order_id, flag,
-                       reason_code, reason)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                   ON CONFLICT (account_id, external_id) DO NOTHING RETURNING id""",
-                (account["id"], e.external_id, e.amount, e.currency, (e.reference or "")[:500], reference,
-                 e.counterparty, e.occurred_at, e.cursor, decision.status,
-                 order["id"] if order and decision.status != "unmatched" else None,
-                 order["id"] if order and decision.status == "unmatched" else None,
-                 decision.flag, decision.reason_code, decision.reason))
-            row = cur.fetchone()
-            if row is None:
-                continue  # a concurrent poller inserted it first: it announces, we do not
-            created.append(self._announce(cur, row["id"], decision))
-        return created
+    @staticmethod
+    def received(cur, order_id):
+        """The sum of the payments matched to the order."""
+        cur.execute("SELECT coalesce(sum(amount), 0) AS received FROM payments WHERE order_id = %s "
+                    "AND status = 'matched'", (order_id,))
+        return cur.fetchone()["received"]
 
-    def _payment(self, cur, payment_id, lock=False):
+    # -- incoming payments -----------------------------------------------------------------------------------
+    @staticmethod
+    def known_external_ids(cur, account_id, external_ids):
+        cur.execute("SELECT external_id FROM payments WHERE account_id = %s AND external_id = ANY(%s)",
+                    (account_id, list(external_ids)))
+        return {r["external_id"] for r in cur.fetchall()}
+
+    @staticmethod
+    def insert_payment(cur, account, entry, reference, decision, order):
+        """Insert one entry of the account's history as a payment with its decision; returns its id, or None
+        when a concurrent poller inserted it first."""
+        cur.execute(
+            """INSERT INTO payments (account_id, external_id, amount, currency, reference, match_reference,
+                   counterparty, occurred_at, provider_cursor, status, order_id, candidate_order_id, flag,
+                   reason_code, reason)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (account_id, external_id) DO NOTHING RETURNING id""",
+            (account["id"], entry.external_id, entry.amount, entry.currency, (entry.reference or "")[:500],
+             reference, entry.counterparty, entry.occurred_at, entry.cursor, decision.status,
+             order["id"] if order and decision.status != "unmatched" else None,
+             order["id"] if order and decision.status == "unmatched" else None,
+             decision.flag, decision.reason_code, decision.reason))
+        row = cur.fetchone()
+        return row["id"] if row else None
+
+    @staticmethod
+    def payment(cur, payment_id, lock=False):
         cur.execute(PAYMENT_SQL + " WHERE p.id = %s" + (" FOR UPDATE OF p" if lock else ""), (payment_id,))
         return cur.fetchone()
 
-    def _announce(self, cur, payment_id, decision, assigned_by=None):
-        wire = payment_to_wire(self._payment(cur, payment_id))
-        if decision.status == "matched":
-            self.event(cur, events.PAYMENT_RECEIVED, {
-                "payment": wire, "order_id": wire["order_id"], "flag": decision.flag,
-                "on_time": decision.on_time, "assigned_by": assigned_by}, aggregate_id=wire["order_id"])
-        elif decision.status == "unmatched":
-            self.event(cur, events.PAYMENT_UNMATCHED, {
-                "payment": wire, "reason_code": decision.reason_code, "reason": decision.reason},
-                aggregate_id=wire["candidate_order_id"])
-        metrics.INGESTED.labels(decision.status if decision.status != "matched" else
-                                "matched_" + (decision.flag or "exact")).inc()
-        return wire
+    @staticmethod
+    def waiting_references(cur, references):
+        """Which of `references` have payments that arrived before their order (unknown reference then)."""
+        cur.execute("SELECT DISTINCT match_reference FROM payments WHERE status = 'unmatched' "
+                    "AND reason_code = 'unknown_reference' AND match_reference = ANY(%s)", (references,))
+        return {row["match_reference"] for row in cur.fetchall()}
 
-    def rematch_for_order(self, cur, order_id):
-        """A payment that arrived before we heard of its order (its reference was unknown then) is matched now
-        that the order is here: the customer paid faster than the order event travelled."""
-        order = self._order(cur, order_id=order_id)
+    @staticmethod
+    def waiting_payments(cur, reference):
+        """The payments waiting for the order of `reference`, locked."""
         cur.execute(PAYMENT_SQL + " WHERE p.status = 'unmatched' AND p.reason_code = 'unknown_reference' "
-                    "AND p.match_reference = %s ORDER BY p.id FOR UPDATE OF p", (order["reference"],))
-        rematched = []
-        for p in cur.fetchall():
-            has_payment = self._order_has_payment(cur, order["id"], exclude_payment=p["id"])
-            decision = domain.decide(p, order, has_payment, self.late_grace_seconds)
-            if decision.status == "unmatched" and decision.reason_code == "unknown_reference":
-                continue
-            cur.execute("UPDATE payments SET status = %s, order_id = %s, candidate_order_id = %s, flag = %s, "
-                        "reason_code = %s, reason = %s, updated_at = now() WHERE id = %s",
-                        (decision.status, order["id"] if decision.status != "unmatched" else None,
-                         order["id"] if decision.status == "unmatched" else None, decision.flag,
-                         decision.reason_code, decision.reason, p["id"]))
-            rematched.append(self._announce(cur, p["id"], decision))
-        return rematched
+                    "AND p.match_reference = %s ORDER BY p.id FOR UPDATE OF p", (reference,))
+        return cur.fetchall()
 
-    def reject(self, cur, payment_id, order_id, reason):
-        """Orders could not take a payment we matched (the order changed meanwhile): it goes to the operators'
-        unmatched list, never lost (P3)."""
+    @staticmethod
+    def set_decision(cur, payment_id, order_id, decision):
+        cur.execute("UPDATE payments SET status = %s, order_id = %s, candidate_order_id = %s, flag = %s, "
+                    "reason_code = %s, reason = %s, updated_at = now() WHERE id = %s",
+                    (decision.status, order_id if decision.status != "unmatched" else None,
+                     order_id if decision.status == "unmatched" else None, decision.flag,
+                     decision.reason_code, decision.reason, payment_id))
+
+    @staticmethod
+    def unmatch_rejected(cur, payment_id, order_id, reason):
+        """Back to unmatched a payment orders refused; False if it is no longer matched to that order."""
         cur.execute("UPDATE payments SET status = 'unmatched', order_id = NULL, candidate_order_id = %s, "
                     "flag = NULL, reason_code = 'rejected', reason = %s, updated_at = now() "
                     "WHERE id = %s AND status = 'matched' AND order_id = %s RETURNING id",
-                    (order_id, ("orders refused it: %s" % reason)[:500], payment_id, order_id))
-        if cur.fetchone() is None:
-            return None
-        wire = payment_to_wire(self._payment(cur, payment_id))
-        self.event(cur, events.PAYMENT_UNMATCHED, {"payment": wire, "reason_code": "rejected",
-                                                     "reason": wire["reason"]}, aggregate_id=order_id)
-        metrics.INGESTED.labels("rejected").inc()
-        return wire
+                    (order_id, reason[:500], payment_id, order_id))
+        return cur.fetchone() is not None
 
-    # -- operators -------------------------------------------------------------------------------------------
-    def assign(self, payment_id, order_id, actor, note=None):
-        """An operator credits an unmatched payment to an order (audited, also when refused)."""
-        with self.db.transaction() as cur:
-            payment = self._payment(cur, payment_id, lock=True)
-            if payment is None:
-                raise errors.NotFound("payment not found")
-            if payment["status"] != "unmatched":
-                self._audit_refused(cur, actor, "assign", payment, order_id, "payment is %s" % payment["status"])
-                raise errors.Conflict("payment %s is %s, not unmatched" % (payment_id, payment["status"]),
-                                      {"status": [payment["status"]]})
-            order = self._order(cur, order_id=order_id)
-            if order is None:
-                self._audit_refused(cur, actor, "assign", payment, order_id, "unknown order")
-                raise errors.NotFound("order %s is not known to payments" % order_id)
-            has_payment = self._order_has_payment(cur, order_id)
-            decision = domain.decide(payment, order, has_payment, self.late_grace_seconds, operator=True)
-            if decision.status != "matched":
-                self._audit_refused(cur, actor, "assign", payment, order_id, decision.reason)
-                if decision.reason_code == "wrong_currency":
-                    raise errors.ValidationFailed(decision.reason, {"order_id": [decision.reason]})
-                raise errors.Conflict(decision.reason, {"order_id": [decision.reason]})
-            cur.execute("UPDATE payments SET status = 'matched', order_id = %s, candidate_order_id = NULL, "
-                        "flag = %s, reason_code = NULL, reason = NULL, assigned_by = %s, updated_at = now() "
-                        "WHERE id = %s AND status = 'unmatched'",
-                        (order_id, decision.flag, actor_name(actor), payment_id))
-            self._audit(cur, actor, "assign", payment_id=payment_id, order_id=order_id,
-                        detail={"note": note, "flag": decision.flag, "previous_reason": payment["reason"]})
-            return self._announce(cur, payment_id, decision, assigned_by=actor_name(actor))
+    @staticmethod
+    def assign(cur, payment_id, order_id, flag, assigned_by):
+        cur.execute("UPDATE payments SET status = 'matched', order_id = %s, candidate_order_id = NULL, "
+                    "flag = %s, reason_code = NULL, reason = NULL, assigned_by = %s, updated_at = now() "
+                    "WHERE id = %s AND status = 'unmatched'",
+                    (order_id, flag, assigned_by, payment_id))
 
     def list_unmatched(self, limit=50, cursor=None):
         limit = max(1, min(int(limit or 50), 500))
@@ -257,6 +255,95 @@ class PaymentStore:
                 "payments": [payment_to_wire(p) for p in payments],
                 "payouts": [payout_to_wire(p) for p in payouts]}
 
+    # -- payouts (table: payouts or withdrawal_payouts) ---------------------------------------------------------
+    @staticmethod
+    def latest_payout(cur, order_id):
+        """The order's last payout attempt, locked (None before the first)."""
+        cur.execute("SELECT * FROM payouts WHERE order_id = %s ORDER BY attempt DESC LIMIT 1 FOR UPDATE",
+                    (order_id,))
+        return cur.fetchone()
+
+    @staticmethod
+    def insert_payout(cur, order, attempt, key, account, received, error):
+        """The order's payout attempt: `sending` (one send counted), or `failed` with `error` when refused
+        before any call. Returns the row."""
+        cur.execute(
+            """INSERT INTO payouts (order_id, attempt, idempotency_key, order_version, system, from_account,
+                   to_account, amount, currency, reference, received, status, error, sends, failed_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)
+               RETURNING *""",
+            (order["id"], attempt, key, order["version"], account["system"] if account else "-",
+             account["account"] if account else "-", order["recipient"], order["amount_out"],
+             order["currency_out"], order["reference"], received, "failed" if error else "sending", error,
+             0 if error else 1, bool(error)))
+        return cur.fetchone()
+
+    @staticmethod
+    def insert_withdrawal_payout(cur, request, account, error):
+        """The withdrawal's payout under the key orders gave it, like insert_payout; None if the withdrawal or
+        the key already has one."""
+        cur.execute(
+            """INSERT INTO withdrawal_payouts (withdrawal_id, partner_id, idempotency_key, system, from_account,
+                   to_account, amount, currency, reference, status, error, sends, failed_at)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)
+               ON CONFLICT DO NOTHING RETURNING *""",
+            (request["withdrawal_id"], request.get("partner_id"), request["idempotency_key"],
+             account["system"] if account else "-", account["account"] if account else "-",
+             request["to_account"], request["amount"], request["currency"], request["idempotency_key"],
+             "failed" if error else "sending", error, 0 if error else 1, bool(error)))
+        return cur.fetchone()
+
+    @staticmethod
+    def withdrawal_payout(cur, withdrawal_id):
+        cur.execute("SELECT * FROM withdrawal_payouts WHERE withdrawal_id = %s", (withdrawal_id,))
+        return cur.fetchone()
+
+    def payout(self, table, payout_id, sending=False):
+        """A payout row (only if still `sending` when asked), or None."""
+        return self.db.fetchone("SELECT * FROM %s WHERE id = %%s%s" % (
+            _table(table), " AND status = 'sending'" if sending else ""), (payout_id,))
+
+    @staticmethod
+    def finish_payout(cur, table, payout_id, status, provider_id=None, error=None, resolved_by=None):
+        """`sending` -> `status` (sent or failed); the row, or None if it was no longer sending."""
+        cur.execute(("UPDATE {} SET status = %s, provider_id = coalesce(%s, provider_id), error = %s, "
+                     "sent_at = CASE WHEN %s = 'sent' THEN now() END, "
+                     "failed_at = CASE WHEN %s = 'failed' THEN now() END, resolved_by = %s, updated_at = now() "
+                     "WHERE id = %s AND status = 'sending' RETURNING *").format(_table(table)),
+                    (status, provider_id, error, status, status, resolved_by, payout_id))
+        return cur.fetchone()
+
+    def note_payout(self, table, payout_id, error):
+        """Record why a `sending` payout is still in doubt; the row, or None if it is no longer sending."""
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE %s SET error = %%s, updated_at = now() WHERE id = %%s AND status = 'sending' "
+                        "RETURNING *" % _table(table), (error[:1000], payout_id))
+            return cur.fetchone()
+
+    def payouts_in_doubt(self, table, older_than_seconds, limit):
+        """`sending` payouts whose last call is older than `older_than_seconds`, oldest first."""
+        return self.db.fetchall(
+            ("SELECT * FROM {} WHERE status = 'sending' AND attempted_at < now() - %s * interval '1 second' "
+             "ORDER BY attempted_at LIMIT %s").format(_table(table)), (older_than_seconds, limit))
+
+    def count_check(self, table, payout_id, error=None):
+        """One more lookup of the payout; `error` recorded when the lookup itself failed."""
+        if error is None:
+            self.db.fetchone("UPDATE %s SET checks = checks + 1 WHERE id = %%s RETURNING id" % _table(table),
+                             (payout_id,))
+        else:
+            self.db.fetchone("UPDATE %s SET checks = checks + 1, error = %%s, updated_at = now() "
+                             "WHERE id = %%s RETURNING id" % _table(table), (error[:1000], payout_id))
+
+    def claim_resend(self, table, payout_id, older_than_seconds):
+        """Claim a payout in doubt for one more send (a compare-and-set on attempted_at, so two reconcilers
+        never send at the same moment); the row, or None if someone else claimed it or it was settled."""
+        return self.db.fetchone(
+            ("UPDATE {} SET attempted_at = now(), sends = sends + 1, updated_at = now() WHERE id = %s "
+             "AND status = 'sending' AND attempted_at < now() - %s * interval '1 second' RETURNING *"
+             ).format(_table(table)),
+            (payout_id, older_than_seconds))
+
     def list_payouts(self, status=None, limit=50, cursor=None, order_id=None):
         limit = max(1, min(int(limit or 50), 500))
         where, params = [], []
@@ -274,35 +361,15 @@ class PaymentStore:
         return {"items": [payout_to_wire(r) for r in rows[:limit]],
                 "next_cursor": str(rows[limit - 1]["id"]) if len(rows) > limit else None}
 
-    def refresh_gauges(self):
-        row = self.db.fetchone(
+    def gauges(self):
+        """Unmatched payments, unresolved payouts and the age in seconds of the oldest of those."""
+        return self.db.fetchone(
             "SELECT (SELECT count(*) FROM payments WHERE status = 'unmatched') AS unmatched, "
             "(SELECT count(*) FROM payouts WHERE status = 'sending') AS sending, "
             "(SELECT extract(epoch FROM now() - min(created_at)) FROM payouts WHERE status = 'sending') AS oldest")
-        metrics.UNMATCHED.set(row["unmatched"])
-        metrics.SENDING.set(row["sending"])
-        metrics.SENDING_OLDEST.set(float(row["oldest"] or 0))
 
     # -- audit -----------------------------------------------------------------------------------------------
-    def _audit(self, cur, actor, action, payment_id=None, payout_id=None, order_id=None, outcome="ok",
-               detail=None):
+    @staticmethod
+    def audit(cur, actor, action, payment_id=None, payout_id=None, order_id=None, outcome="ok", detail=None):
         write_audit(cur, actor, action, outcome, detail, payment_id=payment_id, payout_id=payout_id,
                     order_id=order_id)
-
-    def _audit_refused(self, cur, actor, action, payment, order_id, reason):
-        """A refused operator action is audited too: written and committed before the error is raised."""
-        self._audit(cur, actor, action, payment_id=payment["id"], order_id=order_id, outcome="rejected",
-                    detail={"reason": reason})
-        cur.connection.commit()
-
-    def audit_entries(self, payment_id=None, payout_id=None):
-        where, params = [], []
-        if payment_id is not None:
-            where.append("payment_id = %s")
-            params.append(payment_id)
-        if payout_id is not None:
-            where.append("payout_id = %s")
-            params.append(payout_id)
-        rows = self.db.fetchall("SELECT * FROM audit_log" + (" WHERE " + " OR ".join(where) if where else "") +
-                                " ORDER BY id", params)
-        return [dict(r, created_at=r["created_at"].isoformat()) for r in rows]

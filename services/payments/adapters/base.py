@@ -1,4 +1,4 @@
-"""The one interface every payment system adapter implements (blueprint §6).
+"""The one interface every payment system adapter implements (docs/payments.md, "Adding a real payment system").
 
 An adapter turns a payment system's API into four calls and three kinds of answer. It keeps no state of its own:
 cursors, payments and payouts live in the payments schema. Write a new payment system as a new module here with
@@ -6,7 +6,7 @@ a class `Adapter(PaymentSystemAdapter)`, then name it in config.yml (PAYMENT_SYS
 
 Outcomes of a payout call, and why three: a payout that surely did not happen may be retried by an operator with
 a new key; one that surely happened is done; anything in between (timeout, 5xx, connection reset) is UNKNOWN and
-must be looked up by its key later, never sent again under a new key (P6).
+must be looked up by its key later, never sent again under a new key (that could pay twice).
 """
 import collections
 

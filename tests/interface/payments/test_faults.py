@@ -13,6 +13,7 @@ from eventlet.patcher import original
 from libs.db import Database
 from libs.contracts.orders import OrderSnapshotSchema
 from services.payments.adapters import build
+from services.payments.matching import Matching
 from services.payments.store import PaymentStore
 from tests.conftest import TEST_DATABASE_URL, eventually
 from tests.interface.payments.harness import utcnow
@@ -174,7 +175,7 @@ def test_the_unique_constraint_alone_credits_once_when_two_pollers_race(env):
         try:
             with db.transaction() as cur:
                 barrier.wait()
-                created.append(len(PaymentStore(db).ingest(cur, account, page.entries)))
+                created.append(len(Matching(db).ingest(cur, account, page.entries)))
         finally:
             db.close()
     threads = [real_threading.Thread(target=poller) for _ in range(2)]
