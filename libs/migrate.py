@@ -25,6 +25,7 @@ PARTS = {
     "reporting": "services/reporting/migrations",
     "gateway": "gateway/migrations",
     "sandbox": "sandbox/migrations",
+    "ops": "libs/ops_migrations",     # the audit of operators' actions on the messaging (libs/dlq.py)
 }
 
 

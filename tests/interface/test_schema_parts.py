@@ -27,6 +27,8 @@ EXPECTED = {
     # reporting deletes old inbox rows by age (services/reporting/readmodel.py): its own index for that.
     "reporting": messaging_ddl() + "CREATE INDEX processed_events_age ON processed_events (processed_at);",
     "gateway": audit_ddl(),
+    # the first part born on libs/schema_parts.py: operators' actions on the messaging (libs/dlq.py)
+    "ops": audit_ddl([("queue", "text"), ("event_id", "text")]),
 }
 
 SCRATCH_PREFIX = "schema_parts_"
