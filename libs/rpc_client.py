@@ -76,6 +76,9 @@ class RpcClient:
         self._stopping = False
         self._pid = os.getpid()
         self._ids = itertools.count()
+        # Replies come to this client's own queue, so a counter keeps correlation ids unique; a uuid4 per call
+        # (os.urandom) was 7% of the gateway's time when creating orders.
+        self._id_prefix = uuid.uuid4().hex[:12]
         self._return_watcher = None
 
     # -- reply side ------------------------------------------------------------------------------------------
@@ -200,7 +203,7 @@ class RpcClient:
     def call(self, service, method, *args, timeout=None, **kwargs):
         timeout = self.timeout if timeout is None else timeout
         self._ensure_consumer(wait=min(timeout, 5.0))
-        correlation_id = "%s.%d" % (uuid.uuid4().hex, next(self._ids))
+        correlation_id = "%s.%d" % (self._id_prefix, next(self._ids))
         pending = _Pending()
         with self._pending_lock:
             self._pending[correlation_id] = pending
