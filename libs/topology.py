@@ -32,7 +32,7 @@ SUBSCRIPTIONS = [
     # notifier: letters and SMS of the matrix (services/notifier; L5 `partner_credited` is added with its event)
     sub(events.ORDERS, events.ORDER_CREATED, "notifier", "handle_order_created"),
     sub(events.ORDERS, events.ORDER_STATUS_CHANGED, "notifier", "handle_order_status_changed"),
-    # notifier: L5 private message for a partner's credit; account letters (issue 7, docs/partners.md)
+    # notifier: L5 private message for a partner's credit; account letters (docs/partners.md)
     sub(events.ORDERS, events.PARTNER_CREDITED, "notifier", "handle_partner_credited"),
     sub(events.ORDERS, events.ACCOUNT_SIGNUP_REQUESTED, "notifier", "handle_account_signup_requested"),
     sub(events.ORDERS, events.PASSWORD_RESET_REQUESTED, "notifier", "handle_password_reset_requested"),
