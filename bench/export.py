@@ -39,7 +39,7 @@ sys.path.insert(0, ROOT)
 
 from libs import config  # noqa: E402
 from libs.contracts import reporting as report_contract  # noqa: E402
-from services.reporting import export  # noqa: E402
+from services.reporting import store  # noqa: E402
 
 ID_BASE = 9 * 10**15          # far above any real order id
 WINDOW_START = "2001-01-01"   # bench orders are created one a minute from here
@@ -222,7 +222,7 @@ def psql_copy(database_url, params):
     conn = psycopg2.connect(database_url)
     try:
         with conn.cursor() as cur:
-            sql, args = export.select_sql(loaded)
+            sql, args = store.select_sql(loaded)
             select = cur.mogrify(sql, args).decode()
     finally:
         conn.close()

@@ -23,12 +23,12 @@ def sub(source, event_type, service, method, max_attempts=6, base_delay_ms=1000)
 # Later services add their handlers here.
 SUBSCRIPTIONS = [
     # reporting: the read model of orders (services/reporting)
-    sub(events.ORDERS, events.ORDER_CREATED, "reporting", "on_order_created"),
-    sub(events.ORDERS, events.ORDER_STATUS_CHANGED, "reporting", "on_order_status_changed"),
-    sub(events.PAYMENTS, events.PAYMENT_RECEIVED, "reporting", "on_payment_received"),
-    sub(events.PAYMENTS, events.PAYMENT_UNMATCHED, "reporting", "on_payment_unmatched"),
-    sub(events.PAYMENTS, events.PAYOUT_SENT, "reporting", "on_payout_sent"),
-    sub(events.PAYMENTS, events.PAYOUT_FAILED, "reporting", "on_payout_failed"),
+    sub(events.ORDERS, events.ORDER_CREATED, "reporting", "handle_order_created"),
+    sub(events.ORDERS, events.ORDER_STATUS_CHANGED, "reporting", "handle_order_status_changed"),
+    sub(events.PAYMENTS, events.PAYMENT_RECEIVED, "reporting", "handle_payment_received"),
+    sub(events.PAYMENTS, events.PAYMENT_UNMATCHED, "reporting", "handle_payment_unmatched"),
+    sub(events.PAYMENTS, events.PAYOUT_SENT, "reporting", "handle_payout_sent"),
+    sub(events.PAYMENTS, events.PAYOUT_FAILED, "reporting", "handle_payout_failed"),
     # notifier: letters and SMS of the matrix (services/notifier; L5 `partner_credited` is added with its event)
     sub(events.ORDERS, events.ORDER_CREATED, "notifier", "handle_order_created"),
     sub(events.ORDERS, events.ORDER_STATUS_CHANGED, "notifier", "handle_order_status_changed"),

@@ -1,6 +1,6 @@
 """The export and statistics parameters: one strict schema, used at the gateway's edge and again by the reporting
 service (its internal HTTP port is not the public edge, but it trusts nobody). What the filters become in SQL is
-the reporting service's own business (services/reporting/filters.py).
+the reporting service's own business (services/reporting/store.py).
 
 Dates: `2024-05-01` or an ISO 8601 date-time (no zone means UTC). A `*_from` bound is inclusive; a `*_to` bound
 is exclusive for a date-time and covers the whole day for a plain date (`created_to=2024-05-31` includes May 31).

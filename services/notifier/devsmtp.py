@@ -23,6 +23,8 @@ import time
 
 from aiosmtpd.smtp import SMTP
 
+from libs import config
+
 log = logging.getLogger("devsmtp")
 
 
@@ -121,11 +123,11 @@ async def serve(host, port, maildir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Local SMTP server that stores mail in a Maildir.")
-    parser.add_argument("--host", default=os.environ.get("DEVSMTP_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("DEVSMTP_PORT", "8025")))
-    parser.add_argument("--maildir", default=os.environ.get("DEVSMTP_MAILDIR", "var/mail"))
+    parser.add_argument("--host", default=config.env("DEVSMTP_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=config.env_int("DEVSMTP_PORT", 8025))
+    parser.add_argument("--maildir", default=config.env("DEVSMTP_MAILDIR", "var/mail"))
     parser.add_argument("--quiet", action="store_true", help="do not log every letter")
-    parser.add_argument("--clear", action="store_true", default=os.environ.get("DEVSMTP_CLEAR") == "1",
+    parser.add_argument("--clear", action="store_true", default=config.env("DEVSMTP_CLEAR") == "1",
                         help="delete the mail kept from earlier runs first")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,

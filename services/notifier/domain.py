@@ -4,6 +4,8 @@
 it and the exchange types it applies to. `decide()` turns one order event plus the settings into the sends.
 """
 import collections
+import hashlib
+import json
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -198,3 +200,70 @@ def parse_fee(value):
     if money.fraction_digits(fee) > 6:
         raise RuleError("at most 6 decimal places")
     return fee
+
+
+def changed_settings(current, clean):
+    """The cleaned values that differ from the current settings row."""
+    return {k: v for k, v in clean.items() if _comparable(current[k]) != _comparable(v)}
+
+
+def _comparable(value):
+    if isinstance(value, list):
+        return list(value)
+    return value
+
+
+def settings_announcement(row, sms_configured):
+    """The settings_changed payload: what other services need (orders: the customer SMS fee)."""
+    return {
+        "settings": {
+            "sms_enabled": row["sms_enabled"],
+            "customer_sms_fee": money.to_str(row["customer_sms_fee"]),
+            "enabled_kinds": list(row["enabled_kinds"]),
+            "admin_language": row["admin_language"],
+        },
+        # S5 would really go out: SMS on, Twilio configured, S5 enabled. Orders charges the fee only then.
+        "customer_sms_available": bool(row["sms_enabled"] and sms_configured and "S5" in row["enabled_kinds"]),
+        "customer_sms_fee": money.to_str(row["customer_sms_fee"]),
+        "version": row["version"],
+    }
+
+
+def settings_change_text(before, after, actor, role, ip, at):
+    """The body of the alert every settings change sends to the admin address: who, from where, when, and each
+    changed setting as `name: old -> new`."""
+    lines = ["Notification settings were changed by %s (%s) from %s at %s UTC." % (
+        actor, role or "-", ip or "-", at.strftime("%Y-%m-%d %H:%M:%S")), ""]
+    for key in SETTING_FIELDS:
+        if before.get(key) != after.get(key):
+            lines.append("%s: %s -> %s" % (key, _show(before.get(key)), _show(after.get(key))))
+    return "\n".join(lines)
+
+
+def _show(value):
+    if value is None or value == "":
+        return "(none)"
+    if isinstance(value, list):
+        return ",".join(value) or "(none)"
+    return str(value)
+
+
+# -- admin alerts and private messages -----------------------------------------------------------------------------
+def alert_key(subject, body, also_to):
+    """The occurrence key of an admin alert sent without one: the text itself, so a repeated call (nameko may run
+    an RPC twice; callers retry) queues nothing new."""
+    return "sha256-" + hashlib.sha256(json.dumps([subject, body, also_to]).encode()).hexdigest()
+
+
+SID_CHARS = set("0123456789abcdefABCDEF")
+
+
+def is_message_sid(value):
+    """A Twilio MessageSid: two letters and 32 hex digits."""
+    return (isinstance(value, str) and len(value) == 34 and value[:2].isalpha()
+            and set(value[2:]) <= SID_CHARS)
+
+
+def is_owner(value):
+    """The owner of private messages, like `partner:<id>`."""
+    return isinstance(value, str) and 3 <= len(value) <= 100 and ":" in value

@@ -1,9 +1,92 @@
-"""Wire forms: what the notifier returns over RPC (amounts as strings, times ISO 8601). What it accepts in events
-is defined by their producer (libs/contracts/orders.py)."""
+"""Wire forms: what the notifier accepts over RPC (checked here, with the messages the gateway relays) and what it
+returns (amounts as strings, times ISO 8601). What it accepts in events is defined by their producer
+(libs/contracts/orders.py); the schema instances are built here once."""
 import re
 
-from libs import money
+from libs import errors, money
+from libs.contracts import events
 from libs.contracts.notifier import ACCOUNT_KINDS
+from libs.contracts.orders import (AccountLetterSchema, OrderCreatedSchema, OrderStatusChangedSchema,
+                                   PartnerCreditedSchema)
+from services.notifier import domain
+
+# Built once: a marshmallow schema instance is reusable and costly to build per event.
+ORDER_EVENT_SCHEMAS = {events.ORDER_CREATED: OrderCreatedSchema(),
+                       events.ORDER_STATUS_CHANGED: OrderStatusChangedSchema()}
+PARTNER_CREDITED_SCHEMA = PartnerCreditedSchema()
+ACCOUNT_LETTER_SCHEMA = AccountLetterSchema()
+
+
+def load_event(schema, payload):
+    """(envelope, loaded data) of one event; marshmallow's ValidationError for a malformed one (dead-lettered)."""
+    envelope = events.load_envelope(payload)
+    return envelope, schema.load(envelope["data"])
+
+
+# -- RPC arguments -------------------------------------------------------------------------------------------------
+def check_log_filters(filters):
+    """The send log's filters: known kinds, channels and statuses only."""
+    filters = dict(filters or {})
+    bad = {}
+    if filters.get("kind") and filters["kind"] not in domain.KINDS + (domain.ALERT,) + domain.ACCOUNT_KINDS:
+        bad["kind"] = ["unknown kind"]
+    if filters.get("channel") and filters["channel"] not in domain.CHANNELS:
+        bad["channel"] = ["must be one of %s" % ", ".join(domain.CHANNELS)]
+    if filters.get("status") and filters["status"] not in domain.STATUSES:
+        bad["status"] = ["must be one of %s" % ", ".join(domain.STATUSES)]
+    if bad:
+        raise errors.ValidationFailed("invalid filter", bad)
+    return filters
+
+
+def check_operator(actor):
+    if not (actor or {}).get("name"):
+        raise errors.Forbidden("operator actions need an actor")
+
+
+def check_admin(actor):
+    if (actor or {}).get("role") != "admin":
+        raise errors.Forbidden("only an admin may change notification settings")
+
+
+def load_settings_change(changes):
+    """A (partial) settings change -> the cleaned values (domain.validate_settings), or ValidationFailed."""
+    try:
+        return domain.validate_settings(changes or {})
+    except domain.RuleError as exc:
+        raise errors.ValidationFailed(exc.message, exc.fields)
+
+
+def check_alert(subject, body, key, also_to):
+    bad = {}
+    if not isinstance(subject, str) or not 1 <= len(subject) <= 200:
+        bad["subject"] = ["1 to 200 characters"]
+    if not isinstance(body, str) or not 1 <= len(body) <= 20000:
+        bad["body"] = ["1 to 20000 characters"]
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
+        bad["key"] = ["1 to 200 characters"]
+    if also_to is not None and (not isinstance(also_to, str) or not domain.EMAIL_RE.match(also_to)):
+        bad["also_to"] = ["an e-mail address"]
+    if bad:
+        raise errors.ValidationFailed("invalid alert", bad)
+
+
+def check_message_sid(message_sid):
+    if not domain.is_message_sid(message_sid):
+        raise errors.ValidationFailed("invalid callback", {"MessageSid": ["not a message SID"]})
+
+
+def check_owner(owner):
+    if not domain.is_owner(owner):
+        raise errors.ValidationFailed("invalid owner", {"owner": ["like partner:<id>"]})
+
+
+def check_message_ids(message_ids):
+    if not isinstance(message_ids, list) or not all(isinstance(i, int) for i in message_ids):
+        raise errors.ValidationFailed("invalid ids", {"message_ids": ["a list of message ids"]})
+
+
+# -- answers -------------------------------------------------------------------------------------------------------
 
 
 _ACCOUNT_LINK = re.compile(r"token=[A-Za-z0-9_-]+")

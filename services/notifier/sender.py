@@ -8,21 +8,20 @@ by `pg_notify('notifier_send')` from the transaction that queued a row; otherwis
 The only duplicate window: the provider accepted the message and the process died before `sent` committed. The
 row's lease then runs out, another pass takes it again (flagged outcome_unknown) and, for e-mail, sends it once
 more (same Message-ID); for SMS it first asks Twilio whether that text already went to that number.
+
+The loop runs in a thread the `sender` dependency starts and stops with the container (dependencies.py).
 """
 import logging
 import threading
 import time
 
 import eventlet
-from nameko.extensions import DependencyProvider
 
-from libs import config
-from libs.db import Database, Listener
-from services.notifier import domain, metrics
-from services.notifier.render import Renderer
-from services.notifier.store import WAKE_CHANNEL, NotifierStore
-from services.notifier.transports import SendError, SmtpMailer, TwilioSms
+from libs.db import Listener
 from libs.faults import crash_point
+from services.notifier import domain, metrics
+from services.notifier.store import WAKE_CHANNEL
+from services.notifier.transports import SendError
 
 log = logging.getLogger(__name__)
 
@@ -174,49 +173,3 @@ class Sender:
         if self.mailer is not None:
             self.mailer.close()
 
-
-def build(cfg, database=None):
-    """Store, mailer, SMS client and sender from a nameko config dict (config.yml) or os.environ."""
-    get = cfg.get
-    public_url = (get("PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
-    concurrency = int(get("NOTIFIER_CONCURRENCY") or 8)
-    database = database or Database(url=get("DATABASE_URL") or config.database_url(), schema="notifier",
-                                    maxconn=int(get("DB_POOL_SIZE") or int(get("max_workers") or 10) + concurrency + 2),
-                                    application_name="notifier")
-    mailer = SmtpMailer(get("SMTP_URL") or "smtp://127.0.0.1:8025",
-                        get("MAIL_FROM") or "Exchanger <noreply@exchanger.local>",
-                        timeout=float(get("SMTP_TIMEOUT") or 30), pool_size=concurrency)
-    sms = TwilioSms(get("TWILIO_ACCOUNT_SID"), get("TWILIO_AUTH_TOKEN"), get("TWILIO_FROM"),
-                    base_url=get("TWILIO_BASE_URL"), timeout=float(get("TWILIO_TIMEOUT") or 10),
-                    status_callback=public_url + "/api/v1/webhooks/twilio")
-    store = NotifierStore(database, Renderer(public_url, get("SITE_NAME") or "Exchanger"),
-                          sms_configured=sms.configured,
-                          email_max_attempts=int(get("NOTIFIER_EMAIL_MAX_ATTEMPTS") or 10),
-                          sms_max_attempts=int(get("NOTIFIER_SMS_MAX_ATTEMPTS") or 5))
-    sender = Sender(store, mailer, sms, concurrency=concurrency,
-                    lease_seconds=float(get("NOTIFIER_LEASE_SECONDS") or 120),
-                    retry_base=float(get("NOTIFIER_RETRY_BASE_SECONDS") or 5),
-                    retry_cap=float(get("NOTIFIER_RETRY_CAP_SECONDS") or 600),
-                    idle_wait=float(get("NOTIFIER_IDLE_WAIT") or 1.0))
-    return database, store, sender
-
-
-class NotifierProvider(DependencyProvider):
-    """nameko dependency: the store for entrypoints, and the sender loop in a managed thread."""
-
-    def setup(self):
-        self.database, self.store, self.sender = build(self.container.config)
-
-    def start(self):
-        self.container.spawn_managed_thread(self.sender.run_forever)
-
-    def stop(self):
-        self.sender.stop()
-        self.database.close()
-
-    def kill(self):
-        self.sender.stop(wait=0)
-        self.database.close()
-
-    def get_dependency(self, worker_ctx):
-        return self.store

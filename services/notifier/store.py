@@ -43,24 +43,8 @@ class NotifierStore:
     def get_settings(self):
         return settings_to_wire(self.settings(), self.sms_configured)
 
-    def announcement(self, row):
-        """The settings_changed payload: what other services need (orders: the customer SMS fee)."""
-        return {
-            "settings": {
-                "sms_enabled": row["sms_enabled"],
-                "customer_sms_fee": money.to_str(row["customer_sms_fee"]),
-                "enabled_kinds": list(row["enabled_kinds"]),
-                "admin_language": row["admin_language"],
-            },
-            # S5 would really go out: SMS on, Twilio configured, S5 enabled. Orders charges the fee only then.
-            "customer_sms_available": bool(row["sms_enabled"] and self.sms_configured
-                                           and "S5" in row["enabled_kinds"]),
-            "customer_sms_fee": money.to_str(row["customer_sms_fee"]),
-            "version": row["version"],
-        }
-
     def _announce(self, cur, row, actor=None):
-        payload = self.announcement(row)
+        payload = domain.settings_announcement(row, self.sms_configured)
         if row.get("announced") == payload and actor is None:
             return None
         data = dict(payload, changed_by=actor_name(actor))
@@ -75,20 +59,16 @@ class NotifierStore:
             row = self.settings(cur, lock=True)
             return self._announce(cur, row)
 
-    def put_settings(self, changes, actor, expected_version=None):
-        if (actor or {}).get("role") != "admin":
-            raise errors.Forbidden("only an admin may change notification settings")
-        try:
-            clean = domain.validate_settings(changes or {})
-        except domain.RuleError as exc:
-            raise errors.ValidationFailed(exc.message, exc.fields)
+    def put_settings(self, clean, actor, expected_version=None):
+        """Apply checked values (schemas.load_settings_change) of an admin (schemas.check_admin): history row,
+        announcement and alert letter in the same transaction."""
         with self.db.transaction() as cur:
             current = self.settings(cur, lock=True)
             if expected_version is not None and int(expected_version) != current["version"]:
                 raise errors.Conflict("settings were changed meanwhile (version %s)" % current["version"],
                                       {"version": [str(current["version"])]})
             before = settings_to_wire(current)
-            changed = {k: v for k, v in clean.items() if _comparable(current[k]) != _comparable(v)}
+            changed = domain.changed_settings(current, clean)
             if not changed:
                 return settings_to_wire(current, self.sms_configured)  # nothing to do (also: a repeated RPC)
             sets = ", ".join("%s = %%(%s)s" % (k, k) for k in changed)
@@ -108,14 +88,10 @@ class NotifierStore:
     def _settings_alert(self, cur, before, after, actor):
         """Every change of notification settings is mailed to the admin address, the old one too when it
         changes (someone redirecting the alerts is exactly what the old address must hear about)."""
-        lines = ["Notification settings were changed by %s (%s) from %s at %s UTC." % (
-            actor_name(actor), actor.get("role") or "-", actor.get("ip") or "-",
-            datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")), ""]
-        for key in domain.SETTING_FIELDS:
-            if before.get(key) != after.get(key):
-                lines.append("%s: %s -> %s" % (key, _show(before.get(key)), _show(after.get(key))))
+        text = domain.settings_change_text(before, after, actor_name(actor), actor.get("role"), actor.get("ip"),
+                                           datetime.datetime.now(datetime.timezone.utc))
         recipients = [a for a in (before.get("admin_email"), after.get("admin_email")) if a]
-        self.queue_alert_in(cur, "Notification settings changed", "\n".join(lines),
+        self.queue_alert_in(cur, "Notification settings changed", text,
                             "settings-v%s" % after["version"], recipients, after["admin_language"])
 
     # -- alerts ----------------------------------------------------------------------------------------------
@@ -207,7 +183,7 @@ class NotifierStore:
         return {"duplicate": False, "queued": [new_id] if new_id else []}
 
     def consume_account_letter(self, consumer, event_id, kind, data):
-        """SIGNUP / RESET (issue 7): the letter with a one-time link to the account's e-mail, queued in one
+        """SIGNUP / RESET (docs/partners.md): the letter with a one-time link to the account's e-mail, queued in one
         transaction with the inbox claim; once per token (dedupe key) whatever is delivered twice."""
         key = "confirm_url" if kind == "SIGNUP" else "reset_url"
         link = data.get(key)
@@ -404,18 +380,4 @@ class NotifierStore:
             cur.execute("UPDATE messages SET read_at = now() WHERE owner = %s AND id = ANY(%s) AND read_at IS NULL",
                         (owner, [int(i) for i in message_ids]))
             return cur.rowcount
-
-
-def _comparable(value):
-    if isinstance(value, list):
-        return list(value)
-    return value
-
-
-def _show(value):
-    if value is None or value == "":
-        return "(none)"
-    if isinstance(value, list):
-        return ",".join(value) or "(none)"
-    return str(value)
 

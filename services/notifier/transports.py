@@ -200,8 +200,9 @@ TWILIO_API = "https://api.twilio.com"
 
 
 def twilio_http_client(base_url, timeout):
-    """The documented way to aim the twilio client elsewhere (reliability.md §7): a TwilioHttpClient that
-    rewrites https://api.twilio.com to TWILIO_BASE_URL (a stand-in in tests). Always with a timeout."""
+    """The twilio client's own extension point (a custom http_client) aims it elsewhere: a TwilioHttpClient that
+    rewrites https://api.twilio.com to TWILIO_BASE_URL (a stand-in in tests). Always with a timeout, so a hung
+    provider cannot hold a send forever."""
     from twilio.http.http_client import TwilioHttpClient
 
     class RewritingHttpClient(TwilioHttpClient):

@@ -1,1 +1,1 @@
-"""Reporting: a read model of orders and payments fed by events; CSV exports and statistics (blueprint §7)."""
+"""Reporting: a read model of orders and payments fed by events; CSV exports and statistics (docs/reporting.md)."""

@@ -1,8 +1,7 @@
-"""The CSV export: the COPY statement (pure) and the stream that runs it in a child process (copy_out.py).
+"""The CSV export: the child process that runs the COPY statement (built in store.py) and the stream of its bytes.
 
 PostgreSQL writes the CSV itself (`COPY (SELECT ...) TO STDOUT WITH (FORMAT csv, HEADER)`): RFC 4180 quoting,
-one snapshot, about a million rows a second. Formula cells are escaped in the SELECT (reporting.csv_safe), amounts
-are printed without trailing zeros (trim_scale) and times in UTC to the second, so nothing is formatted in Python.
+one snapshot, about a million rows a second, so nothing is formatted in Python.
 
 The COPY runs in a child process (docs/reporting.md says why): `psql \copy` when psql is installed (~9 MB), else
 copy_out.py (Python + psycopg2, ~22 MB). Memory stays flat: the child streams through a 1 MiB pipe and this
@@ -20,8 +19,7 @@ import time
 from eventlet import hubs
 
 from libs.contracts import events
-from services.reporting import filters as report_filters
-from services.reporting import metrics
+from services.reporting import metrics, store
 
 log = logging.getLogger(__name__)
 
@@ -31,69 +29,6 @@ CHUNK = 1 << 16
 PIPE_SIZE = 1 << 20   # a 1 MiB pipe: the child writes ahead while we are busy sending
 F_SETPIPE_SZ = 1031   # Linux
 COPY_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "copy_out.py")
-
-
-def _utc(column):
-    return "date_trunc('second', o.%s AT TIME ZONE 'UTC')" % column
-
-
-def _amount(column):
-    return "trim_scale(o.%s)" % column
-
-
-def _text(column):
-    """Free text typed by a customer or an operator: formula-escaped."""
-    return "reporting.csv_safe(o.%s)" % column
-
-
-# (header, SQL expression). The first sixteen are the issue's columns, in its order; more may follow.
-COLUMNS = [
-    ("id", "o.id"),
-    ("created_at", _utc("created_at")),
-    ("updated_at", _utc("updated_at")),
-    ("status", "o.status"),
-    ("exchange_type", "o.exchange_type"),
-    ("currency_in", "o.currency_in"),
-    ("amount_in", _amount("amount_in")),
-    ("currency_out", "o.currency_out"),
-    ("amount_out", _amount("amount_out")),
-    ("rate_in", _amount("rate_in")),
-    ("rate_out", _amount("rate_out")),
-    ("fee", _amount("fee")),
-    ("email", _text("email")),
-    ("recipient", _text("recipient")),
-    ("partner_code", _text("partner_code")),
-    ("payment_flag", "o.payment_flag"),
-    ("direction_id", "o.direction_id"),
-    ("fee_amount", _amount("fee_amount")),
-    ("amount_received", _amount("amount_received")),
-    ("completed_at", _utc("completed_at")),
-    ("payout_status", _text("payout_status")),
-]
-HEADER = [name for name, _ in COLUMNS]
-
-
-def select_sql(filters):
-    """(SELECT statement with %s placeholders, params) for the filtered rows, oldest first."""
-    where, params = report_filters.where_clause(filters, alias="o")
-    select = ", ".join("%s AS %s" % (expr, name) if expr != "o." + name else expr for name, expr in COLUMNS)
-    sql = "SELECT %s FROM reporting.orders o WHERE %s ORDER BY o.id" % (select, where)
-    return sql, params
-
-
-def export_select(filters, mogrify):
-    """(SELECT text with the parameters inlined, COPY options) for the filters. COPY takes no bind parameters, so
-    psycopg2's quoting (`cursor.mogrify`) inlines them; every value comes from the validated filters."""
-    sql, params = select_sql(filters)
-    select = mogrify(sql, params)
-    if isinstance(select, bytes):
-        select = select.decode("utf-8")
-    delimiter = report_filters.DELIMITERS[filters.get("encoding") or "utf-8"]
-    return select, "FORMAT csv, HEADER true, DELIMITER '%s'" % delimiter
-
-
-def copy_sql(filters, mogrify):
-    return "COPY (%s) TO STDOUT WITH (%s)" % export_select(filters, mogrify)
 
 
 # -- the child process that runs the COPY ----------------------------------------------------------------------
@@ -118,8 +53,7 @@ def python_job(select, options, database_url, statement_timeout_ms=None):
     env = dict(os.environ, REPORTING_EXPORT_DATABASE_URL=database_url)
     if statement_timeout_ms:
         env["REPORTING_EXPORT_STATEMENT_TIMEOUT_MS"] = str(statement_timeout_ms)
-    return Job("python", [sys.executable, COPY_OUT], "COPY (%s) TO STDOUT WITH (%s)" % (select, options), env,
-               _rows_python)
+    return Job("python", [sys.executable, COPY_OUT], store.copy_statement(select, options), env, _rows_python)
 
 
 # libpq connection parameters psql takes from the environment (so no password shows in `ps`).
@@ -129,11 +63,6 @@ PSQL_ENV = {"host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "user"
             "sslkey": "PGSSLKEY", "sslrootcert": "PGSSLROOTCERT", "sslcrl": "PGSSLCRL",
             "gssencmode": "PGGSSENCMODE", "channel_binding": "PGCHANNELBINDING",
             "target_session_attrs": "PGTARGETSESSIONATTRS", "application_name": None}
-# Status lines (BEGIN, COPY n, COMMIT) go to stderr (\o); the data to psql's own stdout (pstdout).
-PSQL_SCRIPT = ("\\o /dev/stderr\n"
-               "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\n"
-               "\\copy (%s) TO PSTDOUT WITH (%s)\n"
-               "COMMIT;\n")
 
 
 def _rows_psql(stderr):
@@ -167,7 +96,7 @@ def psql_job(select, options, database_url, statement_timeout_ms=None, psql=None
         # psql writes each row with stdio (8 KiB pipe writes, ~20k reads and HTTP chunks per million rows here);
         # a 1 MiB stdout buffer makes it write like the Python child: 8x fewer wake-ups in the serving processes.
         argv = [stdbuf, "-o", "1M"] + argv
-    return Job("psql", argv, PSQL_SCRIPT % (select, options), env, _rows_psql)
+    return Job("psql", argv, store.psql_script(select, options), env, _rows_psql)
 
 
 def make_job(engine, select, options, database_url, statement_timeout_ms=None):

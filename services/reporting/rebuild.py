@@ -18,7 +18,7 @@ import time
 from libs import config
 from libs.db import Database
 from libs.rpc_client import RpcClient
-from services.reporting.readmodel import ReadModel
+from services.reporting.dependencies import ReadModel
 
 log = logging.getLogger("services.reporting.rebuild")
 

@@ -5,7 +5,7 @@ import uuid
 import eventlet
 from prometheus_client import REGISTRY
 
-from services.notifier import sender as sender_module
+from services.notifier import dependencies
 from tests.conftest import eventually
 from tests.interface.notifier import factories
 from tests.interface.notifier.conftest import unique_email, unique_phone
@@ -113,7 +113,7 @@ def test_status_callbacks_duplicates_and_out_of_order(notifier, publish, twilio,
 
 def test_callback_before_the_send_is_committed_is_applied(notifier_config, db):
     """Twilio can call back before we commit `sent`: the stored callback is applied by mark_sent."""
-    _, store, _ = sender_module.build(notifier_config, database=db)
+    _, store, _ = dependencies.build(notifier_config, database=db)
     sid = "SM" + uuid.uuid4().hex
     with db.transaction() as cur:
         cur.execute("INSERT INTO notifications (dedupe_key, kind, channel, audience, recipient, language, "

@@ -16,7 +16,7 @@ import requests
 
 from libs.amqp_publish import ConfirmingPublisher
 from libs.db import Database
-from services.reporting.readmodel import ReadModel
+from services.reporting.dependencies import ReadModel
 from services.reporting.service import ReportingService
 from tests.conftest import TEST_AMQP_URI
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 import requests
 
-from services.reporting import export, metrics
+from services.reporting import export, metrics, store
 from tests.conftest import TEST_DATABASE_URL, eventually
 from tests.unit.reporting import factories as f
 
@@ -133,7 +133,7 @@ def test_rows_carry_the_owners_values(reporting_engine, dataset):
     reporting = reporting_engine
     order = dataset[1]
     header, rows = reporting.rows(email=order["email"], status="completed")
-    assert header[:16] == export.HEADER[:16]
+    assert header[:16] == store.HEADER[:16]
     (r,) = [r for r in rows if int(r["id"]) == order["id"]]
     assert r == {
         "id": str(order["id"]), "created_at": "2011-03-02 08:00:00", "updated_at": "2011-03-02 09:00:00",

@@ -115,7 +115,7 @@ def test_malformed_event_is_dead_lettered_and_the_queue_keeps_flowing(reporting,
     conn = connect(TEST_AMQP_URI)
     try:
         channel = conn.channel()
-        dlq = "evt-orders-order_created--reporting.on_order_created.dlq"
+        dlq = "evt-orders-order_created--reporting.handle_order_created.dlq"
 
         def dead_lettered():
             found = False

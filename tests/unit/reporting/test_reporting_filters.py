@@ -7,7 +7,7 @@ from marshmallow import ValidationError
 from werkzeug.datastructures import MultiDict
 
 from libs.contracts import reporting as report_contract
-from services.reporting import filters
+from services.reporting import domain, store
 
 UTC = datetime.timezone.utc
 
@@ -92,9 +92,9 @@ def test_to_query_loads_back_to_the_same_filters():
 
 
 def test_where_clause_leaves_out_deleted_unless_asked():
-    sql, params = filters.where_clause(load())
+    sql, params = store.where_clause(load())
     assert sql == "o.status <> 'deleted'" and params == []
-    sql, params = filters.where_clause(load(status="deleted,new"))
+    sql, params = store.where_clause(load(status="deleted,new"))
     assert sql == "o.status = ANY(%s)" and params == [["deleted", "new"]]
 
 
@@ -103,7 +103,7 @@ def test_where_clause_has_one_condition_per_filter():
                   created_from="2024-05-01", created_to="2024-05-02", updated_from="2024-05-01",
                   updated_to="2024-05-03", email="A@B.io", partner_code="p1", amount_in_min="1",
                   amount_in_max="2", amount_out_min="3", amount_out_max="4")
-    sql, params = filters.where_clause(loaded)
+    sql, params = store.where_clause(loaded)
     conditions = sql.split(" AND ")
     assert len(conditions) == len(params) == 15
     assert "lower(o.email) = lower(%s)" in conditions and "A@B.io" in params
@@ -114,7 +114,7 @@ def test_where_clause_has_one_condition_per_filter():
 
 def test_stats_window_defaults_to_the_last_30_days_by_day():
     now = datetime.datetime(2024, 6, 1, tzinfo=UTC)
-    start, end, group = filters.stats_window(report_contract.StatsQuerySchema().load({}), now=now)
+    start, end, group = domain.stats_window(report_contract.StatsQuerySchema().load({}), now=now)
     assert (start, end, group) == (now - datetime.timedelta(days=30), now, "day")
 
 
@@ -132,4 +132,4 @@ def test_extreme_dates_are_refused_not_crashed():
     with pytest.raises(ValidationError):
         load(created_to="9999-12-31")
     with pytest.raises(ValidationError):
-        filters.stats_window(report_contract.StatsQuerySchema().load({"to": "0001-01-02T00:00:00"}))
+        domain.stats_window(report_contract.StatsQuerySchema().load({"to": "0001-01-02T00:00:00"}))

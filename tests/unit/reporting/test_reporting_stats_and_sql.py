@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from libs.contracts import reporting as report_contract
-from services.reporting import export, stats
+from services.reporting import domain, export, store
 
 UTC = datetime.timezone.utc
 START, END = datetime.datetime(2024, 5, 1, tzinfo=UTC), datetime.datetime(2024, 5, 3, tzinfo=UTC)
@@ -30,7 +30,7 @@ TURNOVER = [
 
 
 def test_totals_add_up_and_money_stays_decimal_strings():
-    result = stats.shape(START, END, "day", REQUESTS, COMPLETION, TURNOVER)
+    result = domain.shape_stats(START, END, "day", REQUESTS, COMPLETION, TURNOVER)
     totals = result["totals"]
     assert totals["requests"] == 10 and totals["never_paid"] == 2 and totals["never_paid_share"] == 0.2
     assert totals["by_status"] == {"completed": 2, "expired": 1, "canceled": 2, "new": 5}
@@ -40,7 +40,7 @@ def test_totals_add_up_and_money_stays_decimal_strings():
 
 
 def test_group_by_day_lists_each_day_with_its_directions():
-    result = stats.shape(START, END, "day", REQUESTS, COMPLETION, TURNOVER)
+    result = domain.shape_stats(START, END, "day", REQUESTS, COMPLETION, TURNOVER)
     assert [g["day"] for g in result["groups"]] == ["2024-05-01", "2024-05-02"]
     first, second = result["groups"]
     assert first["requests"] == 3 and first["never_paid_share"] == 0.3333
@@ -53,7 +53,7 @@ def test_group_by_direction_lists_each_direction_with_its_days():
     requests = [dict(r, key=1 if r["currency_in"] == "USDT" else 2) for r in REQUESTS]
     completion = [{"is_total": False, "key": 1, "n": 2, "p": [1, 2, 3]}, {"is_total": True, "key": None, "n": 2,
                                                                            "p": [1, 2, 3]}]
-    result = stats.shape(START, END, "direction", requests, completion, TURNOVER)
+    result = domain.shape_stats(START, END, "direction", requests, completion, TURNOVER)
     assert [g["direction_id"] for g in result["groups"]] == [1, 2]
     one = result["groups"][0]
     assert one["currency_in"] == "USDT" and one["turnover"][0]["day"] == "2024-05-01"
@@ -61,7 +61,7 @@ def test_group_by_direction_lists_each_direction_with_its_days():
 
 
 def test_empty_window():
-    result = stats.shape(START, END, "day", [], [], [])
+    result = domain.shape_stats(START, END, "day", [], [], [])
     assert result["totals"]["requests"] == 0 and result["totals"]["never_paid_share"] is None
     assert result["groups"] == []
 
@@ -70,11 +70,11 @@ def test_export_columns_start_with_the_issues_list():
     issue = ["id", "created_at", "updated_at", "status", "exchange_type", "currency_in", "amount_in",
              "currency_out", "amount_out", "rate_in", "rate_out", "fee", "email", "recipient", "partner_code",
              "payment_flag"]
-    assert export.HEADER[:len(issue)] == issue
+    assert store.HEADER[:len(issue)] == issue
 
 
 def test_only_free_text_is_formula_escaped():
-    escaped = {name for name, expr in export.COLUMNS if "csv_safe" in expr}
+    escaped = {name for name, expr in store.COLUMNS if "csv_safe" in expr}
     assert escaped == {"email", "recipient", "partner_code", "payout_status"}
 
 
@@ -83,8 +83,8 @@ def _fake_mogrify(sql, params):
 
 
 def test_copy_statement_uses_the_encoding_separator():
-    utf8 = export.copy_sql(report_contract.ExportQuerySchema().load({}), _fake_mogrify)
-    cp1251 = export.copy_sql(report_contract.ExportQuerySchema().load({"encoding": "windows-1251"}), _fake_mogrify)
+    utf8 = store.copy_sql(report_contract.ExportQuerySchema().load({}), _fake_mogrify)
+    cp1251 = store.copy_sql(report_contract.ExportQuerySchema().load({"encoding": "windows-1251"}), _fake_mogrify)
     assert utf8.startswith("COPY (SELECT ") and "DELIMITER ','" in utf8 and "HEADER true" in utf8
     assert "DELIMITER ';'" in cp1251
     assert "ORDER BY o.id) TO STDOUT" in utf8

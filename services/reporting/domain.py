@@ -1,14 +1,28 @@
-"""Pure mapping from events to read-model rows (no I/O): what an event means for the `reporting` tables.
+"""The reporting service's pure rules (no I/O, no SQL): what an event means for the read model, and how the
+statistics queries' rows become the answer.
 
 Order events carry the full order snapshot with its `version`, so a row is simply replaced by a newer snapshot.
 Payment and payout events come from the payments service; their shape is read defensively (what is known is
 kept in columns, everything else stays in `data`), so a new field there never breaks the read model.
+
+Statistics (docs/reporting.md):
+- requests, by status, never paid: orders *created* in [from, to). "Never paid" = expired, or canceled or deleted
+  straight from `new`/`expired` (the customer or an operator gave up before any payment): the seed's "30% empty
+  requests". Orders still `new` count as requests but not (yet) as never paid.
+- completion time: created -> completed, in seconds, for orders *completed* in the window (p50, p90, p99).
+- turnover and margin: orders completed in the window (money actually exchanged); turnover in = amount_in in
+  currency_in, turnover out = amount_out in currency_out, margin = fee_amount in currency_out.
+Days are UTC days. The queries themselves are in store.py.
 """
 import datetime
 from decimal import Decimal, InvalidOperation
 
+from marshmallow import ValidationError
+
+from libs import money
 from libs.contracts import events
 from libs.contracts.orders import OrderCreatedSchema, OrderSnapshotSchema, OrderStatusChangedSchema
+from libs.contracts.reporting import MAX_STATS_DAYS, UTC
 
 ORDER_COLUMNS = (
     "id", "version", "status", "previous_status", "last_action", "exchange_type", "direction_id", "currency_in",
@@ -153,3 +167,102 @@ def payout_row(envelope):
         "event_at": meta["occurred_at"],
     }
     return meta["event_id"], meta["occurred_at"], row
+
+
+# -- statistics -------------------------------------------------------------------------------------------------
+PERCENTILES = (0.5, 0.9, 0.99)
+
+
+def _key(value):
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def _completion(n, p):
+    out = {"count": int(n)}
+    for q, value in zip(PERCENTILES, p or [None] * len(PERCENTILES)):
+        out["p%d" % round(q * 100)] = round(float(value), 3) if value is not None else None
+    return out
+
+
+def _share(part, whole):
+    return round(part / whole, 4) if whole else None
+
+
+def _money_map(sums):
+    return {currency: money.to_str(amount) for currency, amount in sorted(sums.items())}
+
+
+def _add(sums, currency, amount):
+    sums[currency] = sums.get(currency, Decimal(0)) + (amount or Decimal(0))
+
+
+def shape_stats(start, end, group, request_rows, completion_rows, turnover_rows):
+    """The JSON answer of /api/v1/admin/reports/stats from the three queries' rows."""
+    key_name = "day" if group == "day" else "direction_id"
+    groups = {}
+
+    def entry(key):
+        if key not in groups:
+            groups[key] = {key_name: _key(key), "requests": 0, "by_status": {}, "never_paid": 0,
+                           "never_paid_share": None, "completion_seconds": _completion(0, None), "turnover": []}
+        return groups[key]
+
+    totals = {"requests": 0, "by_status": {}, "never_paid": 0}
+    for r in request_rows:
+        g = entry(r["key"])
+        if group == "direction":
+            g.setdefault("currency_in", r["currency_in"])
+            g.setdefault("currency_out", r["currency_out"])
+        g["requests"] += r["n"]
+        g["by_status"][r["status"]] = r["n"]
+        g["never_paid"] += r["never_paid"]
+        totals["requests"] += r["n"]
+        totals["by_status"][r["status"]] = totals["by_status"].get(r["status"], 0) + r["n"]
+        totals["never_paid"] += r["never_paid"]
+    totals["never_paid_share"] = _share(totals["never_paid"], totals["requests"])
+    totals["completion_seconds"] = _completion(0, None)
+    for r in completion_rows:
+        if r["is_total"]:
+            totals["completion_seconds"] = _completion(r["n"], r["p"])
+        else:
+            entry(r["key"])["completion_seconds"] = _completion(r["n"], r["p"])
+    turnover_in, turnover_out, margin = {}, {}, {}
+    for r in turnover_rows:
+        item = {"completed": r["completed"], "currency_in": r["currency_in"], "currency_out": r["currency_out"],
+                "amount_in": money.to_str(r["amount_in"]), "amount_out": money.to_str(r["amount_out"]),
+                "margin": money.to_str(r["margin"])}
+        if group == "day":
+            g = entry(r["day"])
+            item = {"direction_id": r["direction_id"], **item}
+        else:
+            g = entry(r["direction_id"])
+            g.setdefault("currency_in", r["currency_in"])
+            g.setdefault("currency_out", r["currency_out"])
+            item = {"day": _key(r["day"]), **item}
+        g["turnover"].append(item)
+        _add(turnover_in, r["currency_in"], r["amount_in"])
+        _add(turnover_out, r["currency_out"], r["amount_out"])
+        _add(margin, r["currency_out"], r["margin"])
+    totals["turnover_in"] = _money_map(turnover_in)
+    totals["turnover_out"] = _money_map(turnover_out)
+    totals["margin"] = _money_map(margin)
+    for g in groups.values():
+        g["never_paid_share"] = _share(g["never_paid"], g["requests"])
+    return {"from": start.isoformat(), "to": end.isoformat(), "group": group, "totals": totals,
+            "groups": [groups[k] for k in sorted(groups)]}
+
+
+def stats_window(params, now=None):
+    """Loaded StatsQuerySchema -> (start, end, group) with the defaults filled in."""
+    now = now or datetime.datetime.now(UTC)
+    end = params.get("to") or now
+    try:
+        start = params.get("from_") or end - datetime.timedelta(days=30)
+    except OverflowError:
+        raise ValidationError({"to": ["too early"]})
+    if start >= end:
+        raise ValidationError({"from": ["must be before to"]})
+    if end - start > datetime.timedelta(days=MAX_STATS_DAYS):
+        raise ValidationError({"from": ["at most %d days before to" % MAX_STATS_DAYS]})
+    return start, end, params.get("group") or "day"
+
