@@ -57,41 +57,55 @@ class ReadModelStore:
     def __init__(self, db):
         self.db = db
 
-    def _upsert_order(self, cur, row):
-        """Insert or replace by a newer version; True if the row changed."""
-        cur.execute(UPSERT_ORDER_SQL, row)
-        result = cur.fetchone()
-        if result is None:
-            return False
-        if result["inserted"]:
-            # A payment event may have come first (another source, another queue): pick up what we hold.
-            cur.execute("SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = %(id)s) "
-                        "OR EXISTS (SELECT 1 FROM payouts WHERE order_id = %(id)s) AS has", row)
-            if cur.fetchone()["has"]:
-                cur.execute(REFRESH_MONEY_SQL, {"id": row["id"]})
-        return True
+    @staticmethod
+    def _lock_orders(cur, order_ids):
+        """Serialise the writers of one order's money summary: a payment or payout event and the order's first
+        snapshot, or two payout events, each see the other's rows (a refresh computed from a snapshot that missed
+        a concurrent insert left the summary wrong). Transaction-scoped advisory locks, in id order."""
+        ids = sorted({int(i) for i in order_ids if i is not None})
+        if ids:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended('reporting.order:' || i, 0)) "
+                        "FROM unnest(%s::bigint[]) AS i ORDER BY i", (ids,))
+
+    def _upsert_orders(self, cur, rows):
+        """Insert or replace each by a newer version; returns, per row, True if it changed. Orders seen for the
+        first time pick up the payments and payouts that arrived before them (another queue, another source):
+        one lock and one lookup for the whole batch."""
+        changed, inserted = [], []
+        for row in rows:
+            cur.execute(UPSERT_ORDER_SQL, row)
+            result = cur.fetchone()
+            changed.append(result is not None)
+            if result is not None and result["inserted"]:
+                inserted.append(row["id"])
+        if inserted:
+            self._lock_orders(cur, inserted)
+            cur.execute("SELECT order_id FROM payments WHERE order_id = ANY(%(ids)s) "
+                        "UNION SELECT order_id FROM payouts WHERE order_id = ANY(%(ids)s)", {"ids": inserted})
+            for found in cur.fetchall():
+                cur.execute(REFRESH_MONEY_SQL, {"id": found["order_id"]})
+        return changed
 
     def apply_orders(self, consumer, envelopes, parsed):
         """A batch of order events in ONE transaction with one inbox insert. `parsed` holds (event_id, occurred_at,
         row) per envelope; returns the outcome of each: 'applied', 'stale' or 'duplicate'."""
-        outcomes = []
         with self.db.transaction() as cur:
             fresh = {str(e["event_id"]) for e in inbox.claim_batch(cur, consumer, envelopes)}
+            todo, outcomes = [], []
             for event_id, _, row in parsed:
                 if str(event_id) in fresh:
                     fresh.discard(str(event_id))
-                    outcomes.append("applied" if self._upsert_order(cur, row) else "stale")
+                    todo.append(row)
+                    outcomes.append(None)
                 else:
                     outcomes.append("duplicate")
-        return outcomes
+            changed = iter(self._upsert_orders(cur, todo))
+        return [outcome or ("applied" if next(changed) else "stale") for outcome in outcomes]
 
     def upsert_orders(self, rows):
         """Rebuild: a page of rows, one transaction. Returns how many rows changed."""
-        changed = 0
         with self.db.transaction() as cur:
-            for row in rows:
-                changed += bool(self._upsert_order(cur, row))
-        return changed
+            return sum(self._upsert_orders(cur, rows))
 
     def apply_money(self, consumer, event_id, table, row):
         """A payment ('payments') or payout ('payouts') row with its inbox claim: 'applied', 'stale' or
@@ -104,12 +118,15 @@ class ReadModelStore:
     def _upsert_money(self, cur, table, row):
         row = dict(row, data=json.dumps(row["data"], default=str))
         # A payment can move between orders (matched, rejected, assigned by an operator): both summaries change.
+        # The money row's lock first (events of one payment in turn), then the orders' (never the other way round).
         cur.execute("SELECT order_id FROM %s WHERE id = %%s FOR UPDATE" % table, (row["id"],))
         before = cur.fetchone()
+        touched = {row["order_id"], before["order_id"] if before else None} - {None}
+        self._lock_orders(cur, touched)
         cur.execute(UPSERT_MONEY_SQL[table], row)
         changed = cur.fetchone() is not None
         if changed:
-            for order_id in {row["order_id"], before["order_id"] if before else None} - {None}:
+            for order_id in sorted(touched):
                 cur.execute(REFRESH_MONEY_SQL, {"id": order_id})
         return changed
 

@@ -147,3 +147,19 @@ def test_lag_metric_follows_the_newest_applied_event(reporting, publish, db, ids
     publish(f.changed(f.order(order_id, version=2, status="expired"), "new", action="expire", occurred_at=newer))
     wait_version(db, order_id, 2)
     assert metrics.lag_seconds() < 60
+
+
+def test_payout_events_racing_for_one_order_leave_the_latest_attempt(reporting, publish, db, ids):
+    """Defect: two payout events of one order handled at once each refreshed the order's summary from a snapshot
+    that missed the other's row, so the summary could end on the older attempt. Repeated to give the race room."""
+    for _ in range(15):
+        order_id = ids()
+        publish(f.created(f.order(order_id)))
+        wait_version(db, order_id, 1)
+        second = f.payout(ids(), order_id=order_id, attempt=2, status="sent")
+        first = f.payout(ids(), order_id=order_id, attempt=1, status="failed", error="refused")
+        publish(f.payout_result(second, "payout_sent"))
+        publish(f.payout_result(first, "payout_failed"))
+        eventually(lambda: db.fetchone("SELECT count(*) AS n FROM payouts WHERE order_id = %s",
+                                       (order_id,))["n"] == 2, timeout=15, message="both payouts")
+        assert row(db, order_id)["payout_status"] == "sent"
