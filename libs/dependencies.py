@@ -19,9 +19,10 @@ def service_schema(container):
     return container.config.get("DB_SCHEMA") or container.service_name
 
 
-def pool_size(cfg):
-    """One connection per worker plus two for timers and the relay's occasional reads."""
-    return int(cfg.get("DB_POOL_SIZE") or int(cfg.get("max_workers", 10)) + 2)
+def pool_size(cfg, extra=0):
+    """DB_POOL_SIZE if set; else one connection per worker, `extra` for the service's own loops (the notifier's
+    concurrent sends), and two for timers and the relay's occasional reads."""
+    return int(cfg.get("DB_POOL_SIZE") or int(cfg.get("max_workers", 10)) + extra + 2)
 
 
 class SharedDatabase(SharedExtension):
@@ -36,8 +37,13 @@ class SharedDatabase(SharedExtension):
             return
         cfg = self.container.config
         self.database = Database(url=cfg.get("DATABASE_URL") or config.database_url(),
-                                 schema=service_schema(self.container), maxconn=pool_size(cfg),
+                                 schema=service_schema(self.container),
+                                 maxconn=pool_size(cfg, self.extra_connections(cfg)),
                                  application_name=self.container.service_name)
+
+    def extra_connections(self, cfg):
+        """Connections a service's own loops hold besides its workers' (a subclass says how many)."""
+        return 0
 
     def stop(self):
         self.database.close()

@@ -11,7 +11,7 @@
 """
 from libs import config
 from libs.db import Database
-from libs.dependencies import ServiceDependency, SharedDatabase, pool_size, service_schema
+from libs.dependencies import ServiceDependency, SharedDatabase, pool_size
 from services.notifier import domain, metrics, schemas
 from services.notifier.render import Renderer
 from services.notifier.sender import Sender
@@ -67,20 +67,14 @@ def build(cfg, database=None):
 
 def notifier_pool_size(cfg):
     """One connection per worker plus one per concurrent send (each commits its outcome), plus two."""
-    return int(cfg.get("DB_POOL_SIZE") or int(cfg.get("max_workers") or 10) + _concurrency(cfg) + 2)
+    return pool_size(cfg, _concurrency(cfg))
 
 
 class NotifierDatabase(SharedDatabase):
     """The container's one pool, sized for the sender's concurrent sends too."""
 
-    def setup(self):
-        if self.database is not None:
-            return
-        cfg = self.container.config
-        self.database = Database(url=cfg.get("DATABASE_URL") or config.database_url(),
-                                 schema=service_schema(self.container),
-                                 maxconn=max(pool_size(cfg), notifier_pool_size(cfg)),
-                                 application_name=self.container.service_name)
+    def extra_connections(self, cfg):
+        return _concurrency(cfg)
 
 
 class NotifierDependency(ServiceDependency):
