@@ -27,7 +27,13 @@ def pool_size(cfg):
 class SharedDatabase(SharedExtension):
     """One Database pool per container, shared by every ServiceDependency of that container."""
 
+    database = None
+
     def setup(self):
+        # Idempotent: nameko sets a container's extensions up concurrently in no fixed order, so each provider
+        # calls this before building its API instead of relying on the container having called it already.
+        if self.database is not None:
+            return
         cfg = self.container.config
         self.database = Database(url=cfg.get("DATABASE_URL") or config.database_url(),
                                  schema=service_schema(self.container), maxconn=pool_size(cfg),
@@ -49,6 +55,7 @@ class ServiceDependency(DependencyProvider):
     shared_database = SharedDatabase()
 
     def setup(self):
+        self.shared_database.setup()
         self.api = self.build(self.shared_database.database, self.container.config)
 
     def build(self, db, cfg):
