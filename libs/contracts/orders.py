@@ -22,7 +22,7 @@ STATUSES = ("new", "payment_claimed", "processing", "paid", "payout", "payout_er
 FINAL_STATUSES = ("completed", "canceled", "deleted")
 
 # The state machine's actions: who may take each, from which statuses, on which exchange types. The orders
-# service enforces it (services/orders/domain.py, and the database trigger); the gateway shows the customer's
+# service enforces it (services/orders/domain/orders.py, and the database trigger); the gateway shows the customer's
 # buttons from it.
 Action = collections.namedtuple("Action", "name from_statuses to_status exchange_types actor_kinds")
 
@@ -150,7 +150,7 @@ class OrderEventSchema(Schema):
 
 
 class PartnerCreditedSchema(Schema):
-    """`partner_credited` (services/orders/partners.py): a partner's commission was credited."""
+    """`partner_credited` (services/orders/store/partners.py): a partner's commission was credited."""
     class Meta:
         unknown = EXCLUDE
 

@@ -1,12 +1,22 @@
-"""Wire forms of orders and directions: amounts as strings (never floats, which would round money), times as
-ISO 8601 with their offset."""
+"""Wire forms of the orders service's answers: orders and directions, currencies, customer accounts and the partner
+programme. Amounts as strings (never floats, which would round money), times as ISO 8601 with their offset.
+The order snapshot every event carries is the contract in libs/contracts/orders.py."""
 from libs import money
 from libs.contracts.orders import OrderSnapshotSchema
-from services.orders import domain
+from services.orders.domain import orders as domain
 
 
 def _iso(value):
     return value.isoformat() if value is not None else None
+
+
+def plain(value):
+    """A value for an audit row's detail: Decimals as strings."""
+    return money.to_str(value) if isinstance(value, money.Decimal) else value
+
+
+def plain_values(values):
+    return {k: plain(v) for k, v in values.items()}
 
 
 def direction_to_wire(row):
@@ -28,6 +38,12 @@ def direction_to_wire(row):
         "name_out": row["name_out"],
         "active": row["active"],
     }
+
+
+def currency_to_wire(row):
+    return {"code": row["code"], "name": row["name"], "precision": row["precision"],
+            "payment_system": row["payment_system"], "account": row["account"],
+            "reserve": money.to_str(row["reserve"]), "active": row["active"]}
 
 
 _SNAPSHOT = OrderSnapshotSchema()
@@ -88,3 +104,78 @@ def audit_to_wire(row):
             "action": row["action"], "order_id": row["order_id"], "from_status": row["from_status"],
             "to_status": row["to_status"], "outcome": row["outcome"], "detail": row["detail"],
             "at": _iso(row["created_at"])}
+
+
+# -- customer accounts and the partner programme ----------------------------------------------------------------------
+def account_to_wire(row, partner=None):
+    return {"id": row["id"], "email": row["email"], "language": row["language"],
+            "email_confirmed": row["email_confirmed_at"] is not None, "created_at": _iso(row["created_at"]),
+            "partner": partner_to_wire(partner) if partner else None}
+
+
+def partner_to_wire(row):
+    return {"id": row["id"], "account_id": row["account_id"], "code": row["code"], "active": row["active"],
+            "percent": money.to_str(row["percent"]) if row["percent"] is not None else None,
+            "base": row["base"], "created_at": _iso(row["created_at"])}
+
+
+def partner_joined(partner, created):
+    """The answer of become_partner: the partner, and whether this call made it one."""
+    return {"partner": partner, "created": created}
+
+
+def admin_partner_to_wire(row, balances):
+    """A partner as admins list it: with its e-mail, counts and balances."""
+    wire = partner_to_wire(row)
+    wire.update(email=row["email"], clicks=row["clicks"], referred_orders=row["referred_orders"],
+                credits=row["credits"], balances=balances)
+    return wire
+
+
+def ledger_to_wire(row):
+    return {"id": row["id"], "kind": row["kind"], "currency": row["currency"], "amount": money.to_str(row["amount"]),
+            "balance_after": money.to_str(row["balance_after"]), "order_id": row["order_id"],
+            "withdrawal_id": row["withdrawal_id"],
+            "percent": money.to_str(row["percent"]) if row["percent"] is not None else None,
+            "base": row["base"], "base_amount": money.to_str(row["base_amount"]),
+            "created_at": _iso(row["created_at"])}
+
+
+def withdrawal_to_wire(row):
+    wire = {"id": row["id"], "partner_id": row["partner_id"], "currency": row["currency"],
+            "amount": money.to_str(row["amount"]), "to_account": row["to_account"], "status": row["status"],
+            "method": row["method"], "reference": row["reference"], "reason": row["reason"],
+            "decided_by": row["decided_by"], "decided_at": _iso(row["decided_at"]),
+            "created_at": _iso(row["created_at"])}
+    if "partner_code" in row:
+        wire["partner_code"] = row["partner_code"]
+        wire["partner_email"] = row["partner_email"]
+    return wire
+
+
+def referred_order_to_wire(row):
+    """What a partner may see of an order they referred: no customer e-mail, account or token."""
+    return {"id": row["id"], "status": row["status"], "currency_in": row["currency_in"],
+            "amount_in": money.to_str(row["amount_in"]), "currency_out": row["currency_out"],
+            "created_at": _iso(row["created_at"]), "completed_at": _iso(row["completed_at"]),
+            "commission": money.to_str(row["commission"]) if row["commission"] is not None else None}
+
+
+def commission_to_wire(settings, directions):
+    """The global commission rule, the minimum withdrawal and every direction's own rule."""
+    return {"percent": money.to_str(settings["percent"]), "base": settings["base"],
+            "min_withdrawal": money.to_str(settings["min_withdrawal"]), "version": settings["version"],
+            "updated_by": settings["updated_by"], "updated_at": _iso(settings["updated_at"]),
+            "directions": [{"direction_id": d["direction_id"], "percent": money.to_str(d["percent"]),
+                            "base": d["base"], "pair": "%s-%s %s" % (d["currency_in"], d["currency_out"],
+                                                                    d["exchange_type"]),
+                            "updated_by": d["updated_by"]} for d in directions]}
+
+
+def daily_clicks_to_wire(row):
+    return {"day": row["day"].isoformat(), "clicks": row["n"]}
+
+
+def daily_earnings_to_wire(row):
+    return {"day": row["day"].isoformat(), "currency": row["currency"], "amount": money.to_str(row["amount"]),
+            "orders": row["n"]}

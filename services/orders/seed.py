@@ -3,6 +3,7 @@ Idempotent: `python -m services.orders.seed` can run on every start."""
 from decimal import Decimal as D
 
 from libs.db import Database
+from services.orders.store import catalogue
 
 # code, name, precision, account at the sandbox payment system, reserve
 CURRENCIES = [
@@ -24,18 +25,7 @@ DIRECTIONS = [
 
 def seed(db=None):
     db = db or Database(schema="orders", maxconn=1)
-    with db.transaction() as cur:
-        for code, name, precision, account, reserve in CURRENCIES:
-            cur.execute(
-                "INSERT INTO currencies (code, name, precision, payment_system, account, reserve) "
-                "VALUES (%s, %s, %s, 'sandbox', %s, %s) ON CONFLICT (code) DO NOTHING",
-                (code, name, precision, account, reserve))
-        for cin, cout, kind, rate_in, rate_out, fee, lo, hi, window in DIRECTIONS:
-            cur.execute(
-                "INSERT INTO directions (currency_in, currency_out, exchange_type, rate_in, rate_out, fee, "
-                "min_amount, max_amount, payment_window_minutes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (currency_in, currency_out, exchange_type) DO NOTHING",
-                (cin, cout, kind, rate_in, rate_out, fee, lo, hi, window))
+    catalogue.add_missing(db, CURRENCIES, DIRECTIONS)
     return db
 
 

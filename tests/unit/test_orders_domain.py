@@ -4,7 +4,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from services.orders import domain
+from services.orders.domain import orders as domain
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

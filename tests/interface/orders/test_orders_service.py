@@ -13,7 +13,7 @@ from nameko.testing.services import entrypoint_hook, entrypoint_waiter
 from libs import errors
 from libs.amqp_publish import connect
 from services.orders import seed
-from services.orders.dependencies import OrderStore
+from services.orders.dependencies import Orders
 from services.orders.service import OrdersService
 from tests.conftest import eventually
 
@@ -100,7 +100,7 @@ def test_business_errors_are_expected_exceptions_with_fields(orders):
 def test_transitions_are_compare_and_set_under_concurrency(orders, db):
     order = create(orders, manual_direction(orders))
     call(orders, "claim_paid", order["token"])
-    store = OrderStore(db)   # two workers at once, each with its own connection and transaction
+    store = Orders(db)   # two workers at once, each with its own connection and transaction
     outcomes = []
 
     def act(action, actor, note):
@@ -150,7 +150,7 @@ def test_operator_commands_need_an_actor(orders):
 
 
 def test_customer_sms_fee_is_added_when_the_customer_opts_in_and_sms_is_available(orders, db):
-    store = OrderStore(db)
+    store = Orders(db)
     direction = manual_direction(orders)   # EUR -> USDT at 1.07, fee 0.5 %
     with db.transaction() as cur:
         cur.execute("UPDATE sms_fee_setting SET fee_percent = 0, available = false, version = 0")

@@ -1,4 +1,4 @@
-"""The orders side of the payment events (services/orders/dependencies.py apply_payment, apply_payout_result,
+"""The orders side of the payment events (services/orders/store/orders.py apply_payment, apply_payout_result,
 apply_balance) against a private copy of the orders schema: every transition, the auto payout, the rejection that
 sends a payment back to the unmatched list, and inbox dedupe."""
 import datetime
@@ -10,7 +10,7 @@ import pytest
 from libs.contracts import events
 from libs.db import Database
 from services.orders import seed
-from services.orders.dependencies import OrderStore
+from services.orders.dependencies import Catalogue, Orders
 from libs.contracts import payments as contract
 from tests.conftest import TEST_DATABASE_URL
 from tests.interface.payments.harness import drop_schema, migrate_private_schema
@@ -25,13 +25,13 @@ def store():
     migrate_private_schema(schema, "services/orders/migrations")
     db = Database(url=TEST_DATABASE_URL, schema=schema, maxconn=2)
     seed.seed(db)
-    yield OrderStore(db)
+    yield Orders(db)
     db.close()
     drop_schema(schema)
 
 
 def direction(store, kind):
-    return next(d for d in store.list_directions() if d["exchange_type"] == kind)
+    return next(d for d in Catalogue(store.db).list_directions() if d["exchange_type"] == kind)
 
 
 def new_order(store, kind="auto", amount="100"):
@@ -151,5 +151,5 @@ def test_reserve_follows_the_payout_accounts_balance_newest_wins(store):
     assert store.apply_balance(envelope["event_id"], "orders.handle_balance_changed", data)
     envelope, data = balance("1", now)   # older observation, arriving late
     assert not store.apply_balance(envelope["event_id"], "orders.handle_balance_changed", data)
-    reserve = next(c for c in store.list_currencies() if c["code"] == "EUR")["reserve"]
+    reserve = next(c for c in Catalogue(store.db).list_currencies() if c["code"] == "EUR")["reserve"]
     assert D(reserve) == D("12345.67")

@@ -1,4 +1,4 @@
-"""The partner program's pure rules (services/orders/partners_domain.py): which rule applies, what it pays, who
+"""The partner program's pure rules (services/orders/domain/partners.py): which rule applies, what it pays, who
 earns nothing, withdrawal limits. Plus the service wiring checked with nameko's worker_factory."""
 import os
 import re
@@ -8,7 +8,7 @@ import pytest
 from nameko.testing.services import worker_factory
 
 from libs import errors
-from services.orders import partners_domain as rules
+from services.orders.domain import accounts, partners as rules
 from services.orders.service import OrdersService
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -124,10 +124,10 @@ def test_decisions_approve_needs_a_method_reject_needs_a_reason():
 
 
 def test_passwords():
-    rules.check_password("correct horse battery")
+    accounts.check_password("correct horse battery")
     for bad in ("short", "a" * 12, " " * 12, "x" * 257, None):
         with pytest.raises(rules.RuleError):
-            rules.check_password(bad)
+            accounts.check_password(bad)
 
 
 # -- the database says the same ---------------------------------------------------------------------------------------

@@ -9,13 +9,7 @@ from libs import money
 # The enums and the action table are shared with the gateway (libs/contracts/orders.py).
 from libs.contracts.orders import (ACTIONS, EXCHANGE_TYPES, FINAL_STATUSES, PAYMENT_FLAGS, STATUSES,  # noqa: F401
                                    Action, allowed_transitions, available_actions)
-
-
-class RuleError(Exception):
-    def __init__(self, message, fields=None):
-        super().__init__(message)
-        self.message = message
-        self.fields = fields or {}
+from services.orders.domain import RuleError
 
 
 def check_action(action_name, exchange_type, actor_kind):

@@ -1,15 +1,17 @@
-"""Pure rules of the partner program (issue 7, docs/partners.md): which commission rule applies, how much it
-pays, who may not earn on an order, withdrawal limits, referral codes. No I/O here.
+"""Pure rules of the partner programme (docs/partners.md): which commission rule applies, how much it
+pays, who may not earn on an order, withdrawal limits, referral codes, the checks of admins' changes. No I/O here.
 
 Money is Decimal; a commission is rounded DOWN to the currency's precision (never more than the rule gives).
 """
 import collections
+import re
 import secrets
 from decimal import Decimal, ROUND_DOWN, localcontext
 
 from libs import money
 # Shared with the gateway, which keeps the code of a partner's link (libs/contracts/orders.py).
 from libs.contracts.orders import normalise_partner_code as normalise_code  # noqa: F401
+from services.orders.domain import RuleError
 
 BASES = ("margin", "amount")
 WITHDRAWAL_STATUSES = ("requested", "approved", "rejected", "paid", "failed")  # paid/failed: method payout
@@ -18,13 +20,6 @@ HUNDRED = Decimal(100)
 
 # A commission rule: `percent` of `base` ('margin' = the order's fee_amount, 'amount' = what was exchanged).
 Rule = collections.namedtuple("Rule", "percent base source")
-
-
-class RuleError(Exception):
-    def __init__(self, message, fields=None):
-        super().__init__(message)
-        self.message = message
-        self.fields = fields or {}
 
 
 def applicable_rule(global_rule, partner_rule=None, direction_rule=None):
@@ -122,14 +117,77 @@ def check_decision(action, method=None, reason=None):
     return WITHDRAWAL_TRANSITIONS[action]
 
 
-PASSWORD_MIN = 10
-PASSWORD_MAX = 256
+_CURRENCY_CODE = re.compile(r"^[A-Z0-9]{2,16}$")
 
 
-def check_password(password):
-    if not isinstance(password, str) or len(password) < PASSWORD_MIN:
-        raise RuleError("weak password", {"password": ["at least %d characters" % PASSWORD_MIN]})
-    if len(password) > PASSWORD_MAX:
-        raise RuleError("password too long", {"password": ["at most %d characters" % PASSWORD_MAX]})
-    if password.strip() == "" or len(set(password)) < 4:
-        raise RuleError("weak password", {"password": ["too simple"]})
+def withdrawal_request(amount, currency, to_account):
+    """(amount as Decimal, to_account stripped) of a partner's request, or RuleError naming every bad field. The
+    balance and the minimum are checked later, against the ledger (check_withdrawal)."""
+    fields = {}
+    try:
+        amount = money.parse_amount(amount)
+    except money.AmountError as exc:
+        fields["amount"] = [str(exc)]
+    if not isinstance(currency, str) or not _CURRENCY_CODE.match(currency):
+        fields["currency"] = ["a currency code"]
+    to_account = to_account.strip() if isinstance(to_account, str) else ""
+    if not 1 <= len(to_account) <= 200:
+        fields["to_account"] = ["1 to 200 characters: your account to be paid"]
+    if fields:
+        raise RuleError("invalid withdrawal", fields)
+    return amount, to_account
+
+
+def direction_rule(rule):
+    """(percent, base) of a direction's own commission rule ({percent, base}; the base defaults to the margin)."""
+    return parse_percent((rule or {}).get("percent")), parse_base((rule or {}).get("base") or "margin")
+
+
+def partner_changes(changes):
+    """The columns an admin changes on a partner: its own rule (percent + base; both null = use the global one)
+    and whether it earns at all. RuleError naming every bad field."""
+    changes = dict(changes or {})
+    fields, values = {}, {}
+    for key in sorted(set(changes) - {"percent", "base", "active"}):
+        fields[key] = ["cannot be changed here"]
+    if "percent" in changes or "base" in changes:
+        percent, base = changes.get("percent"), changes.get("base")
+        if percent is None and base is None:
+            values.update(percent=None, base=None)
+        else:
+            try:
+                values["percent"] = parse_percent(percent)
+                values["base"] = parse_base(base or "margin")
+            except RuleError as exc:
+                fields.update(exc.fields)
+    if "active" in changes:
+        if not isinstance(changes["active"], bool):
+            fields["active"] = ["true or false"]
+        else:
+            values["active"] = changes["active"]
+    if fields:
+        raise RuleError("invalid partner", fields)
+    return values
+
+
+def commission_changes(changes):
+    """The columns an admin changes in the global commission settings: percent, base, min_withdrawal."""
+    changes = dict(changes or {})
+    fields, values = {}, {}
+    for key in sorted(set(changes) - {"percent", "base", "min_withdrawal"}):
+        fields[key] = ["cannot be changed here"]
+    try:
+        if "percent" in changes:
+            values["percent"] = parse_percent(changes["percent"])
+        if "base" in changes:
+            values["base"] = parse_base(changes["base"])
+    except RuleError as exc:
+        fields.update(exc.fields)
+    if "min_withdrawal" in changes:
+        try:
+            values["min_withdrawal"] = money.parse_amount(changes["min_withdrawal"])
+        except money.AmountError as exc:
+            fields["min_withdrawal"] = [str(exc)]
+    if fields:
+        raise RuleError("invalid commission settings", fields)
+    return values
