@@ -6,7 +6,7 @@ import datetime
 import re
 from decimal import Decimal, localcontext
 
-# Orders' references: "EX" + 10 characters of an alphabet without 0/O and 1/I (services/orders/domain.py).
+# Orders' references: "EX" + 10 characters of an alphabet without 0/O and 1/I (services/orders/domain/orders.py).
 REFERENCE_RE = re.compile(r"EX[A-HJ-NP-Z2-9]{10}")
 _SEPARATORS = re.compile(r"[\s\-_.:/#]+")
 

@@ -1,7 +1,7 @@
 -- notifier schema: notification settings, the log of every letter, SMS and private message (and each attempt),
 -- Twilio status callbacks, the in-app inbox, the outbox of events and the inbox of processed events.
 
--- One row: what is sent and to whom (blueprint §5). `announced` is the last snapshot sent as settings_changed.
+-- One row: what is sent and to whom (docs/notifier.md, the matrix). `announced` is the last snapshot sent as settings_changed.
 CREATE TABLE settings (
     id               smallint PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     sms_enabled      boolean NOT NULL DEFAULT false,

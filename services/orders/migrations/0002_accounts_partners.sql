@@ -1,4 +1,4 @@
--- Customer accounts, the partner (affiliate) program and its commission ledger (issue 7, docs/partners.md).
+-- Customer accounts, the partner (affiliate) program and its commission ledger (docs/partners.md).
 -- depends: 0001_initial
 
 -- A customer account. The e-mail is unique whatever its case; sign-in needs it confirmed. Orders placed with the

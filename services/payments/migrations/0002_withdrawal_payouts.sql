@@ -1,4 +1,4 @@
--- Payouts of partner withdrawals (issue 7): orders' `partner_payout_requested` asks for one, keyed by the event's
+-- Payouts of partner withdrawals (docs/partners.md): orders' `partner_payout_requested` asks for one, keyed by the event's
 -- idempotency key (partner-withdrawal-<id>). Same discipline as order payouts: the row is committed as `sending`
 -- before the provider is called, the key never changes, the reconciler resolves what stays `sending`.
 -- depends: 0001_initial

@@ -27,7 +27,7 @@ def changed(order, frm, to, **settings):
 ADMIN_MAIL, CUSTOMER_MAIL, ADMIN_SMS, CUSTOMER_SMS = "admin", "customer", "admin", "customer"
 
 
-# Every transition of the state machine (services/orders/domain.py) per exchange type, and what it must send.
+# Every transition of the state machine (services/orders/domain/orders.py) per exchange type, and what it must send.
 MATRIX = [
     # manual
     ("manual", None, "new", [("L1", "email", "customer"), ("L8", "email", "admin"), ("S3", "sms", "admin")]),
