@@ -220,6 +220,11 @@ class BatchQueueConsumer(QueueConsumer):
     def prefetch_count(self):
         return int(self.container.config.get("EVENT_BATCH_PREFETCH") or 200)
 
+    def handle_message(self, provider, body, message):
+        # A batch handler only queues the delivery (it never blocks): no green thread per message, as nameko's
+        # consumer would start to call it.
+        provider.handle_message(body, message)
+
 
 class BatchEventHandler(ReliableEventHandler):
     """Delivers events to the service method in batches: `handle_x(self, payloads)` gets a list of event payloads
