@@ -155,8 +155,9 @@ class PaymentStore:
 
     @staticmethod
     def order_has_payment(cur, order_id, exclude_payment=None):
-        cur.execute("SELECT 1 FROM payments WHERE order_id = %s AND status = 'matched' AND id <> %s LIMIT 1",
-                    (order_id, exclude_payment or 0))
+        """The order already has a payment: matched to it, or noted on it (a manual exchange's)."""
+        cur.execute("SELECT 1 FROM payments WHERE order_id = %s AND status IN ('matched', 'manual') AND id <> %s "
+                    "LIMIT 1", (order_id, exclude_payment or 0))
         return cur.fetchone() is not None
 
     @staticmethod
