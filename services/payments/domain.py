@@ -102,3 +102,9 @@ def payout_limit(received, rate_in, rate_out, fee_percent):
 def payout_key(prefix, order_id, attempt):
     """Deterministic idempotency key: the same payout attempt always carries the same key."""
     return "payout-%s-%d-%d" % (prefix, order_id, attempt)
+
+
+def withdrawal_payout_key(prefix, withdrawal_id):
+    """A partner withdrawal's payout key: one payout per withdrawal, with the installation's prefix as order
+    payouts have (withdrawal ids restart after a database reset too)."""
+    return "partner-withdrawal-%s-%d" % (prefix, withdrawal_id)

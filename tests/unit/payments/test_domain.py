@@ -114,3 +114,8 @@ def test_fitting_payment_to_manual_order_is_still_noted_for_the_operator(status)
     """The customer may press "I paid" before the money arrives, or the operator may already be processing."""
     d = domain.decide(payment(), order(exchange_type="manual", status=status))
     assert (d.status, d.flag) == ("manual", None)
+
+
+def test_payout_keys_carry_the_installation_prefix():
+    assert domain.payout_key("a1b2c3", 42, 2) == "payout-a1b2c3-42-2"
+    assert domain.withdrawal_payout_key("a1b2c3", 42) == "partner-withdrawal-a1b2c3-42"
