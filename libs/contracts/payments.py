@@ -77,6 +77,23 @@ class WithdrawalPayoutResultSchema(_Loose):
     error = fields.String(load_default=None, allow_none=True)
 
 
+class PayoutSucceededAfterResolveSchema(_Loose):
+    """A payout resolved `failed` (by an operator) that the provider then reported sent: the money went out.
+    `kind` says which: an order's payout (`order_id`, and `payout` in PayoutSchema form) or a partner
+    withdrawal's (`withdrawal_id`). The payout stays `failed`; the order or withdrawal must not be paid again."""
+    kind = fields.String(required=True, validate=validate.OneOf(("order", "withdrawal")))
+    payout_id = fields.Integer(required=True)
+    order_id = fields.Integer(load_default=None, allow_none=True)
+    withdrawal_id = fields.Integer(load_default=None, allow_none=True)
+    idempotency_key = fields.String(required=True)
+    amount = Money(required=True)
+    currency = fields.String(required=True)
+    to_account = fields.String(required=True)
+    provider_id = fields.String(load_default=None, allow_none=True)
+    resolved_by = fields.String(load_default=None, allow_none=True)
+    payout = fields.Nested(PayoutSchema, load_default=None, allow_none=True)
+
+
 class BalanceChangedSchema(_Loose):
     system = fields.String(required=True)
     account = fields.String(required=True)

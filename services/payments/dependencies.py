@@ -126,6 +126,9 @@ class Payouts:
     def resolve(self, payout_id, outcome, note, actor):
         return self.orders.resolve(int(payout_id), outcome, note, errors.staff_actor(actor))
 
+    def resolve_withdrawal(self, payout_id, outcome, note, actor):
+        return self.withdrawals.resolve(int(payout_id), outcome, note, errors.staff_actor(actor))
+
     def partner_payout_requested(self, payload, consumer):
         """orders' partner_payout_requested: commit the withdrawal's payout as `sending` (with the event's key)
         together with the inbox record, then call the payment system."""

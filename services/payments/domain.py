@@ -13,6 +13,9 @@ _SEPARATORS = re.compile(r"[\s\-_.:/#]+")
 # Statuses of an order in which it can take a payment (the orders state machine's `pay` action).
 PAYABLE_STATUSES = ("new", "expired")
 AUTO_TYPES = ("auto", "semi_auto")
+# A manual exchange is paid while it is open: the customer may press "I paid" (`claim`) before the money
+# arrives, and the operator may already be processing it (libs/contracts/orders.py, the action table).
+MANUAL_PAYABLE_STATUSES = ("new", "payment_claimed", "processing")
 
 Decision = collections.namedtuple("Decision", "status flag reason_code reason on_time")
 
@@ -58,28 +61,31 @@ def decide(payment, order, order_has_payment=False, grace_seconds=0, operator=Fa
     operator: an operator assigns the payment by hand (the account need not be the order's pay_to account).
 
     Returns Decision(status, flag, reason_code, reason, on_time): status 'matched' (announce to orders with
-    `flag`), 'manual' (a manual order's payment, noted for the operator) or 'unmatched'.
+    `flag`), 'manual' (a manual order's payment, noted for the operator) or 'unmatched'. A manual order's
+    payment passes the same checks (currency, account, an open order, the first payment) before it is noted;
+    what does not fit is unmatched, as for the other exchange types.
     """
     if order is None:
         return Decision("unmatched", None, "unknown_reference", "no order has this reference", None)
-    if order["exchange_type"] not in AUTO_TYPES:
-        if operator:
-            return Decision("unmatched", None, "manual_order",
-                            "order %s is a manual exchange: process it by hand" % order["id"], None)
-        return Decision("manual", None, "manual_order", "manual exchange: the operator checks the payment", None)
+    manual = order["exchange_type"] not in AUTO_TYPES
+    if manual and operator:
+        return Decision("unmatched", None, "manual_order",
+                        "order %s is a manual exchange: process it by hand" % order["id"], None)
     if payment["currency"] != order["currency_in"]:
         return Decision("unmatched", None, "wrong_currency", "paid %s, the order expects %s" % (
             payment["currency"], order["currency_in"]), None)
     if not operator and (payment["system"], payment["account"]) != (order["pay_system"], order["pay_account"]):
         return Decision("unmatched", None, "wrong_account", "paid to %s, the order's account is %s" % (
             payment["account"], order["pay_account"]), None)
-    if order["status"] not in PAYABLE_STATUSES:
+    if order["status"] not in (MANUAL_PAYABLE_STATUSES if manual else PAYABLE_STATUSES):
         return Decision("unmatched", None, "order_%s" % order["status"],
                         "order %s is %s and cannot take a payment" % (order["id"], order["status"]), None)
     if order_has_payment:
         return Decision("unmatched", None, "already_paid",
                         "order %s already has a payment" % order["id"], None)
     late = is_late(payment["occurred_at"], order["expires_at"], grace_seconds)
+    if manual:
+        return Decision("manual", None, "manual_order", "manual exchange: the operator checks the payment", not late)
     flag = "late" if late else amount_flag(payment["amount"], order["amount_in"])
     return Decision("matched", flag, None, None, not late)
 
@@ -96,3 +102,9 @@ def payout_limit(received, rate_in, rate_out, fee_percent):
 def payout_key(prefix, order_id, attempt):
     """Deterministic idempotency key: the same payout attempt always carries the same key."""
     return "payout-%s-%d-%d" % (prefix, order_id, attempt)
+
+
+def withdrawal_payout_key(prefix, withdrawal_id):
+    """A partner withdrawal's payout key: one payout per withdrawal, with the installation's prefix as order
+    payouts have (withdrawal ids restart after a database reset too)."""
+    return "partner-withdrawal-%s-%d" % (prefix, withdrawal_id)

@@ -3,7 +3,8 @@ PAYMENTS_METRICS_PORT by libs.metrics.EntrypointMetrics.
 
 Alert on: exchanger_payments_poll_age_seconds > a few poll intervals (an account is not being read: payments
 would be missed for that long), exchanger_payouts_sending_oldest_seconds > minutes (a payout nobody resolved),
-exchanger_payments_unmatched > 0 (money waiting for an operator).
+exchanger_payments_unmatched > 0 (money waiting for an operator), any increase of
+exchanger_payout_late_success_total (a payout resolved failed was paid after all: the order must not be paid again).
 """
 import threading
 import time
@@ -15,6 +16,8 @@ INGESTED = Counter("exchanger_payments_ingested_total", "New incoming payments",
 PAYOUTS = Counter("exchanger_payouts_total", "Payout provider calls and their outcome", ["outcome"])
 RECONCILED = Counter("exchanger_payouts_reconciled_total", "Payouts in doubt resolved by looking them up",
                      ["outcome"])
+LATE_SUCCESS = Counter("exchanger_payout_late_success_total",
+                       "Payouts the provider reported sent after they were resolved failed (alert on any)", ["kind"])
 UNMATCHED = Gauge("exchanger_payments_unmatched", "Incoming payments waiting for an operator")
 SENDING = Gauge("exchanger_payouts_sending", "Payouts committed as sending and not yet resolved")
 SENDING_OLDEST = Gauge("exchanger_payouts_sending_oldest_seconds", "Age of the oldest unresolved payout")

@@ -7,8 +7,13 @@
    because a provider may refuse after moving the money) -> `failed` + payout_failed; UNKNOWN (timeout, 5xx,
    crash) -> stays `sending`.
 3. The reconciler (a timer, eager at start) takes `sending` payouts whose last call is older than
-   RECONCILE_AFTER_SECONDS and looks them up by key: found -> `sent`; definitely not there -> sent again with
-   the SAME key (the payment system moves money once per key, so this cannot pay twice).
+   RECONCILE_AFTER_SECONDS and looks them up by key: found -> what the transfer's state says (completed: `sent`,
+   failed: `failed`, pending: look again later); definitely not there -> sent again with the SAME key (the
+   payment system moves money once per key, so this cannot pay twice).
+4. An operator's resolve follows the reconciler's rules: the provider is asked by key first, and the operator's
+   word is taken only past the reconciler's reach, by a compare-and-set on the last call. A call that answers
+   `sent` after its payout was resolved `failed` is recorded (late_success) and announced
+   (payout_succeeded_after_resolve), never dropped.
 A new key is made only for a new attempt, and a new attempt only after a definite failure and an operator's
 retry (orders: payout_error -> payout). Never while an outcome is unknown.
 
@@ -23,7 +28,7 @@ from libs.faults import crash_point
 from libs.contracts import events
 from services.payments import domain, metrics
 from services.payments.adapters import FAILED, SENT, ProviderError
-from services.payments.schemas import payout_to_wire
+from services.payments.schemas import payout_to_wire, withdrawal_payout_to_wire
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +37,7 @@ class OrderPayouts:
     """Payouts of orders (table `payouts`), announced as payout_sent / payout_failed."""
 
     TABLE = "payouts"  # WithdrawalPayouts: the same discipline on its own table
+    KIND = "order"
 
     def __init__(self, store, adapters, reconcile_after_seconds=30.0):
         self.db = store.db
@@ -96,7 +102,9 @@ class OrderPayouts:
         log.info("payout %s (%s): %s %s", row["id"], row["idempotency_key"], result.status, result.error or "")
         return result
 
-    def _settle(self, row, result, via):
+    def _settle(self, row, result, via, looked_up=False):
+        """Record what the provider said of a payout we read as `sending`. `looked_up`: `result` is what the
+        lookup by key found (so a FAILED there is the provider's own record, not a refusal to confirm)."""
         if result.status == SENT:
             mismatch = self._mismatch(row, result.transfer)
             if mismatch:
@@ -105,6 +113,9 @@ class OrderPayouts:
                 return self._note(row, "provider has a different transfer under this key: %s" % mismatch)
             return self._finish(row, "sent", provider_id=result.provider_id)
         if result.status == FAILED:
+            if looked_up:
+                # The provider has a transfer under our key and says it failed: nothing moved, nothing will.
+                return self._finish(row, "failed", provider_id=result.provider_id, error=result.error)
             # A refusal is final only if the key is really unknown to the provider (some refuse after paying).
             try:
                 found = self.adapters[row["system"]].find_payout(row["idempotency_key"])
@@ -112,8 +123,10 @@ class OrderPayouts:
                 return self._note(row, "refused (%s), but the lookup failed (%s): checking again later" % (
                     result.error, exc))
             if found is not None:
-                return self._settle(row, found, via=via)
+                return self._settle(row, found, via=via, looked_up=True)
             return self._finish(row, "failed", error=result.error)
+        if looked_up:
+            return self._note(row, "the provider has it, not final (%s): looking again later" % result.error)
         return self._note(row, "outcome unknown (%s): the reconciler will look it up" % result.error)
 
     @staticmethod
@@ -130,12 +143,25 @@ class OrderPayouts:
         return ", ".join(problems) or None
 
     def _finish(self, row, status, provider_id=None, error=None, resolved_by=None):
+        late = None
         with self.db.transaction() as cur:
             done = self.store.finish_payout(cur, self.TABLE, row["id"], status, provider_id, error, resolved_by)
-            if done is None:
-                return self.store.payout(self.TABLE, row["id"])  # done elsewhere
-            self._announce(cur, done, events.PAYOUT_SENT if status == "sent" else events.PAYOUT_FAILED)
-            return done
+            if done is not None:
+                self._announce(cur, done, events.PAYOUT_SENT if status == "sent" else events.PAYOUT_FAILED)
+                return done
+            if status == "sent":
+                # Settled meanwhile: if an operator resolved it failed, this success came too late for the
+                # status. Recorded and announced, never dropped (docs/payments.md, "Resolving a payout by hand").
+                late = self.store.record_late_success(cur, self.TABLE, row["id"], provider_id)
+                if late is not None:
+                    self._announce_late_success(cur, late)
+        if late is not None:
+            metrics.LATE_SUCCESS.labels(self.KIND).inc()
+            log.error("%s payout %s (%s) was resolved failed by %s, and the provider has now reported it SENT "
+                      "(transfer %s): the money went out; do not pay it again", self.KIND, late["id"],
+                      late["idempotency_key"], late["resolved_by"], late["provider_id"])
+            return late
+        return self.store.payout(self.TABLE, row["id"])  # done elsewhere
 
     def _note(self, row, error):
         return self.store.note_payout(self.TABLE, row["id"], error) or row
@@ -144,6 +170,16 @@ class OrderPayouts:
         wire = payout_to_wire(row)
         self.store.event(cur, event_type, {"payout": wire, "order_id": row["order_id"], "error": row["error"]},
                          aggregate_id=row["order_id"])
+
+    def _late_success_event(self, row):
+        return {"order_id": row["order_id"], "payout": payout_to_wire(row)}, row["order_id"]
+
+    def _announce_late_success(self, cur, row):
+        data, aggregate_id = self._late_success_event(row)
+        data.update(kind=self.KIND, payout_id=row["id"], idempotency_key=row["idempotency_key"],
+                    amount=money.to_str(row["amount"]), currency=row["currency"], to_account=row["to_account"],
+                    provider_id=row["provider_id"], resolved_by=row["resolved_by"])
+        self.store.event(cur, events.PAYOUT_SUCCEEDED_AFTER_RESOLVE, data, aggregate_id=aggregate_id)
 
     # -- 3. the reconciler ---------------------------------------------------------------------------------------
     def reconcile(self, limit=50):
@@ -169,7 +205,7 @@ class OrderPayouts:
         self.store.count_check(self.TABLE, row["id"])
         if found is not None:
             metrics.RECONCILED.labels("found").inc()
-            done = self._settle(row, found, via="reconcile")
+            done = self._settle(row, found, via="reconcile", looked_up=True)
             return "found_" + done["status"]
         # Definitely not at the provider (the last call is older than any call's timeout): send again, same key.
         # The claim (a compare-and-set on attempted_at) keeps two reconcilers from sending at the same moment.
@@ -182,53 +218,131 @@ class OrderPayouts:
 
     # -- operators -------------------------------------------------------------------------------------------------
     def resolve(self, payout_id, outcome, note, actor):
-        """An admin settles a payout the reconciler cannot (only an operator forces `failed`, after checking by
-        hand). A payout the payment system does have can never be forced to failed."""
+        """An admin settles a payout the reconciler cannot, by the reconciler's rules (docs/payments.md,
+        "Resolving a payout by hand"):
+        1. the provider is asked by key first: what it has decides, whatever the operator asked (a transfer it
+           completed is `sent`; one it failed is `failed`; one still pending is refused for now);
+        2. otherwise the operator's word is recorded only once no call can be in flight (the last call is older
+           than the reconciler's reach) and by a compare-and-set on that call (a resend meanwhile wins).
+        Refusals are Conflict errors; every answer is audited."""
         if outcome not in ("sent", "failed"):
             raise errors.ValidationFailed("outcome must be sent or failed", {"outcome": ["sent or failed"]})
         row = self.store.payout(self.TABLE, payout_id)
         if row is None:
             raise errors.NotFound("payout not found")
-        refused = None
-        if row["status"] != "sending":
-            refused = "payout is %s, not sending" % row["status"]
-        elif outcome == "failed":
-            try:
-                if self.adapters[row["system"]].find_payout(row["idempotency_key"]) is not None:
-                    refused = "the payment system has this payout: it was sent"
-            except ProviderError:
-                pass  # the provider cannot tell; the operator has checked by hand
         name = actor_name(actor)
+        if row["status"] != "sending":
+            same = row["status"] == outcome
+            with self.db.transaction() as cur:
+                self._audit_resolve(cur, actor, row, outcome, note, None if same else "payout is %s" % row["status"])
+            if same:
+                return self._to_wire(row)  # asked again, or the provider's answer got there first
+            raise errors.Conflict("payout is %s, not sending" % row["status"], {"status": [row["status"]]})
+        try:
+            found = self.adapters[row["system"]].find_payout(row["idempotency_key"])
+        except ProviderError as exc:
+            log.warning("resolving payout %s: the lookup failed (%s); the operator has checked by hand",
+                        row["id"], exc)
+            found = None  # the provider cannot tell: the operator's check stands, under the same guard
+        if found is not None:
+            return self._resolve_as_provider_has_it(row, found, outcome, note, actor, name)
+        error = None if outcome == "sent" else ("failed by %s: %s" % (name, note))[:1000]
+        refused = None
         with self.db.transaction() as cur:
-            self.store.audit(cur, actor, "resolve_payout", payout_id=payout_id, order_id=row["order_id"],
-                              outcome="rejected" if refused else "ok",
-                              detail={"outcome": outcome, "note": note, "reason": refused})
+            done = self.store.claim_resolve(cur, self.TABLE, row["id"], row["attempted_at"],
+                                            self.reconcile_after_seconds, outcome, error, name)
+            if done is None:
+                refused = self._claim_refusal(row)
+            else:
+                self._announce(cur, done, events.PAYOUT_SENT if outcome == "sent" else events.PAYOUT_FAILED)
+            self._audit_resolve(cur, actor, row, outcome, note, refused)
         if refused:
-            raise errors.Conflict(refused, {"status": [row["status"]]})
-        done = self._finish(row, outcome, error=None if outcome == "sent" else "failed by %s: %s" % (name, note),
-                            resolved_by=name)
-        return payout_to_wire(done)
+            raise errors.Conflict(refused, {"status": ["sending"]})
+        return self._to_wire(done)
+
+    def _resolve_as_provider_has_it(self, row, found, outcome, note, actor, name):
+        refused = None
+        if found.status == SENT and not self._mismatch(row, found.transfer):
+            status = "sent"
+            if outcome != "sent":
+                refused = "the payment system has this payout: it was sent (recorded as sent)"
+        elif found.status == FAILED:
+            status = "failed"
+            if outcome != "failed":
+                refused = "the payment system has this payout as failed (%s): recorded as failed" % found.error
+        else:
+            status = None
+            refused = ("the payment system has a transfer under this key that is not final or not this "
+                       "payout's (%s): not resolved" % (found.error or self._mismatch(row, found.transfer)))
+        done = None
+        with self.db.transaction() as cur:
+            if status is not None:
+                error = None if status == "sent" else "failed at the payment system: %s" % found.error
+                done = self.store.finish_payout(cur, self.TABLE, row["id"], status, found.provider_id, error, name)
+                if done is not None:
+                    self._announce(cur, done, events.PAYOUT_SENT if status == "sent" else events.PAYOUT_FAILED)
+                elif not refused:
+                    refused = self._claim_refusal(row)
+            self._audit_resolve(cur, actor, row, outcome, note, refused, provider_id=found.provider_id)
+        if refused:
+            raise errors.Conflict(refused, {"status": [done["status"] if done else row["status"]]})
+        return self._to_wire(done)
+
+    def _claim_refusal(self, row):
+        """Why the claim on `row` (read as sending) did not take."""
+        now = self.store.payout(self.TABLE, row["id"])
+        if now["status"] != "sending":
+            return "payout is %s now, not sending" % now["status"]
+        if now["attempted_at"] != row["attempted_at"]:
+            return "the payout was sent again meanwhile (same key): look again after it settles"
+        return ("a provider call may still be in flight (the last one is younger than %s s, the reconciler's "
+                "reach): resolve it after that, or let the reconciler look it up" % self.reconcile_after_seconds)
+
+    AUDIT_ACTION = "resolve_payout"
+
+    def _audit_resolve(self, cur, actor, row, outcome, note, refused, provider_id=None):
+        """Every resolve is audited, a refusal too (in the transaction that commits before it is raised)."""
+        detail = {"outcome": outcome, "note": note, "reason": refused}
+        if provider_id:
+            detail["provider_id"] = provider_id
+        self.store.audit(cur, actor, self.AUDIT_ACTION, payout_id=row["id"], order_id=row.get("order_id"),
+                         outcome="rejected" if refused else "ok", detail=dict(detail, **self._audit_ids(row)))
+
+    @staticmethod
+    def _audit_ids(row):
+        return {}
+
+    @staticmethod
+    def _to_wire(row):
+        return payout_to_wire(row)
 
 
 class WithdrawalPayouts(OrderPayouts):
     """Payouts of partner withdrawals (orders' `partner_payout_requested`, docs/partners.md): the same steps as an
-    order's payout (commit `sending` with the event's key, call, settle; the reconciler by key) on the table
-    `withdrawal_payouts`, announced as withdrawal_payout_sent / withdrawal_payout_failed."""
+    order's payout (commit `sending` with a deterministic key, call, settle; the reconciler by key; an operator's
+    resolve) on the table `withdrawal_payouts`, announced as withdrawal_payout_sent / withdrawal_payout_failed."""
 
     TABLE = "withdrawal_payouts"
+    KIND = "withdrawal"
+    AUDIT_ACTION = "resolve_withdrawal_payout"
 
     def on_requested(self, cur, request):
         """`request`: libs.contracts.payments.PartnerPayoutRequestedSchema data (inside the handler's transaction,
-        after the inbox claim). Returns the id of a payout to send now, or None."""
+        after the inbox claim). Returns the id of a payout to send now, or None.
+
+        The key is made here, once, when the row is created: `partner-withdrawal-<installation>-<id>` (the
+        installation prefix as for order payouts). A row keeps its stored key for good, so rows made before the
+        prefix rule are still looked up and sent again under their old keys."""
         account = self.store.payout_account(cur, request["currency"])
         error = None if account is not None else "no payout account for %s" % request["currency"]
-        row = self.store.insert_withdrawal_payout(cur, request, account, error)
+        key = domain.withdrawal_payout_key(self.store.key_prefix(), request["withdrawal_id"])
+        row = self.store.insert_withdrawal_payout(cur, request, key, account, error)
         if row is None:
             # Asked again (a redelivery, a replayed outbox row): never a second payout; repeat a final answer.
             existing = self.store.withdrawal_payout(cur, request["withdrawal_id"])
             if existing is None:
                 log.error("withdrawal %s: idempotency key %s belongs to another withdrawal; nothing sent",
-                          request["withdrawal_id"], request["idempotency_key"])
+                          request["withdrawal_id"], key)
             elif existing["status"] != "sending":
                 self._announce(cur, existing, events.WITHDRAWAL_PAYOUT_SENT if existing["status"] == "sent"
                                else events.WITHDRAWAL_PAYOUT_FAILED)
@@ -252,5 +366,13 @@ class WithdrawalPayouts(OrderPayouts):
             "provider_id": row["provider_id"], "error": row["error"]},
             aggregate_id="withdrawal:%s" % row["withdrawal_id"])
 
-    def resolve(self, payout_id, outcome, note, actor):
-        raise errors.ValidationFailed("withdrawal payouts are not resolved here", {})
+    def _late_success_event(self, row):
+        return {"withdrawal_id": row["withdrawal_id"]}, "withdrawal:%s" % row["withdrawal_id"]
+
+    @staticmethod
+    def _audit_ids(row):
+        return {"withdrawal_id": row["withdrawal_id"]}
+
+    @staticmethod
+    def _to_wire(row):
+        return withdrawal_payout_to_wire(row)

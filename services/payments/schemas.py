@@ -56,6 +56,35 @@ def payout_to_wire(row):
         "sent_at": _iso(row["sent_at"]),
         "failed_at": _iso(row["failed_at"]),
         "resolved_by": row["resolved_by"],
+        "late_success": row["late_success"],
+        "late_success_at": _iso(row["late_success_at"]),
+    }
+
+
+def withdrawal_payout_to_wire(row):
+    return {
+        "id": row["id"],
+        "withdrawal_id": row["withdrawal_id"],
+        "partner_id": row["partner_id"],
+        "idempotency_key": row["idempotency_key"],
+        "system": row["system"],
+        "from_account": row["from_account"],
+        "to_account": row["to_account"],
+        "amount": money.to_str(row["amount"]),
+        "currency": row["currency"],
+        "reference": row["reference"],
+        "status": row["status"],
+        "provider_id": row["provider_id"],
+        "error": row["error"],
+        "sends": row["sends"],
+        "checks": row["checks"],
+        "created_at": _iso(row["created_at"]),
+        "attempted_at": _iso(row["attempted_at"]),
+        "sent_at": _iso(row["sent_at"]),
+        "failed_at": _iso(row["failed_at"]),
+        "resolved_by": row["resolved_by"],
+        "late_success": row["late_success"],
+        "late_success_at": _iso(row["late_success_at"]),
     }
 
 

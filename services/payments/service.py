@@ -76,3 +76,8 @@ class PaymentsService:
     @rpc(expected_exceptions=expected)
     def resolve_payout(self, payout_id, outcome, note, actor):
         return self.payouts.resolve(payout_id, outcome, note, actor)
+
+    @rpc(expected_exceptions=expected)
+    def resolve_withdrawal_payout(self, payout_id, outcome, note, actor):
+        """`payout_id`: the withdrawal_payouts row (not the withdrawal)."""
+        return self.payouts.resolve_withdrawal(payout_id, outcome, note, actor)

@@ -155,8 +155,9 @@ class PaymentStore:
 
     @staticmethod
     def order_has_payment(cur, order_id, exclude_payment=None):
-        cur.execute("SELECT 1 FROM payments WHERE order_id = %s AND status = 'matched' AND id <> %s LIMIT 1",
-                    (order_id, exclude_payment or 0))
+        """The order already has a payment: matched to it, or noted on it (a manual exchange's)."""
+        cur.execute("SELECT 1 FROM payments WHERE order_id = %s AND status IN ('matched', 'manual') AND id <> %s "
+                    "LIMIT 1", (order_id, exclude_payment or 0))
         return cur.fetchone() is not None
 
     @staticmethod
@@ -279,15 +280,15 @@ class PaymentStore:
         return cur.fetchone()
 
     @staticmethod
-    def insert_withdrawal_payout(cur, request, account, error):
-        """The withdrawal's payout under the key orders gave it, like insert_payout; None if the withdrawal or
-        the key already has one."""
+    def insert_withdrawal_payout(cur, request, key, account, error):
+        """The withdrawal's payout under `key`, like insert_payout; None if the withdrawal or the key already has
+        one. The transfer's reference is the key orders gave the request (what the partner recognises)."""
         cur.execute(
             """INSERT INTO withdrawal_payouts (withdrawal_id, partner_id, idempotency_key, system, from_account,
                    to_account, amount, currency, reference, status, error, sends, failed_at)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)
                ON CONFLICT DO NOTHING RETURNING *""",
-            (request["withdrawal_id"], request.get("partner_id"), request["idempotency_key"],
+            (request["withdrawal_id"], request.get("partner_id"), key,
              account["system"] if account else "-", account["account"] if account else "-",
              request["to_account"], request["amount"], request["currency"], request["idempotency_key"],
              "failed" if error else "sending", error, 0 if error else 1, bool(error)))
@@ -311,6 +312,28 @@ class PaymentStore:
                      "failed_at = CASE WHEN %s = 'failed' THEN now() END, resolved_by = %s, updated_at = now() "
                      "WHERE id = %s AND status = 'sending' RETURNING *").format(_table(table)),
                     (status, provider_id, error, status, status, resolved_by, payout_id))
+        return cur.fetchone()
+
+    @staticmethod
+    def claim_resolve(cur, table, payout_id, attempted_at, older_than_seconds, status, error, resolved_by):
+        """An operator's `sent` / `failed` for a payout in doubt, as a compare-and-set: only while it is still
+        `sending`, its last call is the one the caller saw (`attempted_at`: a resend since moves it) and that
+        call is older than `older_than_seconds` (it cannot be in flight any more). The row, or None."""
+        cur.execute(("UPDATE {} SET status = %s, error = %s, sent_at = CASE WHEN %s = 'sent' THEN now() END, "
+                     "failed_at = CASE WHEN %s = 'failed' THEN now() END, resolved_by = %s, updated_at = now() "
+                     "WHERE id = %s AND status = 'sending' AND attempted_at = %s "
+                     "AND attempted_at < now() - %s * interval '1 second' RETURNING *").format(_table(table)),
+                    (status, error, status, status, resolved_by, payout_id, attempted_at, older_than_seconds))
+        return cur.fetchone()
+
+    @staticmethod
+    def record_late_success(cur, table, payout_id, provider_id):
+        """A `failed` payout the provider reports sent after all: flag it (once) and keep the provider's id.
+        The row, or None if it is not failed or already flagged."""
+        cur.execute(("UPDATE {} SET late_success = true, late_success_at = now(), "
+                     "provider_id = coalesce(%s, provider_id), updated_at = now() "
+                     "WHERE id = %s AND status = 'failed' AND NOT late_success RETURNING *").format(_table(table)),
+                    (provider_id, payout_id))
         return cur.fetchone()
 
     def note_payout(self, table, payout_id, error):

@@ -236,7 +236,10 @@ def test_a_withdrawal_approved_as_a_payout_is_paid_once_through_payments(system,
     eventually(lambda: answered() == 2, timeout=30, message="the repeated request answered")
     [row] = system.sql("SELECT status, sends, idempotency_key FROM payments.withdrawal_payouts "
                        "WHERE withdrawal_id = %s", (w["id"],))
-    assert row == {"status": "sent", "sends": 1, "idempotency_key": "partner-withdrawal-%s" % w["id"]}
+    # The provider key carries the installation's prefix, as order payouts' keys do (docs/payments.md).
+    [installation] = system.sql("SELECT key_prefix FROM payments.installation")
+    assert row == {"status": "sent", "sends": 1,
+                   "idempotency_key": "partner-withdrawal-%s-%s" % (installation["key_prefix"], w["id"])}
     assert received() == [D("8")] and status() == "paid" and balance(system, partner) == "2.7"
     audit = system.sql("SELECT action, outcome FROM orders.audit_log WHERE detail->>'withdrawal_id' = %s "
                        "ORDER BY id", (str(w["id"]),))

@@ -57,8 +57,10 @@ class PaymentSystemAdapter:
         raise NotImplementedError
 
     def find_payout(self, idempotency_key):
-        """Look a payout up by its key -> PayoutResult(SENT, ...) if the provider has it, None if it definitely
-        has not. Raises ProviderError when it cannot tell."""
+        """Look a payout up by its key -> None if the provider definitely has no transfer under it; else a
+        PayoutResult read from the transfer's state: SENT (the money moved), FAILED (the transfer definitely did
+        not and will not move it), UNKNOWN (pending, or a state the adapter cannot read: look again later).
+        Raises ProviderError when it cannot tell."""
         raise NotImplementedError
 
     def close(self):

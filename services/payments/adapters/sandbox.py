@@ -3,7 +3,7 @@
     PAYMENT_SYSTEMS:
       sandbox:
         adapter: sandbox
-        url: http://127.0.0.1:8090          # default: http://127.0.0.1:$SANDBOX_PORT
+        url: http://127.0.0.1:8090          # unset or empty: $SANDBOX_URL, else http://127.0.0.1:$SANDBOX_PORT
         timeout: 10                         # seconds per call (read); connecting gives up after 3 s
         api_key_env: SANDBOX_API_KEY        # optional: the variable that holds a bearer token
 
@@ -24,6 +24,24 @@ log = logging.getLogger(__name__)
 
 # Answers after which the payout may or may not have happened: look it up by key later.
 _UNKNOWN_STATUSES = {408, 409, 425, 429}
+
+# A transfer's state (`status`) -> what it means for a payout. The sandbox writes its transfers `completed`
+# (sandbox/domain.py, TRANSFER_COMPLETED; the column's default, so an answer without the field is one too).
+# Only a completed transfer moved the money; one that definitely did not is failed; any other state (pending,
+# processing, reversed, a state added later) is neither and is looked up again, never guessed.
+_COMPLETED_STATES = {"completed"}
+_FAILED_STATES = {"failed", "rejected", "declined", "canceled", "cancelled"}
+
+
+def _transfer_result(transfer):
+    """The PayoutResult of a transfer the sandbox has under our key, read from its state."""
+    provider_id = str(transfer["id"])
+    state = transfer.get("status", "completed")
+    if state in _COMPLETED_STATES:
+        return PayoutResult(SENT, provider_id, None, transfer)
+    if state in _FAILED_STATES:
+        return PayoutResult(FAILED, provider_id, "transfer %s is %s" % (provider_id, state), transfer)
+    return PayoutResult(UNKNOWN, provider_id, "transfer %s is %s" % (provider_id, state), transfer)
 
 
 def _parse_time(text):
@@ -47,7 +65,8 @@ class Adapter(PaymentSystemAdapter):
     def __init__(self, system, settings, environ=None):
         super().__init__(system, settings, environ)
         environ = os.environ if environ is None else environ
-        self.url = (self.settings.get("url") or
+        # The port alone is enough (SANDBOX_PORT moves the sandbox, so it moves its clients too).
+        self.url = (self.settings.get("url") or environ.get("SANDBOX_URL") or
                     "http://127.0.0.1:%s" % environ.get("SANDBOX_PORT", "8090")).rstrip("/")
         self.timeout = float(self.settings.get("timeout") or 10)
         self.connect_timeout = min(3.0, self.timeout)
@@ -113,9 +132,8 @@ class Adapter(PaymentSystemAdapter):
             return PayoutResult(UNKNOWN, None, str(exc), None)
         if response.status_code in (200, 201):
             try:
-                transfer = response.json()
-                return PayoutResult(SENT, str(transfer["id"]), None, transfer)
-            except (ValueError, KeyError, TypeError):
+                return _transfer_result(response.json())
+            except (ValueError, KeyError, TypeError, AttributeError):
                 return PayoutResult(UNKNOWN, None, "accepted, but the answer is unreadable", None)
         error = _error_text(response)
         if response.status_code >= 500 or response.status_code in _UNKNOWN_STATUSES:
@@ -133,8 +151,10 @@ class Adapter(PaymentSystemAdapter):
             raise ProviderError("lookup of %s: unexpected answer" % idempotency_key)
         if not items:
             return None
-        transfer = items[0]
-        return PayoutResult(SENT, str(transfer.get("id")), None, transfer)
+        try:
+            return _transfer_result(items[0])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ProviderError("lookup of %s: unexpected answer" % idempotency_key) from exc
 
     def close(self):
         self.session.close()

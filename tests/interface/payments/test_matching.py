@@ -145,3 +145,30 @@ def test_balance_of_payout_accounts_is_announced(env, service):
     eventually(lambda: any(e["data"]["balance"] == "100100" for e in env.events("balance_changed")
                            if e["data"]["account"] == env.accounts["USDT"]), message="balance after payment")
     assert utcnow()
+
+
+def test_payment_to_manual_order_gets_the_same_checks(env, service):
+    """A manual exchange's fitting payment is noted on the order for the operator (nothing announced), as
+    before; a second payment, one in another currency or to another account, or one for a closed manual order
+    goes to the unmatched list with its reason, as for the other exchange types."""
+    service()
+    manual = env.order(exchange_type="manual")
+    closed = env.order(exchange_type="manual", status="canceled")
+    env.created(manual)
+    env.created(closed)
+    eventually(lambda: len(env.db.fetchall("SELECT 1 FROM orders")) == 2)
+    env.pay(manual)
+    [first] = eventually(lambda: env.payments(manual["id"]), message="manual payment noted")
+    assert (first["status"], first["order_id"], first["reason_code"]) == ("manual", manual["id"], "manual_order")
+    env.pay(manual, amount="5")                                 # a second payment
+    env.pay(manual, currency="EUR", amount="100")               # another currency (to our EUR account)
+    env.pay(closed)                                             # a closed order
+    unmatched = eventually(lambda: len(env.payments()) == 4 and [p for p in env.payments()
+                                                                 if p["status"] == "unmatched"],
+                           message="the misfits unmatched")
+    assert sorted(p["reason_code"] for p in unmatched) == ["already_paid", "order_canceled", "wrong_currency"]
+    assert all(p["candidate_order_id"] in (manual["id"], closed["id"]) and p["order_id"] is None
+               for p in unmatched)
+    events = eventually(lambda: len(env.events("payment_unmatched")) == 3 and env.events("payment_unmatched"))
+    assert sorted(e["data"]["reason_code"] for e in events) == ["already_paid", "order_canceled", "wrong_currency"]
+    assert not env.events("payment_received")

@@ -92,3 +92,30 @@ def test_payout_key_is_deterministic_per_attempt():
     assert domain.payout_key("ab12", 42, 1) == "payout-ab12-42-1"
     assert domain.payout_key("ab12", 42, 1) == domain.payout_key("ab12", 42, 1)
     assert domain.payout_key("ab12", 42, 2) != domain.payout_key("ab12", 42, 1)
+
+
+@pytest.mark.parametrize("kw, pay_kw, has_payment, code", [
+    ({}, {"currency": "EUR"}, False, "wrong_currency"),
+    ({}, {"account": "EXCH-OTHER"}, False, "wrong_account"),
+    ({"status": "completed"}, {}, False, "order_completed"),
+    ({"status": "canceled"}, {}, False, "order_canceled"),
+    ({"status": "deleted"}, {}, False, "order_deleted"),
+    ({}, {}, True, "already_paid"),
+])
+def test_payment_to_manual_order_gets_the_same_checks(kw, pay_kw, has_payment, code):
+    """A manual order's payment is noted for the operator only when it fits the order: another currency,
+    another account, a closed order or a second payment goes to the unmatched list with its reason."""
+    d = domain.decide(payment(**pay_kw), order(exchange_type="manual", **kw), order_has_payment=has_payment)
+    assert (d.status, d.reason_code) == ("unmatched", code)
+
+
+@pytest.mark.parametrize("status", ["new", "payment_claimed", "processing"])
+def test_fitting_payment_to_manual_order_is_still_noted_for_the_operator(status):
+    """The customer may press "I paid" before the money arrives, or the operator may already be processing."""
+    d = domain.decide(payment(), order(exchange_type="manual", status=status))
+    assert (d.status, d.flag) == ("manual", None)
+
+
+def test_payout_keys_carry_the_installation_prefix():
+    assert domain.payout_key("a1b2c3", 42, 2) == "payout-a1b2c3-42-2"
+    assert domain.withdrawal_payout_key("a1b2c3", 42) == "partner-withdrawal-a1b2c3-42"

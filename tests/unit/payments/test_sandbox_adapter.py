@@ -125,3 +125,19 @@ def test_secret_comes_from_the_environment():
     b = sandbox.Adapter("sandbox", {"api_key_env": "SANDBOX_API_KEY"}, environ={"SANDBOX_API_KEY": "s3cret"})
     assert b.session.headers["Authorization"] == "Bearer s3cret"
     assert b.url == "http://127.0.0.1:8090"
+
+
+@pytest.mark.parametrize("state, expected", [
+    ("completed", SENT),
+    ("failed", FAILED), ("rejected", FAILED), ("declined", FAILED), ("canceled", FAILED), ("cancelled", FAILED),
+    ("pending", UNKNOWN), ("processing", UNKNOWN), ("reversed", UNKNOWN), ("something-new", UNKNOWN),
+])
+def test_sandbox_lookup_maps_the_transfer_state(adapter, state, expected):
+    """A transfer found under our key is `sent` only when it completed; a definitely failed one is failed; a
+    pending or unknown state is neither (the reconciler looks again)."""
+    adapter.answer(FakeResponse(200, {"items": [dict(TRANSFER, status=state)]}))
+    found = adapter.find_payout("payout-x-1-1")
+    assert (found.status, found.provider_id) == (expected, "t-1")
+    # The same transfer as the answer to the payout call itself reads the same way.
+    adapter.answer(FakeResponse(201, dict(TRANSFER, status=state)))
+    assert send(adapter).status == expected
