@@ -33,11 +33,10 @@ def payment_to_wire(row):
     }
 
 
-def payout_to_wire(row):
+def _transfer_to_wire(row):
+    """What an order's payout and a withdrawal's payout share: one transfer we send, its key and its fate."""
     return {
         "id": row["id"],
-        "order_id": row["order_id"],
-        "attempt": row["attempt"],
         "idempotency_key": row["idempotency_key"],
         "system": row["system"],
         "from_account": row["from_account"],
@@ -45,7 +44,6 @@ def payout_to_wire(row):
         "amount": money.to_str(row["amount"]),
         "currency": row["currency"],
         "reference": row["reference"],
-        "received": money.to_str(row["received"]),
         "status": row["status"],
         "provider_id": row["provider_id"],
         "error": row["error"],
@@ -59,33 +57,15 @@ def payout_to_wire(row):
         "late_success": row["late_success"],
         "late_success_at": _iso(row["late_success_at"]),
     }
+
+
+def payout_to_wire(row):
+    return dict(_transfer_to_wire(row), order_id=row["order_id"], attempt=row["attempt"],
+                received=money.to_str(row["received"]))
 
 
 def withdrawal_payout_to_wire(row):
-    return {
-        "id": row["id"],
-        "withdrawal_id": row["withdrawal_id"],
-        "partner_id": row["partner_id"],
-        "idempotency_key": row["idempotency_key"],
-        "system": row["system"],
-        "from_account": row["from_account"],
-        "to_account": row["to_account"],
-        "amount": money.to_str(row["amount"]),
-        "currency": row["currency"],
-        "reference": row["reference"],
-        "status": row["status"],
-        "provider_id": row["provider_id"],
-        "error": row["error"],
-        "sends": row["sends"],
-        "checks": row["checks"],
-        "created_at": _iso(row["created_at"]),
-        "attempted_at": _iso(row["attempted_at"]),
-        "sent_at": _iso(row["sent_at"]),
-        "failed_at": _iso(row["failed_at"]),
-        "resolved_by": row["resolved_by"],
-        "late_success": row["late_success"],
-        "late_success_at": _iso(row["late_success_at"]),
-    }
+    return dict(_transfer_to_wire(row), withdrawal_id=row["withdrawal_id"], partner_id=row["partner_id"])
 
 
 def account_to_wire(row, now=None):

@@ -14,7 +14,7 @@ CURRENCIES = {"USDT": {"precision": 6, "reserve": None}, "EUR": {"precision": 2,
 
 
 def test_the_database_trigger_allows_exactly_the_domain_transitions():
-    sql = open(os.path.join(ROOT, "services/orders/migrations/0001_initial.sql")).read()
+    sql = open(os.path.join(ROOT, "services/orders/migrations/0001_initial.py")).read()
     block = sql.split("INSERT INTO allowed_transitions")[1].split(";")[0]
     pairs = sorted(re.findall(r"\('(\w+)', '(\w+)'\)", block))
     assert pairs == domain.allowed_transitions()

@@ -1,4 +1,16 @@
--- notifier schema: notification settings, the log of every letter, SMS and private message (and each attempt),
+"""notifier schema: notification settings, the log of every letter, SMS and private message (and each attempt),
+Twilio status callbacks, the in-app inbox, the outbox of events and the inbox of processed events.
+
+The outbox, inbox and audit-log tables come from their one definition in libs/schema_parts.py (docs/migrations.md);
+this migration was a plain SQL file with its own copy of them, applied with the same id (yoyo keys a migration by its
+file name without extension), so a database that ran it does not run it again.
+"""
+from yoyo import step
+
+from libs.schema_parts import audit_ddl, messaging_ddl  # noqa: F401  (a part may use only one of them)
+
+steps = [step(
+    """-- notifier schema: notification settings, the log of every letter, SMS and private message (and each attempt),
 -- Twilio status callbacks, the in-app inbox, the outbox of events and the inbox of processed events.
 
 -- One row: what is sent and to whom (docs/notifier.md, the matrix). `announced` is the last snapshot sent as settings_changed.
@@ -114,24 +126,6 @@ CREATE TABLE messages (
 CREATE INDEX messages_owner ON messages (owner, id DESC);
 CREATE INDEX messages_unread ON messages (owner) WHERE read_at IS NULL;
 
-CREATE TABLE outbox (
-    id           uuid PRIMARY KEY,
-    seq          bigserial UNIQUE,
-    source       text        NOT NULL,
-    event_type   text        NOT NULL,
-    aggregate_id text,
-    payload      jsonb       NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    published_at timestamptz,
-    routed       boolean,
-    attempts     integer     NOT NULL DEFAULT 0,
-    last_error   text
-);
-CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
-
-CREATE TABLE processed_events (
-    consumer     text        NOT NULL,
-    event_id     uuid        NOT NULL,
-    processed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer, event_id)
-);
+"""
+    + messaging_ddl()
+)]

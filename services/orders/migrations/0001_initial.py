@@ -1,4 +1,16 @@
--- orders schema: currencies, exchange directions, orders with their status history, the audit log,
+"""orders schema: currencies, exchange directions, orders with their status history, the audit log,
+the outbox of events and the inbox of processed events.
+
+The outbox, inbox and audit-log tables come from their one definition in libs/schema_parts.py (docs/migrations.md);
+this migration was a plain SQL file with its own copy of them, applied with the same id (yoyo keys a migration by its
+file name without extension), so a database that ran it does not run it again.
+"""
+from yoyo import step
+
+from libs.schema_parts import audit_ddl, messaging_ddl  # noqa: F401  (a part may use only one of them)
+
+steps = [step(
+    """-- orders schema: currencies, exchange directions, orders with their status history, the audit log,
 -- the outbox of events and the inbox of processed events.
 
 CREATE TABLE currencies (
@@ -135,47 +147,10 @@ CREATE TABLE status_history (
 CREATE INDEX status_history_order ON status_history (order_id, id);
 
 -- Append-only: who did what, to which order, from which status to which, and why.
-CREATE TABLE audit_log (
-    id          bigserial PRIMARY KEY,
-    actor       text NOT NULL,
-    actor_role  text,
-    actor_ip    text,
-    action      text NOT NULL,
-    order_id    bigint,
-    from_status text,
-    to_status   text,
-    outcome     text NOT NULL DEFAULT 'ok',
-    detail      jsonb NOT NULL DEFAULT '{}',
-    created_at  timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX audit_log_order ON audit_log (order_id, id);
+"""
+    + audit_ddl([('order_id', 'bigint'), ('from_status', 'text'), ('to_status', 'text')])
+    + """CREATE INDEX audit_log_order ON audit_log (order_id, id);
 
-CREATE FUNCTION audit_log_append_only() RETURNS trigger AS $$
-BEGIN
-    RAISE EXCEPTION 'audit_log is append-only';
-END;
-$$ LANGUAGE plpgsql;
-CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
-    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
-
-CREATE TABLE outbox (
-    id           uuid PRIMARY KEY,
-    seq          bigserial UNIQUE,
-    source       text        NOT NULL,
-    event_type   text        NOT NULL,
-    aggregate_id text,
-    payload      jsonb       NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    published_at timestamptz,
-    routed       boolean,
-    attempts     integer     NOT NULL DEFAULT 0,
-    last_error   text
-);
-CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
-
-CREATE TABLE processed_events (
-    consumer     text        NOT NULL,
-    event_id     uuid        NOT NULL,
-    processed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer, event_id)
-);
+"""
+    + messaging_ddl()
+)]

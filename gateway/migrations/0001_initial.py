@@ -1,4 +1,15 @@
--- gateway schema: staff accounts, their bearer tokens, and the audit of sign-ins.
+"""gateway schema: staff accounts, their bearer tokens, and the audit of sign-ins.
+
+The outbox, inbox and audit-log tables come from their one definition in libs/schema_parts.py (docs/migrations.md);
+this migration was a plain SQL file with its own copy of them, applied with the same id (yoyo keys a migration by its
+file name without extension), so a database that ran it does not run it again.
+"""
+from yoyo import step
+
+from libs.schema_parts import audit_ddl, messaging_ddl  # noqa: F401  (a part may use only one of them)
+
+steps = [step(
+    """-- gateway schema: staff accounts, their bearer tokens, and the audit of sign-ins.
 
 CREATE TABLE staff (
     id            serial PRIMARY KEY,
@@ -21,21 +32,6 @@ CREATE TABLE api_tokens (
 );
 CREATE INDEX api_tokens_staff ON api_tokens (staff_id);
 
-CREATE TABLE audit_log (
-    id         bigserial PRIMARY KEY,
-    actor      text NOT NULL,
-    actor_role text,
-    actor_ip   text,
-    action     text NOT NULL,
-    outcome    text NOT NULL DEFAULT 'ok',
-    detail     jsonb NOT NULL DEFAULT '{}',
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-
-CREATE FUNCTION audit_log_append_only() RETURNS trigger AS $$
-BEGIN
-    RAISE EXCEPTION 'audit_log is append-only';
-END;
-$$ LANGUAGE plpgsql;
-CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
-    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+"""
+    + audit_ddl([])
+)]

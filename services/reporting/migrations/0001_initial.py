@@ -1,4 +1,17 @@
--- reporting schema: the read model of orders (one row per order, latest snapshot by version) with payment and
+"""reporting schema: the read model of orders (one row per order, latest snapshot by version) with payment and
+payout summaries, the raw payments and payouts as announced, the inbox of processed events and an (unused)
+outbox kept for symmetry with every other service schema.
+
+The outbox, inbox and audit-log tables come from their one definition in libs/schema_parts.py (docs/migrations.md);
+this migration was a plain SQL file with its own copy of them, applied with the same id (yoyo keys a migration by its
+file name without extension), so a database that ran it does not run it again.
+"""
+from yoyo import step
+
+from libs.schema_parts import audit_ddl, messaging_ddl  # noqa: F401  (a part may use only one of them)
+
+steps = [step(
+    """-- reporting schema: the read model of orders (one row per order, latest snapshot by version) with payment and
 -- payout summaries, the raw payments and payouts as announced, the inbox of processed events and an (unused)
 -- outbox kept for symmetry with every other service schema.
 
@@ -7,7 +20,7 @@
 -- stays fast. Only for free text typed by customers or operators: numbers and codes are never prefixed.
 CREATE FUNCTION csv_safe(t text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT CASE WHEN left(t, 1) IN ('=', '+', '-', '@', E'\t', E'\r') THEN '''' || t ELSE t END $$;
+    AS $$ SELECT CASE WHEN left(t, 1) IN ('=', '+', '-', '@', E'\\t', E'\\r') THEN '''' || t ELSE t END $$;
 
 CREATE TABLE orders (
     id               bigint PRIMARY KEY,             -- the owner's order id
@@ -91,25 +104,8 @@ CREATE TABLE payouts (
 );
 CREATE INDEX payouts_order ON payouts (order_id);
 
-CREATE TABLE outbox (
-    id           uuid PRIMARY KEY,
-    seq          bigserial UNIQUE,
-    source       text        NOT NULL,
-    event_type   text        NOT NULL,
-    aggregate_id text,
-    payload      jsonb       NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    published_at timestamptz,
-    routed       boolean,
-    attempts     integer     NOT NULL DEFAULT 0,
-    last_error   text
-);
-CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
-
-CREATE TABLE processed_events (
-    consumer     text        NOT NULL,
-    event_id     uuid        NOT NULL,
-    processed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer, event_id)
-);
-CREATE INDEX processed_events_age ON processed_events (processed_at);
+"""
+    + messaging_ddl()
+    + """CREATE INDEX processed_events_age ON processed_events (processed_at);
+"""
+)]

@@ -1,4 +1,17 @@
--- payments schema: the exchanger's payment accounts and their poll cursors, a copy of what payments needs to know
+"""payments schema: the exchanger's payment accounts and their poll cursors, a copy of what payments needs to know
+about orders, incoming payments, payouts, the operators' audit log, the outbox and the inbox.
+Money is NUMERIC(38,18); provider times are timestamptz.
+
+The outbox, inbox and audit-log tables come from their one definition in libs/schema_parts.py (docs/migrations.md);
+this migration was a plain SQL file with its own copy of them, applied with the same id (yoyo keys a migration by its
+file name without extension), so a database that ran it does not run it again.
+"""
+from yoyo import step
+
+from libs.schema_parts import audit_ddl, messaging_ddl  # noqa: F401  (a part may use only one of them)
+
+steps = [step(
+    """-- payments schema: the exchanger's payment accounts and their poll cursors, a copy of what payments needs to know
 -- about orders, incoming payments, payouts, the operators' audit log, the outbox and the inbox.
 -- Money is NUMERIC(38,18); provider times are timestamptz.
 
@@ -136,45 +149,7 @@ CREATE TRIGGER payouts_status BEFORE UPDATE OF status ON payouts
     FOR EACH ROW EXECUTE FUNCTION check_payout_status();
 
 -- Append-only: operator actions on payments and payouts.
-CREATE TABLE audit_log (
-    id          bigserial PRIMARY KEY,
-    actor       text        NOT NULL,
-    actor_role  text,
-    actor_ip    text,
-    action      text        NOT NULL,
-    payment_id  bigint,
-    payout_id   bigint,
-    order_id    bigint,
-    outcome     text        NOT NULL DEFAULT 'ok',
-    detail      jsonb       NOT NULL DEFAULT '{}',
-    created_at  timestamptz NOT NULL DEFAULT now()
-);
-CREATE FUNCTION audit_log_append_only() RETURNS trigger AS $$
-BEGIN
-    RAISE EXCEPTION 'audit_log is append-only';
-END;
-$$ LANGUAGE plpgsql;
-CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log
-    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
-
-CREATE TABLE outbox (
-    id           uuid PRIMARY KEY,
-    seq          bigserial UNIQUE,
-    source       text        NOT NULL,
-    event_type   text        NOT NULL,
-    aggregate_id text,
-    payload      jsonb       NOT NULL,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    published_at timestamptz,
-    routed       boolean,
-    attempts     integer     NOT NULL DEFAULT 0,
-    last_error   text
-);
-CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
-
-CREATE TABLE processed_events (
-    consumer     text        NOT NULL,
-    event_id     uuid        NOT NULL,
-    processed_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer, event_id)
-);
+"""
+    + audit_ddl([('payment_id', 'bigint'), ('payout_id', 'bigint'), ('order_id', 'bigint')])
+    + messaging_ddl()
+)]
