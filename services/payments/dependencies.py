@@ -180,6 +180,7 @@ class OrderCopies:
         with self.db.transaction() as cur:
             if not inbox.claim(cur, consumer, envelope["event_id"]):
                 return None
+            self.store.lock_references(cur, [order["reference"]])   # meets the poller (store.lock_references)
             self.store.apply_order(cur, order)
             self.matching.rematch_for_order(cur, order["id"])
             if order["status"] == "payout" and data.get("to_status") in (None, "payout"):

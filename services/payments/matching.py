@@ -31,6 +31,8 @@ class Matching:
         if not incoming:
             return []
         known = self.store.known_external_ids(cur, account["id"], incoming)
+        self.store.lock_references(cur, [domain.find_reference(e.reference) for e in incoming.values()
+                                         if e.external_id not in known])
         created = []
         for e in incoming.values():
             if e.external_id in known:
@@ -66,6 +68,7 @@ class Matching:
         """A batch of order_created snapshots: store them, and rematch the payments that arrived before their
         orders. One query finds which references have such payments, so a batch where none waits (the usual
         case) costs one statement per order and no per-order lookups."""
+        self.store.lock_references(cur, [order["reference"] for order in orders])
         for order in orders:
             self.store.apply_order(cur, order)
         waiting = self.store.waiting_references(cur, [order["reference"] for order in orders])

@@ -198,6 +198,16 @@ class PaymentStore:
         return cur.fetchone()
 
     @staticmethod
+    def lock_references(cur, references):
+        """Serialise the two sides that meet on a reference: the poller looking for the order of a new payment and
+        an order's copy looking for payments that came first. Without it each could miss the other's uncommitted
+        row and the payment would wait, unmatched, until the order expired. Transaction-scoped, in one order."""
+        references = sorted({r for r in references if r})
+        if references:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended('payments.reference:' || r, 0)) "
+                        "FROM unnest(%s::text[]) AS r ORDER BY r", (references,))
+
+    @staticmethod
     def waiting_references(cur, references):
         """Which of `references` have payments that arrived before their order (unknown reference then)."""
         cur.execute("SELECT DISTINCT match_reference FROM payments WHERE status = 'unmatched' "

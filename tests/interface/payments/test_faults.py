@@ -186,3 +186,48 @@ def test_the_unique_constraint_alone_credits_once_when_two_pollers_race(env):
     assert sum(created) == len(orders), created
     assert len(env.payments()) == len(orders)
     assert len(env.events("payment_received")) == len(orders)
+
+
+def test_a_payment_and_its_order_committed_at_the_same_moment_are_matched(env):
+    """Defect (lost wake-up): the poller found no order for the payment's reference while the order's copy was
+    being written, and the order's copy looked for waiting payments while the payment was being written; both
+    committed and the payment stayed unmatched until the order expired. Two real threads, each transaction held
+    open until the other has done its lookup."""
+    real_threading = original("threading")
+    store_ids = PaymentStore(env.db).sync_accounts(env.config()["PAYMENT_ACCOUNTS"])
+    order = env.order()
+    env.pay(order)
+    adapter = build("sandbox", env.config()["PAYMENT_SYSTEMS"]["sandbox"])
+    page = adapter.list_incoming(env.accounts["USDT"], None)
+    account = env.db.fetchone("SELECT * FROM accounts WHERE id = %s", (store_ids[("sandbox", env.accounts["USDT"])],))
+    looked = real_threading.Barrier(2, timeout=5)
+    errors = []
+
+    def in_one_transaction(work):
+        db = Database(url=TEST_DATABASE_URL, schema=env.schema, maxconn=1)
+        try:
+            with db.transaction() as cur:
+                work(db, cur)
+                try:
+                    looked.wait()      # both have looked (unless one waits on the other's lock: then time out)
+                except real_threading.BrokenBarrierError:
+                    pass
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            db.close()
+
+    threads = [
+        real_threading.Thread(target=in_one_transaction,
+                              args=(lambda db, cur: Matching(db).ingest(cur, account, page.entries),)),
+        real_threading.Thread(target=in_one_transaction,
+                              args=(lambda db, cur: Matching(db).apply_new_orders(
+                                  cur, [OrderSnapshotSchema().load(order)]),)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    [payment] = env.payments(order["id"]) or env.payments()
+    assert payment["status"] == "matched" and payment["order_id"] == order["id"], payment
