@@ -36,6 +36,9 @@ BALANCE_CHANGED = "balance_changed"        # a payout account's balance: orders 
 WITHDRAWAL_PAYOUT_SENT = "withdrawal_payout_sent"      # orders marks the partner withdrawal paid
 WITHDRAWAL_PAYOUT_FAILED = "withdrawal_payout_failed"  # definitely not paid: orders returns it to the balance
 
+# payments and orders -> notifier: money work that should have moved on and has not (libs/contracts/stuck.py)
+STUCK_WORK_FOUND = "stuck_work_found"      # {service, items, counts}: one letter to the admin address
+
 # notifier ->
 SETTINGS_CHANGED = "settings_changed"      # {settings, customer_sms_available, version}
 

@@ -7,7 +7,8 @@ from libs.metrics import EntrypointMetrics
 from libs.outbox import OutboxRelayProvider
 from libs.rpc import rpc
 from libs.timers import config_timer
-from services.payments.dependencies import IncomingDependency, OrderCopiesDependency, PayoutsDependency
+from services.payments.dependencies import (IncomingDependency, OrderCopiesDependency, PayoutsDependency,
+                                             StuckWorkDependency)
 
 expected = errors.EXPECTED
 
@@ -18,6 +19,7 @@ class PaymentsService:
     incoming = IncomingDependency()
     payouts = PayoutsDependency()
     order_copies = OrderCopiesDependency()
+    stuck_work = StuckWorkDependency()
     relay = OutboxRelayProvider()
     metrics = EntrypointMetrics()
 
@@ -34,6 +36,10 @@ class PaymentsService:
     @config_timer("RECONCILE_SECONDS", 5.0, eager=True)
     def reconcile_payouts(self):
         return self.payouts.reconcile()
+
+    @config_timer("STUCK_CHECK_SECONDS", 60.0, eager=True)
+    def check_stuck_work(self):
+        return self.stuck_work.check()
 
     # -- orders' events ----------------------------------------------------------------------------------------
     @batch_event_handler(events.ORDERS, events.ORDER_CREATED)
@@ -76,3 +82,12 @@ class PaymentsService:
     @rpc(expected_exceptions=expected)
     def resolve_payout(self, payout_id, outcome, note, actor):
         return self.payouts.resolve(payout_id, outcome, note, actor)
+
+    # -- stuck work (docs/architecture.md, "Stuck work") -------------------------------------------------------------
+    @rpc(expected_exceptions=expected)
+    def list_stuck_work(self):
+        return self.stuck_work.list()
+
+    @rpc(expected_exceptions=expected)
+    def repair_stuck_work(self, kind, item_id, action, actor):
+        return self.stuck_work.repair(kind, item_id, action, actor)
