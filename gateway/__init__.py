@@ -39,4 +39,9 @@ def create_app(config=None):
     from gateway.pages import cabinet, partners_admin  # the customer's cabinet, the partner program: docs/partners.md
     app.register_blueprint(cabinet.bp)
     app.register_blueprint(partners_admin.bp)
+    # stuck money work, its API and its operator page (docs/architecture.md, "Stuck work")
+    from gateway.api import stuck as stuck_api
+    from gateway.pages import stuck as stuck_pages
+    app.register_blueprint(stuck_api.bp)
+    app.register_blueprint(stuck_pages.bp)
     return app

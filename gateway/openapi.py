@@ -101,6 +101,8 @@ def build_spec():
     from gateway.api import account, partner  # accounts and the partner program (docs/partners.md)
     account.document(spec, _op)
     partner.document(spec, _op)
+    from gateway.api import stuck  # stuck money work (docs/architecture.md, "Stuck work")
+    stuck.document(spec, _op)
     return spec
 
 

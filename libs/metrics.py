@@ -33,6 +33,8 @@ EVENT_BATCH_SIZE = Histogram("exchanger_event_batch_size", "Events handled in on
                              ["queue"], buckets=(1, 2, 5, 10, 20, 50, 100, 200))
 ORDER_TRANSITIONS = Counter("exchanger_order_transitions_total", "Order status transitions",
                             ["from_status", "to_status"])
+STUCK_WORK = Gauge("exchanger_stuck_work", "Money work that should have moved on and has not (libs/contracts/stuck.py)",
+                   ["kind"])
 
 _server_lock = threading.Lock()
 _server_ports = set()

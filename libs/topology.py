@@ -47,6 +47,9 @@ SUBSCRIPTIONS = [
     sub(events.PAYMENTS, events.BALANCE_CHANGED, "orders", "handle_balance_changed"),
     sub(events.PAYMENTS, events.WITHDRAWAL_PAYOUT_SENT, "orders", "handle_withdrawal_payout_sent"),
     sub(events.PAYMENTS, events.WITHDRAWAL_PAYOUT_FAILED, "orders", "handle_withdrawal_payout_failed"),
+    # notifier: one admin letter for newly found stuck work (docs/architecture.md, "Stuck work")
+    sub(events.PAYMENTS, events.STUCK_WORK_FOUND, "notifier", "handle_stuck_work_found"),
+    sub(events.ORDERS, events.STUCK_WORK_FOUND, "notifier", "handle_stuck_work_found"),
     # orders: the customer SMS fee announced by the notifier (docs/notifier.md, "Settings")
     sub(events.NOTIFIER, events.SETTINGS_CHANGED, "orders", "handle_settings_changed"),
 ]

@@ -40,6 +40,9 @@ WITHDRAWAL_PAYOUT_FAILED = "withdrawal_payout_failed"  # definitely not paid: or
 # exchanger_payout_late_success_total.
 PAYOUT_SUCCEEDED_AFTER_RESOLVE = "payout_succeeded_after_resolve"
 
+# payments and orders -> notifier: money work that should have moved on and has not (libs/contracts/stuck.py)
+STUCK_WORK_FOUND = "stuck_work_found"      # {service, items, counts}: one letter to the admin address
+
 # notifier ->
 SETTINGS_CHANGED = "settings_changed"      # {settings, customer_sms_available, version}
 

@@ -103,6 +103,12 @@ class Letters:
         envelope, data = schemas.load_event(schemas.ACCOUNT_LETTER_SCHEMA, payload)
         return self.store.consume_account_letter(consumer, envelope["event_id"], kind, data)
 
+    def stuck_work_found(self, consumer, payload):
+        """payments' or orders' `stuck_work_found`: one letter to the admin address listing the new items."""
+        envelope, data = schemas.load_event(schemas.STUCK_WORK_FOUND_SCHEMA, payload)
+        subject, body, key = domain.stuck_work_alert(data, envelope["event_id"])
+        return self.store.consume_alert_event(consumer, envelope["event_id"], subject, body, key)
+
     def admin_alert(self, subject, body, key=None, also_to=None):
         """A security notice to the admin address (and to `also_to`); `key` names the occurrence so a repeated
         call queues nothing new (without it, the text is the key)."""

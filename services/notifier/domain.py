@@ -267,3 +267,30 @@ def is_message_sid(value):
 def is_owner(value):
     """The owner of private messages, like `partner:<id>`."""
     return isinstance(value, str) and 3 <= len(value) <= 100 and ":" in value
+
+
+# -- stuck work (docs/architecture.md, "Stuck work") ---------------------------------------------------------------
+def stuck_work_alert(data, event_id):
+    """(subject, body, key) of the admin letter for `stuck_work_found` (libs/contracts/stuck.py StuckWorkFoundSchema):
+    the new items with their age and the repairs an operator may run from /admin/stuck. The key is the event's,
+    so a redelivery queues nothing new."""
+    items = data["items"]
+    subject = "Stuck work in %s: %d new item%s" % (data["service"], len(items), "" if len(items) == 1 else "s")
+    lines = ["%s found money work that should have moved on and has not:" % data["service"], ""]
+    for item in items:
+        lines.append("- %s #%s%s, %s old: %s (repair: %s)" % (
+            item["kind"], item["id"], " (order %s)" % item["order_id"] if item.get("order_id") else "",
+            _age_text(item["age_seconds"]), item["detail"], ", ".join(item.get("repair") or []) or "by hand"))
+    if data.get("counts"):
+        lines += ["", "Stuck now: " + ", ".join("%s %s" % (kind, n) for kind, n in sorted(data["counts"].items()))]
+    lines += ["", "Operator panel: /admin/stuck"]
+    return subject, "\n".join(lines), "stuck:%s" % event_id
+
+
+def _age_text(seconds):
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return "%dh%02dm" % (seconds // 3600, seconds % 3600 // 60)
+    if seconds >= 60:
+        return "%dm%02ds" % (seconds // 60, seconds % 60)
+    return "%ds" % seconds

@@ -8,6 +8,7 @@ from libs.contracts import events
 from libs.contracts.notifier import ACCOUNT_KINDS
 from libs.contracts.orders import (AccountLetterSchema, OrderCreatedSchema, OrderStatusChangedSchema,
                                    PartnerCreditedSchema)
+from libs.contracts.stuck import StuckWorkFoundSchema
 from services.notifier import domain
 
 # Built once: a marshmallow schema instance is reusable and costly to build per event.
@@ -15,6 +16,7 @@ ORDER_EVENT_SCHEMAS = {events.ORDER_CREATED: OrderCreatedSchema(),
                        events.ORDER_STATUS_CHANGED: OrderStatusChangedSchema()}
 PARTNER_CREDITED_SCHEMA = PartnerCreditedSchema()
 ACCOUNT_LETTER_SCHEMA = AccountLetterSchema()
+STUCK_WORK_FOUND_SCHEMA = StuckWorkFoundSchema()
 
 
 def load_event(schema, payload):

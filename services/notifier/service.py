@@ -51,6 +51,12 @@ class NotifierService:
     def handle_password_reset_requested(self, payload):
         return self.letters.account_letter("notifier.handle_password_reset_requested", "RESET", payload)
 
+    # One method, two subscriptions (queues differ by source): both services announce stuck work the same way.
+    @reliable_event_handler(events.PAYMENTS, events.STUCK_WORK_FOUND)
+    @reliable_event_handler(events.ORDERS, events.STUCK_WORK_FOUND)
+    def handle_stuck_work_found(self, payload):
+        return self.letters.stuck_work_found("notifier.handle_stuck_work_found", payload)
+
     # -- the send log ----------------------------------------------------------------------------------------
     @rpc(expected_exceptions=expected)
     def list_notifications(self, filters=None):

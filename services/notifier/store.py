@@ -116,6 +116,13 @@ class NotifierStore:
             cur.execute("SELECT pg_notify(%s, '')", (WAKE_CHANNEL,))
         return ids
 
+    def consume_alert_event(self, consumer, event_id, subject, body, key):
+        """An admin letter an event asks for (stuck work): queued in one transaction with the inbox claim."""
+        with self.db.transaction() as cur:
+            if not inbox.claim(cur, consumer, event_id):
+                return {"duplicate": True, "queued": []}
+            return {"duplicate": False, "queued": self.queue_alert_in(cur, subject, body, key)}
+
     # -- consuming events ------------------------------------------------------------------------------------
     def _insert(self, cur, send, dedupe_key, order_id, subject, text, html, event_id, status="pending"):
         cur.execute(

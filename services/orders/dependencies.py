@@ -5,7 +5,8 @@ shared connection pool (libs/dependencies.py).
   orders, the export reporting rebuilds from);
 - `catalogue`: directions and currencies, read by customers and changed by admins;
 - `accounts`: customer accounts and their sessions;
-- `partners`: the partner programme (partners, commission rules, the ledger, withdrawals).
+- `partners`: the partner programme (partners, commission rules, the ledger, withdrawals);
+- `stuck_work`: partner withdrawals approved for a payout and never answered: the check, the list, the repair.
 
 The APIs check what comes in against the rules in domain/ and call the store/ functions, which hold every SQL
 statement; nothing here talks to the database itself.
@@ -14,15 +15,17 @@ import datetime
 
 from marshmallow import ValidationError
 
-from libs import errors
+from libs import errors, metrics
 from libs.contracts import events, payments
+from libs.contracts import stuck as stuck_contract
 from libs.contracts.orders import OrderCreateCallSchema
 from libs.dependencies import ServiceDependency
 from services.orders import passwords
 from services.orders.domain import RuleError, accounts as account_rules, catalogue as catalogue_rules
-from services.orders.domain import partners as partner_rules
+from services.orders.domain import partners as partner_rules, stuck as stuck_rules
 from services.orders.store import accounts as account_store, catalogue as catalogue_store
 from services.orders.store import orders as order_store, partners as partner_store
+from services.orders.store import stuck as stuck_store
 
 # The same schema the gateway loads the request with (libs/contracts/orders.py), built once.
 CREATE_ORDER = OrderCreateCallSchema()
@@ -258,6 +261,52 @@ class Partners:
         return self.apply_withdrawal_payout(envelope["event_id"], consumer, data, sent)
 
 
+class StuckWork:
+    """Money work of orders that should have moved on and has not (docs/architecture.md, "Stuck work"): partner
+    withdrawals approved for a payout and never answered. Found by a timer's check (the gauge
+    `exchanger_stuck_work{kind}`, and `stuck_work_found` once per item while it stays stuck), listed for operators,
+    repaired by them (audited in orders.audit_log, refusals too)."""
+
+    KINDS = stuck_contract.kinds_of("orders")
+
+    def __init__(self, db, after_seconds=600.0):
+        self.db = db
+        self.after_seconds = float(after_seconds)
+
+    def find(self, withdrawal_id=None):
+        rows = stuck_store.withdrawal_candidates(self.db, self.after_seconds, withdrawal_id=withdrawal_id)
+        return stuck_rules.stuck_withdrawals(rows, self.after_seconds)
+
+    def check(self):
+        items = self.find()
+        counts = stuck_contract.counts(items, self.KINDS)
+        for kind, n in counts.items():
+            metrics.STUCK_WORK.labels(kind).set(n)
+        announced = stuck_store.remember_and_announce(self.db, self.KINDS, items, counts)
+        return {"counts": counts, "announced": len(announced)}
+
+    def list(self):
+        return self.find()
+
+    def repair(self, kind, item_id, action, actor):
+        actor = errors.staff_actor(actor)
+        item_id = int(item_id)
+        detail = {"kind": kind, "id": item_id, "action": action}
+        if kind not in self.KINDS or action not in stuck_contract.repairs(kind):
+            stuck_store.audit_repair(self.db, actor, dict(detail, reason="no such repair"), outcome="rejected")
+            raise errors.ValidationFailed("no repair %r for %r here" % (action, kind), {"action": ["no such repair"]})
+        item = next(iter(self.find(withdrawal_id=item_id)), None)
+        if item is None:
+            stuck_store.audit_repair(self.db, actor, dict(detail, reason="not stuck"), outcome="rejected")
+            raise errors.Conflict("%s %s is not stuck (any more)" % (kind, item_id), {"id": ["not stuck"]})
+        # resend_request: the only repair of withdrawal_not_paid
+        withdrawal = stuck_store.resend_payout_request(self.db, item_id, actor,
+                                                       dict(detail, age_seconds=item["age_seconds"]))
+        if withdrawal is None:
+            raise errors.Conflict("withdrawal %s was settled meanwhile" % item_id, {"id": ["not stuck"]})
+        return {"kind": kind, "id": item_id, "action": action, "withdrawal": withdrawal}
+
+
 def _number(cfg, key, default):
     value = cfg.get(key)
     return float(value) if value not in (None, "") else default
@@ -284,3 +333,8 @@ class AccountsProvider(ServiceDependency):
 class PartnersProvider(ServiceDependency):
     def build(self, db, cfg):
         return Partners(db)
+
+
+class StuckWorkProvider(ServiceDependency):
+    def build(self, db, cfg):
+        return StuckWork(db, _number(cfg, "STUCK_AFTER_SECONDS", 600.0))

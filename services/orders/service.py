@@ -8,7 +8,8 @@ from libs.outbox import OutboxRelayProvider
 from libs.rpc import rpc
 from libs.timers import config_timer
 from services.orders import schemas
-from services.orders.dependencies import AccountsProvider, CatalogueProvider, OrdersProvider, PartnersProvider
+from services.orders.dependencies import (AccountsProvider, CatalogueProvider, OrdersProvider, PartnersProvider,
+                                           StuckWorkProvider)
 
 expected = errors.EXPECTED
 
@@ -20,6 +21,7 @@ class OrdersService:
     catalogue = CatalogueProvider()
     accounts = AccountsProvider()
     partners = PartnersProvider()
+    stuck_work = StuckWorkProvider()
     relay = OutboxRelayProvider()
     metrics = EntrypointMetrics()
 
@@ -234,3 +236,16 @@ class OrdersService:
     def decide_withdrawal(self, withdrawal_id, action, actor, method=None, reference=None, reason=None):
         return self.partners.decide_withdrawal(withdrawal_id, action, errors.staff_actor(actor), method, reference,
                                                reason)
+
+    # -- stuck work (docs/architecture.md, "Stuck work") ---------------------------------------------------------------
+    @config_timer("STUCK_CHECK_SECONDS", 60.0, eager=True)
+    def check_stuck_work(self):
+        return self.stuck_work.check()
+
+    @rpc(expected_exceptions=expected)
+    def list_stuck_work(self):
+        return self.stuck_work.list()
+
+    @rpc(expected_exceptions=expected)
+    def repair_stuck_work(self, kind, item_id, action, actor):
+        return self.stuck_work.repair(kind, item_id, action, actor)

@@ -2,7 +2,8 @@
 
 - `incoming`: polling the configured accounts, matching what arrives, the operators' unmatched list;
 - `payouts`: payouts of orders and of partner withdrawals (send, reconcile, resolve, list);
-- `order_copies`: the copies of orders kept from orders' events (and the payout an order asks for).
+- `order_copies`: the copies of orders kept from orders' events (and the payout an order asks for);
+- `stuck_work`: money work that should have moved on and has not: the check, the list and the repairs.
 
 The adapters of the configured payment systems are built once per container (`PaymentSystems`) and closed when
 it stops.
@@ -13,14 +14,18 @@ import os
 from nameko.extensions import SharedExtension
 
 from libs import errors, inbox
+from libs import metrics as metrics_lib
+from libs.contracts import events
 from libs.contracts import payments as contract
+from libs.contracts import stuck as stuck_contract
 from libs.contracts.orders import OrderEventSchema
 from libs.dependencies import ServiceDependency
 from services.payments import adapters as adapters_mod
-from services.payments import metrics
+from services.payments import domain, metrics
 from services.payments.matching import Matching
 from services.payments.payouts import OrderPayouts, WithdrawalPayouts
 from services.payments.poller import Poller
+from services.payments.schemas import payment_to_wire, payout_to_wire
 from services.payments.store import PaymentStore
 
 
@@ -250,3 +255,117 @@ class OrderCopiesDependency(PaymentsDependency):
     def build(self, db, cfg):
         copies_matching = matching(db, cfg)
         return OrderCopies(copies_matching, order_payouts(copies_matching.store, self.adapters, cfg))
+
+
+# -- stuck work (docs/architecture.md, "Stuck work") -------------------------------------------------------------------
+class StuckWork:
+    """Money work of payments that should have moved on and has not: found by a timer's check (the gauge
+    `exchanger_stuck_work{kind}`, and `stuck_work_found` once per item while it stays stuck), listed for operators,
+    and repaired by them (each repair audited in payments.audit_log, refusals too)."""
+
+    KINDS = stuck_contract.kinds_of("payments")
+
+    def __init__(self, store, payouts, after_seconds=600.0, sending_after_seconds=630.0):
+        self.db = store.db
+        self.store = store
+        self.payouts = payouts
+        self.after_seconds = float(after_seconds)
+        self.sending_after_seconds = float(sending_after_seconds)
+
+    def find(self):
+        orders, matched, sending = self.store.stuck_candidates(self.after_seconds, self.sending_after_seconds,
+                                                               domain.PAYMENT_SETTLED_ORDER_STATUSES)
+        return domain.stuck_payments_work(orders, matched, sending, self.after_seconds, self.sending_after_seconds)
+
+    def check(self):
+        """The timer's check: count per kind, and announce the items not announced before (one event, in the
+        transaction that remembers them). Returns {"counts", "announced"}."""
+        items = self.find()
+        counts = stuck_contract.counts(items, self.KINDS)
+        for kind, n in counts.items():
+            metrics_lib.STUCK_WORK.labels(kind).set(n)
+        with self.db.transaction() as cur:
+            new = self.store.remember_stuck(cur, self.KINDS, [(i["kind"], i["id"]) for i in items])
+            fresh = [i for i in items if (i["kind"], i["id"]) in new]
+            if fresh:
+                self.store.event(cur, events.STUCK_WORK_FOUND, {"service": "payments", "items": fresh,
+                                                                "counts": counts}, aggregate_id="stuck")
+        return {"counts": counts, "announced": len(fresh)}
+
+    def list(self):
+        return self.find()
+
+    def repair(self, kind, item_id, action, actor):
+        actor = errors.staff_actor(actor)
+        item_id = int(item_id)
+        if kind not in self.KINDS or action not in stuck_contract.repairs(kind):
+            self._refused(actor, kind, item_id, action, "no such repair")
+            raise errors.ValidationFailed("no repair %r for %r here" % (action, kind), {
+                "action": ["one of %s" % ", ".join(stuck_contract.repairs(kind))] if kind in self.KINDS
+                else ["unknown kind"]})
+        item = next((i for i in self.find() if (i["kind"], i["id"]) == (kind, item_id)), None)
+        if item is None:
+            self._refused(actor, kind, item_id, action, "not stuck")
+            raise errors.Conflict("%s %s is not stuck (any more)" % (kind, item_id), {"id": ["not stuck"]})
+        return getattr(self, "_" + action)(item, actor)
+
+    def _refused(self, actor, kind, item_id, action, reason):
+        with self.db.transaction() as cur:
+            self.store.audit(cur, actor, "repair_stuck_work", outcome="rejected",
+                             detail={"kind": kind, "id": item_id, "action": action, "reason": reason})
+
+    def _detail(self, item, action, **more):
+        return dict({"kind": item["kind"], "id": item["id"], "action": action, "age_seconds": item["age_seconds"]},
+                    **more)
+
+    def _create_payout(self, item, actor):
+        """The order copy is in `payout` and no attempt answers it: the order event handler's path (commit the
+        attempt as `sending` with its deterministic key, then call the payment system)."""
+        with self.db.transaction() as cur:
+            order = self.store.order(cur, order_id=item["order_id"], lock=True)
+            payout_id = self.payouts.on_payout_requested(cur, order) if order["status"] == "payout" else None
+            latest = self.store.latest_payout(cur, order["id"])
+            self.store.audit(cur, actor, "repair_stuck_work", order_id=order["id"],
+                             payout_id=latest["id"] if latest else None,
+                             detail=self._detail(item, "create_payout", order_status=order["status"]))
+        if payout_id is not None:
+            self.payouts.send(payout_id)
+        latest = self.store.order_payments(order["id"])["payouts"]
+        return {"kind": item["kind"], "id": item["id"], "action": "create_payout",
+                "payout": latest[-1] if latest else None}
+
+    def _unmatch(self, item, actor):
+        """The payment goes to the unmatched list (reason code `stuck`) for an operator to assign or refund."""
+        reason = "stuck: matched to order %s, which is not paid" % item["order_id"]
+        with self.db.transaction() as cur:
+            done = self.store.unmatch_stuck(cur, item["id"], item["order_id"], reason)
+            wire = payment_to_wire(self.store.payment(cur, item["id"]))
+            if done:
+                self.store.event(cur, events.PAYMENT_UNMATCHED, {"payment": wire, "reason_code": "stuck",
+                                                                 "reason": reason}, aggregate_id=item["order_id"])
+            self.store.audit(cur, actor, "repair_stuck_work", payment_id=item["id"], order_id=item["order_id"],
+                             outcome="ok" if done else "rejected", detail=self._detail(item, "unmatch"))
+        if not done:  # changed meanwhile (orders' rejection, an operator): the refusal is on the record
+            raise errors.Conflict("payment %s is no longer matched to order %s" % (item["id"], item["order_id"]))
+        metrics.INGESTED.labels("stuck").inc()
+        return {"kind": item["kind"], "id": item["id"], "action": "unmatch", "payment": wire}
+
+    def _reconcile(self, item, actor):
+        """The reconciler's step for this one payout now: look it up by its key; found -> settled, definitely
+        not there -> sent again with the same key."""
+        row = self.store.payout(self.payouts.TABLE, item["id"], sending=True)
+        outcome = self.payouts.reconcile_one(row) if row is not None else "settled_meanwhile"
+        with self.db.transaction() as cur:
+            self.store.audit(cur, actor, "repair_stuck_work", payout_id=item["id"], order_id=item["order_id"],
+                             detail=self._detail(item, "reconcile", outcome=outcome))
+        return {"kind": item["kind"], "id": item["id"], "action": "reconcile", "outcome": outcome,
+                "payout": payout_to_wire(self.store.payout(self.payouts.TABLE, item["id"]))}
+
+
+class StuckWorkDependency(PaymentsDependency):
+    def build(self, db, cfg):
+        store = PaymentStore(db)
+        reconcile_after = reconcile_after_seconds(cfg, self.adapters)
+        return StuckWork(store, order_payouts(store, self.adapters, cfg),
+                         after_seconds=float(cfg.get("STUCK_AFTER_SECONDS", 600)),
+                         sending_after_seconds=reconcile_after + float(cfg.get("STUCK_SENDING_AFTER_SECONDS", 600)))

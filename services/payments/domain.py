@@ -6,6 +6,9 @@ import datetime
 import re
 from decimal import Decimal, localcontext
 
+from libs import money
+from libs.contracts import stuck
+
 # Orders' references: "EX" + 10 characters of an alphabet without 0/O and 1/I (services/orders/domain/orders.py).
 REFERENCE_RE = re.compile(r"EX[A-HJ-NP-Z2-9]{10}")
 _SEPARATORS = re.compile(r"[\s\-_.:/#]+")
@@ -108,3 +111,50 @@ def withdrawal_payout_key(prefix, withdrawal_id):
     """A partner withdrawal's payout key: one payout per withdrawal, with the installation's prefix as order
     payouts have (withdrawal ids restart after a database reset too)."""
     return "partner-withdrawal-%s-%d" % (prefix, withdrawal_id)
+
+
+# -- stuck work (docs/architecture.md, "Stuck work") --------------------------------------------------------------
+# A payment matched to an order is settled while the order is in one of these. `deleted` counts as settled: an
+# operator hid an order they had dealt with (completed ones too), and the copy no longer says from which status.
+PAYMENT_SETTLED_ORDER_STATUSES = ("paid", "payout", "payout_error", "completed", "deleted")
+
+
+def payout_answers(order_version, payout_status, payout_order_version):
+    """Whether the order's latest payout attempt answers its current payout request: a live attempt (sending or
+    sent) always does; a failed one only if it was made for this version of the order (a retry after
+    payout_error is a newer version and needs a new attempt)."""
+    if payout_status is None:
+        return False
+    return payout_status != "failed" or payout_order_version >= order_version
+
+
+def stuck_payments_work(orders_in_payout, matched_payments, sending_payouts, after_seconds, sending_after_seconds):
+    """The stuck items among the candidates the store found (rows with `age_seconds` from the database's clock):
+
+    - orders_in_payout: copies in `payout` {id, version, age_seconds, payout_status, payout_order_version}
+      (the latest attempt's, or None) -> `payout_missing` when no attempt answers and it is `after_seconds` old;
+    - matched_payments: {id, order_id, order_status, amount, currency, age_seconds} -> `payment_on_unpaid_order`
+      when the order is not in a settled status and it is `after_seconds` old;
+    - sending_payouts: {id, order_id, age_seconds, sends, checks, error} -> `payout_in_doubt` when it is
+      `sending_after_seconds` old (the reconciler's reach and then some: it should have settled it).
+    """
+    items = []
+    for row in orders_in_payout:
+        if row["age_seconds"] >= after_seconds and not payout_answers(
+                row["version"], row["payout_status"], row["payout_order_version"]):
+            items.append(stuck.item("payout_missing", row["id"], row["id"], row["age_seconds"],
+                                    "order %s is in payout and no payout was made for it" % row["id"]))
+    for row in matched_payments:
+        if row["age_seconds"] >= after_seconds and row["order_status"] not in PAYMENT_SETTLED_ORDER_STATUSES:
+            items.append(stuck.item(
+                "payment_on_unpaid_order", row["id"], row["order_id"], row["age_seconds"],
+                "payment %s of %s %s is matched to order %s, which is %s" % (
+                    row["id"], money.to_str(row["amount"]), row["currency"], row["order_id"], row["order_status"])))
+    for row in sending_payouts:
+        if row["age_seconds"] >= sending_after_seconds:
+            items.append(stuck.item(
+                "payout_in_doubt", row["id"], row["order_id"], row["age_seconds"],
+                "payout %s of order %s is still sending after %d calls and %d lookups%s" % (
+                    row["id"], row["order_id"], row["sends"], row["checks"],
+                    ": %s" % row["error"] if row.get("error") else "")))
+    return items

@@ -188,13 +188,13 @@ class OrderPayouts:
         outcomes = {}
         for row in rows:
             try:
-                outcomes[row["id"]] = self._reconcile_one(row)
+                outcomes[row["id"]] = self.reconcile_one(row)
             except Exception:  # noqa: BLE001 - one payout's trouble must not stop the others
                 log.exception("reconciling payout %s failed", row["id"])
                 outcomes[row["id"]] = "error"
         return outcomes
 
-    def _reconcile_one(self, row):
+    def reconcile_one(self, row):
         adapter = self.adapters[row["system"]]
         try:
             found = adapter.find_payout(row["idempotency_key"])

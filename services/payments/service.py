@@ -7,7 +7,8 @@ from libs.metrics import EntrypointMetrics
 from libs.outbox import OutboxRelayProvider
 from libs.rpc import rpc
 from libs.timers import config_timer
-from services.payments.dependencies import IncomingDependency, OrderCopiesDependency, PayoutsDependency
+from services.payments.dependencies import (IncomingDependency, OrderCopiesDependency, PayoutsDependency,
+                                             StuckWorkDependency)
 
 expected = errors.EXPECTED
 
@@ -18,6 +19,7 @@ class PaymentsService:
     incoming = IncomingDependency()
     payouts = PayoutsDependency()
     order_copies = OrderCopiesDependency()
+    stuck_work = StuckWorkDependency()
     relay = OutboxRelayProvider()
     metrics = EntrypointMetrics()
 
@@ -34,6 +36,10 @@ class PaymentsService:
     @config_timer("RECONCILE_SECONDS", 5.0, eager=True)
     def reconcile_payouts(self):
         return self.payouts.reconcile()
+
+    @config_timer("STUCK_CHECK_SECONDS", 60.0, eager=True)
+    def check_stuck_work(self):
+        return self.stuck_work.check()
 
     # -- orders' events ----------------------------------------------------------------------------------------
     @batch_event_handler(events.ORDERS, events.ORDER_CREATED)
@@ -81,3 +87,12 @@ class PaymentsService:
     def resolve_withdrawal_payout(self, payout_id, outcome, note, actor):
         """`payout_id`: the withdrawal_payouts row (not the withdrawal)."""
         return self.payouts.resolve_withdrawal(payout_id, outcome, note, actor)
+
+    # -- stuck work (docs/architecture.md, "Stuck work") -------------------------------------------------------------
+    @rpc(expected_exceptions=expected)
+    def list_stuck_work(self):
+        return self.stuck_work.list()
+
+    @rpc(expected_exceptions=expected)
+    def repair_stuck_work(self, kind, item_id, action, actor):
+        return self.stuck_work.repair(kind, item_id, action, actor)

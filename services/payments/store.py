@@ -401,6 +401,56 @@ class PaymentStore:
             "(SELECT count(*) FROM payouts WHERE status = 'sending') AS sending, "
             "(SELECT extract(epoch FROM now() - min(created_at)) FROM payouts WHERE status = 'sending') AS oldest")
 
+    # -- stuck work (docs/architecture.md, "Stuck work") -------------------------------------------------------
+    # The database narrows the candidates by age; domain.stuck_payments_work decides what is stuck.
+    def stuck_candidates(self, after_seconds, sending_after_seconds, settled_statuses, limit=500):
+        """(order copies in payout with their latest payout attempt, matched payments whose order is not in
+        `settled_statuses`, sending payouts), each row with `age_seconds` by the database's clock."""
+        orders = self.db.fetchall(
+            "SELECT o.id, o.version, extract(epoch FROM now() - o.updated_at)::float8 AS age_seconds, "
+            "       p.status AS payout_status, p.order_version AS payout_order_version "
+            "  FROM orders o LEFT JOIN LATERAL (SELECT status, order_version FROM payouts "
+            "       WHERE order_id = o.id ORDER BY attempt DESC LIMIT 1) p ON true "
+            " WHERE o.status = 'payout' AND o.updated_at < now() - %s * interval '1 second' "
+            " ORDER BY o.updated_at LIMIT %s", (after_seconds, limit))
+        payments = self.db.fetchall(
+            "SELECT p.id, p.order_id, p.amount, p.currency, o.status AS order_status, "
+            "       extract(epoch FROM now() - greatest(p.updated_at, o.updated_at))::float8 AS age_seconds "
+            "  FROM payments p JOIN orders o ON o.id = p.order_id "
+            " WHERE p.status = 'matched' AND o.status <> ALL(%s) "
+            "   AND greatest(p.updated_at, o.updated_at) < now() - %s * interval '1 second' "
+            " ORDER BY p.id LIMIT %s", (list(settled_statuses), after_seconds, limit))
+        sending = self.db.fetchall(
+            "SELECT id, order_id, sends, checks, error, "
+            "       extract(epoch FROM now() - created_at)::float8 AS age_seconds "
+            "  FROM payouts WHERE status = 'sending' AND created_at < now() - %s * interval '1 second' "
+            " ORDER BY created_at LIMIT %s", (sending_after_seconds, limit))
+        return orders, payments, sending
+
+    @staticmethod
+    def remember_stuck(cur, kinds, keys):
+        """Keep the alert memory of `kinds` equal to `keys` [(kind, id)] (items no longer stuck are forgotten, so
+        a later episode is announced again); returns the keys not remembered before, i.e. to announce now."""
+        cur.execute("DELETE FROM stuck_alerts WHERE kind = ANY(%s) AND (kind, item_id) NOT IN "
+                    "(SELECT * FROM unnest(%s::text[], %s::bigint[]))",
+                    (list(kinds), [k for k, _ in keys], [i for _, i in keys]))
+        if not keys:
+            return set()
+        cur.execute("INSERT INTO stuck_alerts (kind, item_id) SELECT * FROM unnest(%s::text[], %s::bigint[]) "
+                    "ON CONFLICT DO NOTHING RETURNING kind, item_id",
+                    ([k for k, _ in keys], [i for _, i in keys]))
+        return {(row["kind"], row["item_id"]) for row in cur.fetchall()}
+
+    @staticmethod
+    def unmatch_stuck(cur, payment_id, order_id, reason):
+        """A matched payment of an order that is not paid goes to the unmatched list (reason code `stuck`), the
+        order kept as the candidate; False if it is no longer matched to that order."""
+        cur.execute("UPDATE payments SET status = 'unmatched', order_id = NULL, candidate_order_id = %s, "
+                    "flag = NULL, reason_code = 'stuck', reason = %s, updated_at = now() "
+                    "WHERE id = %s AND status = 'matched' AND order_id = %s RETURNING id",
+                    (order_id, reason[:500], payment_id, order_id))
+        return cur.fetchone() is not None
+
     # -- audit -----------------------------------------------------------------------------------------------
     @staticmethod
     def audit(cur, actor, action, payment_id=None, payout_id=None, order_id=None, outcome="ok", detail=None):

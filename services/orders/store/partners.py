@@ -282,6 +282,15 @@ def _return_to_balance(cur, withdrawal):
                 (withdrawal["partner_id"], withdrawal["currency"], withdrawal["amount"], withdrawal["id"]))
 
 
+def request_withdrawal_payout(cur, row):
+    """Hand an approved withdrawal to the payments service by event, with a key that makes a repeated request
+    harmless (payments pays one payout per withdrawal). Also the repair of a stuck withdrawal (store/stuck.py)."""
+    outbox.write_event(cur, SOURCE, events.PARTNER_PAYOUT_REQUESTED, {
+        "withdrawal_id": row["id"], "partner_id": row["partner_id"], "currency": row["currency"],
+        "amount": money.to_str(row["amount"]), "to_account": row["to_account"],
+        "idempotency_key": "partner-withdrawal-%s" % row["id"]}, aggregate_id="withdrawal:%s" % row["id"])
+
+
 def decide_withdrawal(db, withdrawal_id, action, actor, method=None, reference=None, reason=None):
     """An operator approves (paid by hand, or through a payout) or rejects (reason; the held amount returns to
     the balance). Compare-and-set on `requested`: two operators cannot both decide."""
@@ -308,11 +317,7 @@ def decide_withdrawal(db, withdrawal_id, action, actor, method=None, reference=N
         if action == "reject":
             _return_to_balance(cur, row)
         elif method == "payout":
-            # Handed to the payments service by event, with a key that makes a repeated send harmless.
-            outbox.write_event(cur, SOURCE, events.PARTNER_PAYOUT_REQUESTED, {
-                "withdrawal_id": row["id"], "partner_id": row["partner_id"], "currency": row["currency"],
-                "amount": money.to_str(row["amount"]), "to_account": row["to_account"],
-                "idempotency_key": "partner-withdrawal-%s" % row["id"]}, aggregate_id="withdrawal:%s" % row["id"])
+            request_withdrawal_payout(cur, row)
         _audit(cur, actor, "partner_withdrawal_%s" % action, {
             "withdrawal_id": row["id"], "partner_id": row["partner_id"], "amount": money.to_str(row["amount"]),
             "currency": row["currency"], "method": row["method"], "reference": reference, "reason": reason})
