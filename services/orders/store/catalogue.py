@@ -5,11 +5,11 @@ from libs.audit import write_audit
 from services.orders.domain import RuleError, catalogue as rules
 from services.orders.schemas import currency_to_wire, direction_to_wire, plain_values
 
-# A direction with what its currencies add (precision, names, the reserve of the one paid out, where customers pay)
-# and whether it can take orders now.
+# A direction with what its currencies add (precision, names, the reserve of the one paid out and what open orders
+# do not hold of it, where customers pay) and whether it can take orders now.
 DIRECTION_SQL = """
 SELECT d.*, ci.precision AS precision_in, co.precision AS precision_out, ci.name AS name_in, co.name AS name_out,
-       co.reserve AS reserve, ci.payment_system AS pay_system, ci.account AS pay_account,
+       co.reserve AS reserve, co.reserve - co.held AS available, ci.payment_system AS pay_system, ci.account AS pay_account,
        ci.active AND co.active AND d.active AS usable
   FROM directions d
   JOIN currencies ci ON ci.code = d.currency_in
@@ -135,3 +135,24 @@ def add_missing(db, currencies, directions):
                 "min_amount, max_amount, payment_window_minutes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (currency_in, currency_out, exchange_type) DO NOTHING",
                 (cin, cout, kind, rate_in, rate_out, fee, lo, hi, window))
+
+
+def hold_reserve(cur, code, amount):
+    """Hold `amount` of the currency's reserve for a new order, in the order's transaction: compare and add in one
+    statement, so concurrent orders queue on the currency's row and each sees what the previous ones hold.
+    None if it does not fit, else what remains available."""
+    cur.execute("UPDATE currencies SET held = held + %(amount)s WHERE code = %(code)s AND reserve - held >= %(amount)s "
+                "RETURNING reserve - held AS available", {"amount": amount, "code": code})
+    row = cur.fetchone()
+    return row["available"] if row else None
+
+
+def available_reserve(cur, code):
+    cur.execute("SELECT reserve - held AS available FROM currencies WHERE code = %s", (code,))
+    return cur.fetchone()["available"]
+
+
+def change_held(code, delta):
+    """The statement moving a currency's held amount by `delta` (a transition's hold or release, batched with its
+    history and audit rows)."""
+    return "UPDATE currencies SET held = held + %s WHERE code = %s", (delta, code)

@@ -56,7 +56,7 @@ def create_order(db, data, actor=None):
             raise errors.ValidationFailed("unknown direction", {"direction_id": ["no such active direction"]})
         currencies = {
             direction["currency_in"]: {"precision": direction["precision_in"], "reserve": None},
-            direction["currency_out"]: {"precision": direction["precision_out"], "reserve": direction["reserve"]},
+            direction["currency_out"]: {"precision": direction["precision_out"], "reserve": direction["available"]},
         }
         sms_percent = 0
         if sms_opt_in:
@@ -79,15 +79,15 @@ def create_order(db, data, actor=None):
                 """INSERT INTO orders (token, reference, request_id, direction_id, exchange_type,
                        currency_in, currency_out, amount_in, amount_out, rate_in, rate_out, fee,
                        fee_amount, sms_fee, pay_system, pay_account, email, recipient, phone, sms_opt_in,
-                       partner_code, language, expires_at, created_at, updated_at)
+                       partner_code, language, expires_at, created_at, updated_at, reserve_held)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                           %s, %s, %s, %s, %s)
+                           %s, %s, %s, %s, %s, %s)
                    ON CONFLICT DO NOTHING RETURNING *""",
                 (rules.new_token(), rules.new_reference(), request_id, direction["id"],
                  direction["exchange_type"], direction["currency_in"], direction["currency_out"],
                  amount_in, amount_out, direction["rate_in"], direction["rate_out"], direction["fee"],
                  fee_amount, sms_fee, direction["pay_system"], direction["pay_account"], email, recipient, phone,
-                 sms_opt_in, partner_code, language, expires_at, now, now))
+                 sms_opt_in, partner_code, language, expires_at, now, now, amount_out))
             row = cur.fetchone()
             if row is not None:
                 break
@@ -97,6 +97,15 @@ def create_order(db, data, actor=None):
                     return order_to_wire(existing)
         if row is None:
             raise errors.Conflict("could not allocate a payment reference")
+        # The hold, after the insert: a repeated request_id has returned above without holding twice. If it does
+        # not fit (other orders took the reserve since the quote), the exception rolls the order back too.
+        if catalogue.hold_reserve(cur, direction["currency_out"], amount_out) is None:
+            try:
+                rules.check_reserve(amount_out, catalogue.available_reserve(cur, direction["currency_out"]),
+                                    direction["currency_out"])
+            except RuleError as exc:
+                raise errors.ValidationFailed(exc.message, exc.fields)
+            raise errors.Conflict("the reserve changed meanwhile: try again")
         order = order_to_wire(row)
         event, _ = outbox.event_statements(SOURCE, events.ORDER_CREATED, {"order": order}, aggregate_id=row["id"])
         execute_batch(cur, [
@@ -225,7 +234,11 @@ def transition(db, action_name, actor, order_id=None, token=None, note=None, pay
             sets.append("payment_flag = %(flag)s")
         if amount_received is not None:
             sets.append("amount_received = %(received)s")
-        params.update(note=note, flag=payment_flag, received=amount_received)
+        # The reserve: held while the order is open, released once (reserve_held back to 0) when it leaves.
+        hold = rules.reserve_hold_after(action.to_status, current["amount_out"], current["reserve_held"])
+        if hold != current["reserve_held"]:
+            sets.append("reserve_held = %(hold)s")
+        params.update(note=note, flag=payment_flag, received=amount_received, hold=hold)
         # The row is locked; the status guard keeps this a compare-and-set even without the lock.
         cur.execute("UPDATE orders SET " + ", ".join(sets) +
                     " WHERE id = %(id)s AND status = %(from)s RETURNING *", params)
@@ -245,7 +258,8 @@ def transition(db, action_name, actor, order_id=None, token=None, note=None, pay
              "VALUES (%s, %s, %s, %s, %s, %s)",
              (row["id"], current["status"], row["status"], action_name, actor_name(actor), note)),
             _audit_statement(actor, action_name, row["id"], current["status"], row["status"], detail=detail),
-        ] + event)
+        ] + ([catalogue.change_held(row["currency_out"], hold - current["reserve_held"])]
+             if hold != current["reserve_held"] else []) + event)
         if row["status"] == "completed" and row["partner_code"]:
             # The referring partner's commission commits with the completion, exactly once (docs/partners.md).
             partners.credit_completed_order(cur, row)
