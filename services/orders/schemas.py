@@ -47,7 +47,9 @@ def currency_to_wire(row):
             "payment_system": row["payment_system"], "account": row["account"],
             "reserve": money.to_str(row["reserve"]), "held": money.to_str(row["held"]),
             # below 0 when the balance fell under what open orders are owed: admins see by how much
-            "available": money.to_str(row["reserve"] - row["held"]), "active": row["active"]}
+            "available": money.to_str(row["reserve"] - row["held"]),
+            # false after the payout account changed, until its balance arrives (the reserve is 0 meanwhile)
+            "reserve_known": row["reserve_observed_at"] is not None, "active": row["active"]}
 
 
 _SNAPSHOT = OrderSnapshotSchema()

@@ -1,9 +1,10 @@
 """Directions and currencies: what customers choose from and admins change (docs/pages.md). Every change is
-audited in orders.audit_log with its before and after."""
+audited in orders.audit_log with its before and after. Reserves, what open orders hold of them, and why an edit of
+the payout account resets one: docs/architecture.md, "Reserves"."""
 from libs import errors
 from libs.audit import write_audit
 from services.orders.domain import RuleError, catalogue as rules
-from services.orders.schemas import currency_to_wire, direction_to_wire, plain_values
+from services.orders.schemas import currency_to_wire, direction_to_wire, plain, plain_values
 
 # A direction with what its currencies add (precision, names, the reserve of the one paid out and what open orders
 # do not hold of it, where customers pay) and whether it can take orders now.
@@ -112,12 +113,24 @@ def update_currency(db, code, values, actor):
         before = cur.fetchone()
         if before is None:
             raise errors.NotFound("currency not found")
+        reset = rules.reserve_reset(before, values)
         if values:
-            cur.execute("UPDATE currencies SET " + ", ".join("%s = %%(%s)s" % (k, k) for k in values) +
-                        ", updated_at = now() WHERE code = %(code)s", dict(values, code=code))
-            _audit(cur, actor, "currency_update", {"code": code, "changes": plain_values(values),
-                                                   "before": plain_values({k: before[k] for k in values})})
-    return get_currency(db, code)
+            sets = ["%s = %%(%s)s" % (k, k) for k in values]
+            if reset:
+                sets.append("reserve = 0, reserve_observed_at = NULL")
+            elif "reserve" in values:
+                sets.append("reserve_observed_at = now()")   # stated by the admin: newer than what was observed
+            cur.execute("UPDATE currencies SET " + ", ".join(sets) + ", updated_at = now() WHERE code = %(code)s",
+                        dict(values, code=code))
+            detail = {"code": code, "changes": plain_values(values),
+                      "before": plain_values({k: before[k] for k in values})}
+            if reset:
+                detail.update(reserve_reset=True, reserve_before=plain(before["reserve"]))
+            _audit(cur, actor, "currency_update", detail)
+    currency = get_currency(db, code)
+    if reset:
+        currency["notice"] = rules.reserve_reset_notice(currency["payment_system"], currency["account"])
+    return currency
 
 
 def add_missing(db, currencies, directions):

@@ -341,13 +341,15 @@ def apply_payout_result(db, event_id, consumer, data, sent):
 
 
 def apply_balance(db, event_id, consumer, data):
-    """balance_changed: the currency's reserve follows its payout account's balance. Observations older than
-    the last change are ignored (events may arrive out of order)."""
+    """balance_changed: the currency's reserve follows its payout account's balance (the account it has now: an
+    old account's balance is not its reserve). Observations older than the last one are ignored (events may arrive
+    out of order); after the account changed the reserve is unknown and any observation of the new one counts."""
     with db.transaction() as cur:
         if not inbox.claim(cur, consumer, event_id):
             return False
-        cur.execute("UPDATE currencies SET reserve = %s, updated_at = %s WHERE code = %s "
-                    "AND payment_system = %s AND account = %s AND updated_at <= %s",
+        cur.execute("UPDATE currencies SET reserve = %s, reserve_observed_at = %s, updated_at = now() "
+                    "WHERE code = %s AND payment_system = %s AND account = %s "
+                    "AND (reserve_observed_at IS NULL OR reserve_observed_at <= %s)",
                     (data["balance"], data["observed_at"], data["currency"], data["system"], data["account"],
                      data["observed_at"]))
         return cur.rowcount == 1

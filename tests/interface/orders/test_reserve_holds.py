@@ -162,3 +162,47 @@ def test_a_payout_keeps_the_hold_until_sent_and_a_failed_one_keeps_it(orders, db
     assert available(orders, direction) == D(500)                        # paid out: the balance drops instead
     store.transition("cancel", dict(ADMIN, kind="staff"), order_id=failed["id"], note="refund by hand")
     assert available(orders, direction) == D(1000)
+
+
+def _balance(store, code, account, value, at):
+    envelope, data = contract.load(contract.BalanceChangedSchema, events.envelope("payments", "balance_changed", {
+        "system": "sandbox", "account": account, "currency": code, "balance": value, "observed_at": at.isoformat()}))
+    return store.apply_balance(envelope["event_id"], "orders.handle_balance_changed", data)
+
+
+def test_a_reserve_stays_stale_after_a_currency_edit(orders, db):
+    """The reserve is the payout account's balance: when an admin points the currency at another account (or
+    payment system), the old account's balance is no longer the reserve. It is 0 and unknown, and the answer says
+    so, until the new account's balance arrives (or the admin states it in the same change)."""
+    import datetime
+    store = Orders(db)
+    direction = own_direction(orders, reserve="1000")
+    code = direction["currency_out"]
+    old_account, new_account = "EXCH-%s" % code, "NEW-%s" % code
+    before_edit = events.utcnow()
+    assert _balance(store, code, old_account, "800", before_edit)
+    call(orders, "create_order", order_body(direction, "300"), {})
+
+    renamed = call(orders, "update_currency", code, {"name": "Renamed"}, ADMIN)   # not the account: nothing resets
+    assert D(renamed["reserve"]) == D(800) and "notice" not in renamed
+
+    moved = call(orders, "update_currency", code, {"account": new_account}, ADMIN)
+    assert (D(moved["reserve"]), D(moved["held"])) == (D(0), D(300)), moved
+    assert renamed["reserve_known"] is True and moved["reserve_known"] is False
+    assert new_account in moved["notice"] and "until" in moved["notice"]
+    with pytest.raises(errors.ValidationFailed):
+        call(orders, "create_order", order_body(direction, "10"), {})
+    # the old account's balance, however new, is not this currency's reserve any more
+    assert not _balance(store, code, old_account, "5000", events.utcnow() + datetime.timedelta(seconds=1))
+    # the new account's balance counts, even one observed before the edit; then newer observations win
+    assert _balance(store, code, new_account, "700", before_edit)
+    assert not _balance(store, code, new_account, "1", before_edit - datetime.timedelta(seconds=1))
+    now = currency(orders, code)
+    assert (D(now["reserve"]), D(now["available"]), now["reserve_known"]) == (D(700), D(400), True)
+
+    # an admin who states the new account's reserve in the same change keeps it
+    stated = call(orders, "update_currency", code, {"account": old_account, "reserve": "900"}, ADMIN)
+    assert (D(stated["reserve"]), stated["reserve_known"]) == (D(900), True) and "notice" not in stated
+    audit = db.fetchall("SELECT detail FROM audit_log WHERE action = 'currency_update' AND detail->>'code' = %s "
+                        "ORDER BY id", (code,))
+    assert audit[1]["detail"]["reserve_reset"] is True and "reserve_reset" not in audit[2]["detail"]
