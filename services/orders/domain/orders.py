@@ -9,7 +9,7 @@ from decimal import Decimal
 from libs import money
 # The enums and the action table are shared with the gateway (libs/contracts/orders.py).
 from libs.contracts.orders import (ACTIONS, EXCHANGE_TYPES, FINAL_STATUSES, PAYMENT_FLAGS, STATUSES,  # noqa: F401
-                                   Action, allowed_transitions, available_actions)
+                                   Action, allowed_transitions, available_actions, normalise_partner_code)
 from services.orders.domain import RuleError
 
 
@@ -75,6 +75,19 @@ def reserve_hold_after(to_status, amount_out, held):
     if to_status not in HOLDING_STATUSES:
         return Decimal(0)
     return held if held > 0 else amount_out
+
+
+# Who used an idempotency key when the caller does not say (the gateway always does): one namespace of their own.
+UNSCOPED = "rpc"
+
+
+def create_request(data):
+    """The canonical create-order request an idempotency key is bound to: the loaded call without the key and its
+    scope, the amount as a plain decimal ("50.00" and "50" are one request), the partner code as it is matched."""
+    values = {k: v for k, v in data.items() if k not in ("request_id", "request_scope")}
+    values["amount_in"] = money.to_str(money.parse_amount(values["amount_in"]))
+    values["partner_code"] = normalise_partner_code(values.get("partner_code"))
+    return values
 
 
 def sms_fee_amount(direction, amount_in, sms_fee_percent, precision_out):

@@ -8,7 +8,7 @@ from libs import errors, inbox, metrics, money, outbox
 from libs.audit import actor_name, audit_statement
 from libs.contracts import events
 from libs.db import execute_batch
-from services.orders.domain import RuleError, orders as rules
+from services.orders.domain import RuleError, check_same_request, orders as rules, request_hash
 from services.orders.schemas import audit_to_wire, history_to_wire, order_to_wire
 from services.orders.store import catalogue, partners
 
@@ -33,24 +33,36 @@ def _transaction(db, cur=None):
     return db.transaction()
 
 
-def _by_request_id(cur, request_id):
-    cur.execute("SELECT * FROM orders WHERE request_id = %s", (request_id,))
-    return cur.fetchone()
+def _repeated(cur, scope, request_id, fingerprint):
+    """The order this caller's key created, if any: answered again for the same request, a Conflict for another
+    (docs/architecture.md, "Idempotency keys")."""
+    cur.execute("SELECT * FROM orders WHERE request_scope = %s AND request_id = %s", (scope, request_id))
+    existing = cur.fetchone()
+    if existing is None:
+        return None
+    try:
+        check_same_request(existing["request_hash"], fingerprint)
+    except RuleError as exc:
+        raise errors.Conflict(exc.message, exc.fields)
+    return order_to_wire(existing)
 
 
 def create_order(db, data, actor=None):
     """A new order from the loaded create-order call (libs/contracts/orders.py): quoted on the direction as it is
-    in this transaction. A repeated request_id answers the order it created."""
+    in this transaction. A repeated request_id of the same caller (request_scope) with the same request answers
+    the order it created; with another request it is a Conflict."""
     direction_id, amount_in, request_id = data["direction_id"], money.parse_amount(data["amount_in"]), \
         data.get("request_id")
+    scope = (data.get("request_scope") or rules.UNSCOPED) if request_id else None
+    fingerprint = request_hash(rules.create_request(data)) if request_id else None
     email, recipient, phone = data["email"], data["recipient"], data.get("phone") or None
     sms_opt_in, partner_code, language = data["sms_opt_in"], data.get("partner_code") or None, data["language"]
 
     with db.transaction() as cur:
         if request_id:
-            existing = _by_request_id(cur, request_id)
+            existing = _repeated(cur, scope, request_id, fingerprint)
             if existing:
-                return order_to_wire(existing)
+                return existing
         direction = catalogue.direction_for_order(cur, direction_id)
         if direction is None or not direction["usable"]:
             raise errors.ValidationFailed("unknown direction", {"direction_id": ["no such active direction"]})
@@ -79,22 +91,23 @@ def create_order(db, data, actor=None):
                 """INSERT INTO orders (token, reference, request_id, direction_id, exchange_type,
                        currency_in, currency_out, amount_in, amount_out, rate_in, rate_out, fee,
                        fee_amount, sms_fee, pay_system, pay_account, email, recipient, phone, sms_opt_in,
-                       partner_code, language, expires_at, created_at, updated_at, reserve_held)
+                       partner_code, language, expires_at, created_at, updated_at, reserve_held,
+                       request_scope, request_hash)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                           %s, %s, %s, %s, %s, %s)
+                           %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT DO NOTHING RETURNING *""",
                 (rules.new_token(), rules.new_reference(), request_id, direction["id"],
                  direction["exchange_type"], direction["currency_in"], direction["currency_out"],
                  amount_in, amount_out, direction["rate_in"], direction["rate_out"], direction["fee"],
                  fee_amount, sms_fee, direction["pay_system"], direction["pay_account"], email, recipient, phone,
-                 sms_opt_in, partner_code, language, expires_at, now, now, amount_out))
+                 sms_opt_in, partner_code, language, expires_at, now, now, amount_out, scope, fingerprint))
             row = cur.fetchone()
             if row is not None:
                 break
             if request_id:
-                existing = _by_request_id(cur, request_id)
+                existing = _repeated(cur, scope, request_id, fingerprint)
                 if existing:
-                    return order_to_wire(existing)
+                    return existing
         if row is None:
             raise errors.Conflict("could not allocate a payment reference")
         # The hold, after the insert: a repeated request_id has returned above without holding twice. If it does

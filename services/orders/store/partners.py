@@ -17,7 +17,7 @@ import psycopg2
 from libs import errors, inbox, money, outbox
 from libs.audit import actor_name, write_audit
 from libs.contracts import events
-from services.orders.domain import RuleError, partners as rules
+from services.orders.domain import RuleError, check_same_request, partners as rules, request_hash
 from services.orders.schemas import (admin_partner_to_wire, commission_to_wire, daily_clicks_to_wire,
                                      daily_earnings_to_wire, ledger_to_wire, partner_to_wire, plain, plain_values,
                                      referred_order_to_wire, withdrawal_to_wire)
@@ -229,13 +229,21 @@ def request_withdrawal(db, account_id, amount, currency, to_account, request_id=
 
     The partner's row is locked first, so concurrent requests queue and each sees the balance the previous
     one left; the ledger trigger checks it once more (nothing can overdraw, even a path that forgets)."""
+    fingerprint = request_hash(rules.withdrawal_request_values(amount, currency, to_account)) if request_id \
+        else None
     with db.transaction() as cur:
+        partner = _partner_of(db, account_id, cur, lock=True)
         if request_id:
-            cur.execute("SELECT * FROM partner_withdrawals WHERE request_id = %s", (request_id,))
+            # The partner's own ids only, bound to the request (docs/partners.md, "Withdrawals").
+            cur.execute("SELECT * FROM partner_withdrawals WHERE partner_id = %s AND request_id = %s",
+                        (partner["id"], request_id))
             existing = cur.fetchone()
             if existing:
+                try:
+                    check_same_request(existing["request_hash"], fingerprint)
+                except RuleError as exc:
+                    raise errors.Conflict(exc.message, exc.fields)
                 return withdrawal_to_wire(existing)
-        partner = _partner_of(db, account_id, cur, lock=True)
         cur.execute("SELECT precision FROM currencies WHERE code = %s", (currency,))
         currency_row = cur.fetchone()
         if currency_row is None:
@@ -247,9 +255,9 @@ def request_withdrawal(db, account_id, amount, currency, to_account, request_id=
             rules.check_withdrawal(amount, currency_row["precision"], balance, minimum)
         except RuleError as exc:
             raise _validation(exc)
-        cur.execute("INSERT INTO partner_withdrawals (partner_id, currency, amount, to_account, request_id) "
-                    "VALUES (%s, %s, %s, %s, %s) RETURNING *",
-                    (partner["id"], currency, amount, to_account, request_id))
+        cur.execute("INSERT INTO partner_withdrawals (partner_id, currency, amount, to_account, request_id, "
+                    "request_hash) VALUES (%s, %s, %s, %s, %s, %s) RETURNING *",
+                    (partner["id"], currency, amount, to_account, request_id, fingerprint))
         withdrawal = cur.fetchone()
         try:
             cur.execute("INSERT INTO partner_ledger (partner_id, currency, kind, amount, balance_after, "
