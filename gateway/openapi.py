@@ -64,7 +64,11 @@ def build_spec():
         "tags": ["health"], "responses": {"200": {"description": "OK", "content": {"application/json": {
             "schema": {"type": "object", "properties": {"echo": {"type": "string"}}}}}}, "503": ERR}}})
     spec.path("/api/v1/orders", operations={"post": _op(
-        "Create an exchange request", "OrderCreate", ("201", "Order"), ("400", "422"), tag="public")})
+        "Create an exchange request. An Idempotency-Key is the caller's own (account, bearer token or session "
+        "cookie) and bound to the body: a retry gets the same order, another body with the same key a 409",
+        "OrderCreate", ("201", "Order"), ("400", "409", "422"), tag="public", params=[
+            {"name": "Idempotency-Key", "in": "header", "required": False,
+             "schema": {"type": "string", "maxLength": 100}}])})
     spec.path("/api/v1/orders/{token}", operations={"get": _op(
         "An order by its token", ok=("200", "Order"), errors=("404",), params=[TOKEN], tag="public")})
     spec.path("/api/v1/orders/{token}/paid", operations={"post": _op(

@@ -147,7 +147,9 @@ class DirectionSchema(Schema):
     rate_out = fields.String(required=True)
     min_amount = fields.String(required=True)
     max_amount = fields.String(required=True)
-    reserve = fields.String(required=True)
+    reserve = fields.String(required=True, metadata={"description": "the payout account's balance"})
+    reserve_available = fields.String(metadata={
+        "description": "what new orders may still take: the reserve less what open orders hold"})
     exchange_type = fields.String(required=True, validate=validate.OneOf(EXCHANGE_TYPES))
     fee = fields.String(required=True, metadata={"description": "percent of the amount out"})
     payment_window_minutes = fields.Integer()

@@ -168,7 +168,8 @@ def request_withdrawal():
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= 100:
         raise ApiError(422, "validation_failed", "invalid input", {"Idempotency-Key": ["1 to 100 characters"]})
-    # Without a key, one of our own: a repeated RPC (nameko may run one twice) still asks once.
+    # Without a key, one of our own: a repeated RPC (nameko may run one twice) still asks once. Orders keeps a key
+    # per partner and bound to the body: the same key with another body is a 409 (docs/partners.md, "Withdrawals").
     request_id = "acct%s:%s" % (current_account()["id"], key) if key else "w-" + uuid.uuid4().hex
     withdrawal = orders().request_withdrawal(current_account()["id"], data["amount"], data["currency"],
                                              data["to_account"], request_id)

@@ -5,7 +5,7 @@ from gateway import rpc
 from gateway.api import load_body
 from gateway.errors import ApiError
 from gateway.schemas import EmptySchema
-from gateway.security.caller import client_ip
+from gateway.security.caller import client_ip, idempotency_scope
 from libs.contracts.orders import OrderCreateSchema
 
 bp = Blueprint("public_api", __name__, url_prefix="/api/v1")
@@ -32,12 +32,15 @@ def create_order():
         # (docs/partners.md).
         from gateway.api.partner import referral_from_cookie
         data["partner_code"] = referral_from_cookie()
-    # The client's Idempotency-Key (or none) makes a retried POST return the same order, not a second one.
+    # The client's Idempotency-Key (or none) makes a retried POST return the same order, not a second one. The key
+    # is the caller's own (account, bearer token or session) and bound to the body: another body is a 409
+    # (docs/architecture.md, "Idempotency keys").
     key = request.headers.get("Idempotency-Key")
     if key:
         if len(key) > 100:
             raise ApiError(422, "validation_failed", "invalid input", {"Idempotency-Key": ["at most 100 chars"]})
         data["request_id"] = key
+        data["request_scope"] = idempotency_scope()
     order = rpc.service("orders").create_order(data, {"ip": client_ip()})
     return jsonify(order), 201
 

@@ -122,8 +122,15 @@ def currency_create():
 @staff_page(ADMIN)
 def currency_update(code):
     body = _form_values(CURRENCY_FIELDS)
+    if body.get("reserve") == request.form.get("reserve_shown"):
+        # Untouched: the form only carries the reserve back. Sent, it would restate the old account's balance
+        # as the new account's reserve (docs/architecture.md, "Reserves").
+        del body["reserve"]
     body["active"] = request.form.get("active") == "on"
-    _report(internal.call("PATCH", "/api/v1/admin/currencies/%s" % code[:16], body=body), "Currency %s" % code[:16])
+    result = internal.call("PATCH", "/api/v1/admin/currencies/%s" % code[:16], body=body)
+    _report(result, "Currency %s" % code[:16])
+    if result.ok and result.data.get("notice"):
+        flash(result.data["notice"], "ok")
     return redirect(url_for("manage.directions"), 303)
 
 

@@ -82,9 +82,10 @@
     }
     if (cmp(a, parse(d.min_amount)) < 0) { return texts.min + " " + d.min_amount + " " + d.currency_in; }
     if (cmp(a, parse(d.max_amount)) > 0) { return texts.max + " " + d.max_amount + " " + d.currency_in; }
-    var reserve = parse(d.reserve);
+    // what open orders do not hold yet (the service holds it again, atomically, when the order is created)
+    var reserve = parse(d.reserve_available);
     if (reserve && cmp({n: outUnits, s: d.precision_out}, reserve) > 0) {
-      return texts.max + " " + d.reserve + " " + d.currency_out;
+      return texts.max + " " + d.reserve_available + " " + d.currency_out;
     }
     return "";
   }
@@ -95,7 +96,7 @@
     document.getElementById("q-rate").textContent = d.rate_in + " " + d.currency_in + " → " + d.rate_out + " " + d.currency_out;
     document.getElementById("q-fee").textContent = d.fee + " %";
     document.getElementById("q-limits").textContent = d.min_amount + " – " + d.max_amount + " " + d.currency_in;
-    document.getElementById("q-reserve").textContent = d.reserve + " " + d.currency_out;
+    document.getElementById("q-reserve").textContent = d.reserve_available + " " + d.currency_out;
   }
 
   function fromIn() {

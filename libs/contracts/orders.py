@@ -229,5 +229,7 @@ class OrderCreateSchema(Schema):
 
 
 class OrderCreateCallSchema(OrderCreateSchema):
-    """orders.create_order(data): the body plus the client's Idempotency-Key, which the gateway adds."""
+    """orders.create_order(data): the body plus the client's Idempotency-Key and whose it is (the caller's scope:
+    account, bearer token or session), which the gateway adds. docs/architecture.md, "Idempotency keys"."""
     request_id = fields.String(allow_none=True, load_default=None)
+    request_scope = fields.String(allow_none=True, validate=validate.Length(min=1, max=200))

@@ -29,6 +29,8 @@ def direction_to_wire(row):
         "min_amount": money.to_str(row["min_amount"]),
         "max_amount": money.to_str(row["max_amount"]),
         "reserve": money.to_str(row["reserve"]),
+        # what new orders may still take: the reserve less what open orders hold (never shown below 0)
+        "reserve_available": money.to_str(max(row["available"], money.Decimal(0))),
         "exchange_type": row["exchange_type"],
         "fee": money.to_str(row["fee"]),
         "payment_window_minutes": row["payment_window_minutes"],
@@ -43,7 +45,11 @@ def direction_to_wire(row):
 def currency_to_wire(row):
     return {"code": row["code"], "name": row["name"], "precision": row["precision"],
             "payment_system": row["payment_system"], "account": row["account"],
-            "reserve": money.to_str(row["reserve"]), "active": row["active"]}
+            "reserve": money.to_str(row["reserve"]), "held": money.to_str(row["held"]),
+            # below 0 when the balance fell under what open orders are owed: admins see by how much
+            "available": money.to_str(row["reserve"] - row["held"]),
+            # false after the payout account changed, until its balance arrives (the reserve is 0 meanwhile)
+            "reserve_known": row["reserve_observed_at"] is not None, "active": row["active"]}
 
 
 _SNAPSHOT = OrderSnapshotSchema()

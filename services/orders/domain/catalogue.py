@@ -104,3 +104,19 @@ def currency_changes(changes):
     if fields:
         raise RuleError("invalid currency", fields)
     return values
+
+
+PAYOUT_ACCOUNT_FIELDS = ("account", "payment_system")
+
+
+def reserve_reset(before, values):
+    """True when a change points the currency at another payout account (account or payment system) without
+    stating the reserve: the old account's balance is not the reserve any more, so it becomes unknown (0) until
+    the new account's balance arrives."""
+    moved = any(key in values and values[key] != before[key] for key in PAYOUT_ACCOUNT_FIELDS)
+    return moved and "reserve" not in values
+
+
+def reserve_reset_notice(system, account):
+    return ("the payout account is now %s/%s: the reserve is 0 (unknown) until that account's balance arrives "
+            "from payments, or state it with `reserve`" % (system, account))

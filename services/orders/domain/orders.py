@@ -4,11 +4,12 @@ The action table is in libs/contracts/orders.py (the gateway shows the customer'
 enforces the same table (migrations: orders.allowed_transitions + trigger); a unit test checks that both agree.
 """
 import secrets
+from decimal import Decimal
 
 from libs import money
 # The enums and the action table are shared with the gateway (libs/contracts/orders.py).
 from libs.contracts.orders import (ACTIONS, EXCHANGE_TYPES, FINAL_STATUSES, PAYMENT_FLAGS, STATUSES,  # noqa: F401
-                                   Action, allowed_transitions, available_actions)
+                                   Action, allowed_transitions, available_actions, normalise_partner_code)
 from services.orders.domain import RuleError
 
 
@@ -25,7 +26,8 @@ def quote(direction, currencies, amount_in, sms_fee_percent=0):
     """Validate an amount against a direction and compute what the customer gets.
 
     direction: dict with rate_in, rate_out, fee, min_amount, max_amount, currency_in, currency_out, active;
-    currencies: {code: {precision, reserve}}; sms_fee_percent: the customer SMS fee when the customer opted in
+    currencies: {code: {precision, reserve}}, `reserve` being what is available of the to-currency's reserve now
+    (reserve - held; None for the from-currency); sms_fee_percent: the customer SMS fee when the customer opted in
     (added to the direction's fee). Raises RuleError with the fields at fault.
     Returns (amount_out, fee_amount), fee_amount being everything withheld (SMS fee included).
     """
@@ -46,11 +48,46 @@ def quote(direction, currencies, amount_in, sms_fee_percent=0):
                                            direction["fee"] + sms_fee_percent, cout["precision"])
     if amount_out <= 0:
         raise RuleError("amount too small to exchange", {"amount_in": ["gives nothing after fees"]})
-    if amount_out > cout["reserve"]:
-        raise RuleError("not enough reserve", {
-            "amount_in": ["we can pay out at most %s %s now" % (money.to_str(cout["reserve"]),
-                                                                 direction["currency_out"])]})
+    check_reserve(amount_out, cout["reserve"], direction["currency_out"])
     return amount_out, fee_amount
+
+
+def check_reserve(amount_out, available, currency_out):
+    """RuleError unless `amount_out` fits in what is available of the reserve (reserve - held). The store holds
+    the amount with the same comparison in SQL, so concurrent orders cannot overbook (this is the message)."""
+    if amount_out > available:
+        raise RuleError("not enough reserve", {
+            "amount_in": ["we can pay out at most %s %s now" % (money.to_str(max(available, Decimal(0))),
+                                                                 currency_out)]})
+
+
+# Statuses in which an order holds its amount out of the to-currency's reserve: from its creation until it is paid
+# out or can no longer be. payout_error keeps the hold: the customer is still owed the money, and an operator
+# retries the payout, finalizes or cancels (docs/architecture.md, "Reserves").
+HOLDING_STATUSES = frozenset(("new", "payment_claimed", "processing", "paid", "payout", "payout_error"))
+
+
+def reserve_hold_after(to_status, amount_out, held):
+    """What an order holds of the reserve once it is in `to_status`, given what it holds now (`held`): released
+    (0) when it leaves the holding statuses (canceled, expired, deleted, completed: then the payout account's
+    balance itself drops); an expired order paid late holds again, whatever is available, because the customer's
+    money has arrived and the payout is owed."""
+    if to_status not in HOLDING_STATUSES:
+        return Decimal(0)
+    return held if held > 0 else amount_out
+
+
+# Who used an idempotency key when the caller does not say (the gateway always does): one namespace of their own.
+UNSCOPED = "rpc"
+
+
+def create_request(data):
+    """The canonical create-order request an idempotency key is bound to: the loaded call without the key and its
+    scope, the amount as a plain decimal ("50.00" and "50" are one request), the partner code as it is matched."""
+    values = {k: v for k, v in data.items() if k not in ("request_id", "request_scope")}
+    values["amount_in"] = money.to_str(money.parse_amount(values["amount_in"]))
+    values["partner_code"] = normalise_partner_code(values.get("partner_code"))
+    return values
 
 
 def sms_fee_amount(direction, amount_in, sms_fee_percent, precision_out):

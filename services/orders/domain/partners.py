@@ -138,6 +138,11 @@ def withdrawal_request(amount, currency, to_account):
     return amount, to_account
 
 
+def withdrawal_request_values(amount, currency, to_account):
+    """The canonical withdrawal request a request id is bound to ("2.00" and "2" are one amount)."""
+    return {"amount": money.to_str(amount), "currency": currency, "to_account": to_account}
+
+
 def direction_rule(rule):
     """(percent, base) of a direction's own commission rule ({percent, base}; the base defaults to the margin)."""
     return parse_percent((rule or {}).get("percent")), parse_base((rule or {}).get("base") or "margin")

@@ -1,15 +1,16 @@
 """Directions and currencies: what customers choose from and admins change (docs/pages.md). Every change is
-audited in orders.audit_log with its before and after."""
+audited in orders.audit_log with its before and after. Reserves, what open orders hold of them, and why an edit of
+the payout account resets one: docs/architecture.md, "Reserves"."""
 from libs import errors
 from libs.audit import write_audit
 from services.orders.domain import RuleError, catalogue as rules
-from services.orders.schemas import currency_to_wire, direction_to_wire, plain_values
+from services.orders.schemas import currency_to_wire, direction_to_wire, plain, plain_values
 
-# A direction with what its currencies add (precision, names, the reserve of the one paid out, where customers pay)
-# and whether it can take orders now.
+# A direction with what its currencies add (precision, names, the reserve of the one paid out and what open orders
+# do not hold of it, where customers pay) and whether it can take orders now.
 DIRECTION_SQL = """
 SELECT d.*, ci.precision AS precision_in, co.precision AS precision_out, ci.name AS name_in, co.name AS name_out,
-       co.reserve AS reserve, ci.payment_system AS pay_system, ci.account AS pay_account,
+       co.reserve AS reserve, co.reserve - co.held AS available, ci.payment_system AS pay_system, ci.account AS pay_account,
        ci.active AND co.active AND d.active AS usable
   FROM directions d
   JOIN currencies ci ON ci.code = d.currency_in
@@ -112,12 +113,24 @@ def update_currency(db, code, values, actor):
         before = cur.fetchone()
         if before is None:
             raise errors.NotFound("currency not found")
+        reset = rules.reserve_reset(before, values)
         if values:
-            cur.execute("UPDATE currencies SET " + ", ".join("%s = %%(%s)s" % (k, k) for k in values) +
-                        ", updated_at = now() WHERE code = %(code)s", dict(values, code=code))
-            _audit(cur, actor, "currency_update", {"code": code, "changes": plain_values(values),
-                                                   "before": plain_values({k: before[k] for k in values})})
-    return get_currency(db, code)
+            sets = ["%s = %%(%s)s" % (k, k) for k in values]
+            if reset:
+                sets.append("reserve = 0, reserve_observed_at = NULL")
+            elif "reserve" in values:
+                sets.append("reserve_observed_at = now()")   # stated by the admin: newer than what was observed
+            cur.execute("UPDATE currencies SET " + ", ".join(sets) + ", updated_at = now() WHERE code = %(code)s",
+                        dict(values, code=code))
+            detail = {"code": code, "changes": plain_values(values),
+                      "before": plain_values({k: before[k] for k in values})}
+            if reset:
+                detail.update(reserve_reset=True, reserve_before=plain(before["reserve"]))
+            _audit(cur, actor, "currency_update", detail)
+    currency = get_currency(db, code)
+    if reset:
+        currency["notice"] = rules.reserve_reset_notice(currency["payment_system"], currency["account"])
+    return currency
 
 
 def add_missing(db, currencies, directions):
@@ -135,3 +148,24 @@ def add_missing(db, currencies, directions):
                 "min_amount, max_amount, payment_window_minutes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (currency_in, currency_out, exchange_type) DO NOTHING",
                 (cin, cout, kind, rate_in, rate_out, fee, lo, hi, window))
+
+
+def hold_reserve(cur, code, amount):
+    """Hold `amount` of the currency's reserve for a new order, in the order's transaction: compare and add in one
+    statement, so concurrent orders queue on the currency's row and each sees what the previous ones hold.
+    None if it does not fit, else what remains available."""
+    cur.execute("UPDATE currencies SET held = held + %(amount)s WHERE code = %(code)s AND reserve - held >= %(amount)s "
+                "RETURNING reserve - held AS available", {"amount": amount, "code": code})
+    row = cur.fetchone()
+    return row["available"] if row else None
+
+
+def available_reserve(cur, code):
+    cur.execute("SELECT reserve - held AS available FROM currencies WHERE code = %s", (code,))
+    return cur.fetchone()["available"]
+
+
+def change_held(code, delta):
+    """The statement moving a currency's held amount by `delta` (a transition's hold or release, batched with its
+    history and audit rows)."""
+    return "UPDATE currencies SET held = held + %s WHERE code = %s", (delta, code)

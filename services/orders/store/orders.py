@@ -8,7 +8,7 @@ from libs import errors, inbox, metrics, money, outbox
 from libs.audit import actor_name, audit_statement
 from libs.contracts import events
 from libs.db import execute_batch
-from services.orders.domain import RuleError, orders as rules
+from services.orders.domain import RuleError, check_same_request, orders as rules, request_hash
 from services.orders.schemas import audit_to_wire, history_to_wire, order_to_wire
 from services.orders.store import catalogue, partners
 
@@ -33,30 +33,42 @@ def _transaction(db, cur=None):
     return db.transaction()
 
 
-def _by_request_id(cur, request_id):
-    cur.execute("SELECT * FROM orders WHERE request_id = %s", (request_id,))
-    return cur.fetchone()
+def _repeated(cur, scope, request_id, fingerprint):
+    """The order this caller's key created, if any: answered again for the same request, a Conflict for another
+    (docs/architecture.md, "Idempotency keys")."""
+    cur.execute("SELECT * FROM orders WHERE request_scope = %s AND request_id = %s", (scope, request_id))
+    existing = cur.fetchone()
+    if existing is None:
+        return None
+    try:
+        check_same_request(existing["request_hash"], fingerprint)
+    except RuleError as exc:
+        raise errors.Conflict(exc.message, exc.fields)
+    return order_to_wire(existing)
 
 
 def create_order(db, data, actor=None):
     """A new order from the loaded create-order call (libs/contracts/orders.py): quoted on the direction as it is
-    in this transaction. A repeated request_id answers the order it created."""
+    in this transaction. A repeated request_id of the same caller (request_scope) with the same request answers
+    the order it created; with another request it is a Conflict."""
     direction_id, amount_in, request_id = data["direction_id"], money.parse_amount(data["amount_in"]), \
         data.get("request_id")
+    scope = (data.get("request_scope") or rules.UNSCOPED) if request_id else None
+    fingerprint = request_hash(rules.create_request(data)) if request_id else None
     email, recipient, phone = data["email"], data["recipient"], data.get("phone") or None
     sms_opt_in, partner_code, language = data["sms_opt_in"], data.get("partner_code") or None, data["language"]
 
     with db.transaction() as cur:
         if request_id:
-            existing = _by_request_id(cur, request_id)
+            existing = _repeated(cur, scope, request_id, fingerprint)
             if existing:
-                return order_to_wire(existing)
+                return existing
         direction = catalogue.direction_for_order(cur, direction_id)
         if direction is None or not direction["usable"]:
             raise errors.ValidationFailed("unknown direction", {"direction_id": ["no such active direction"]})
         currencies = {
             direction["currency_in"]: {"precision": direction["precision_in"], "reserve": None},
-            direction["currency_out"]: {"precision": direction["precision_out"], "reserve": direction["reserve"]},
+            direction["currency_out"]: {"precision": direction["precision_out"], "reserve": direction["available"]},
         }
         sms_percent = 0
         if sms_opt_in:
@@ -79,24 +91,34 @@ def create_order(db, data, actor=None):
                 """INSERT INTO orders (token, reference, request_id, direction_id, exchange_type,
                        currency_in, currency_out, amount_in, amount_out, rate_in, rate_out, fee,
                        fee_amount, sms_fee, pay_system, pay_account, email, recipient, phone, sms_opt_in,
-                       partner_code, language, expires_at, created_at, updated_at)
+                       partner_code, language, expires_at, created_at, updated_at, reserve_held,
+                       request_scope, request_hash)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                           %s, %s, %s, %s, %s)
+                           %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT DO NOTHING RETURNING *""",
                 (rules.new_token(), rules.new_reference(), request_id, direction["id"],
                  direction["exchange_type"], direction["currency_in"], direction["currency_out"],
                  amount_in, amount_out, direction["rate_in"], direction["rate_out"], direction["fee"],
                  fee_amount, sms_fee, direction["pay_system"], direction["pay_account"], email, recipient, phone,
-                 sms_opt_in, partner_code, language, expires_at, now, now))
+                 sms_opt_in, partner_code, language, expires_at, now, now, amount_out, scope, fingerprint))
             row = cur.fetchone()
             if row is not None:
                 break
             if request_id:
-                existing = _by_request_id(cur, request_id)
+                existing = _repeated(cur, scope, request_id, fingerprint)
                 if existing:
-                    return order_to_wire(existing)
+                    return existing
         if row is None:
             raise errors.Conflict("could not allocate a payment reference")
+        # The hold, after the insert: a repeated request_id has returned above without holding twice. If it does
+        # not fit (other orders took the reserve since the quote), the exception rolls the order back too.
+        if catalogue.hold_reserve(cur, direction["currency_out"], amount_out) is None:
+            try:
+                rules.check_reserve(amount_out, catalogue.available_reserve(cur, direction["currency_out"]),
+                                    direction["currency_out"])
+            except RuleError as exc:
+                raise errors.ValidationFailed(exc.message, exc.fields)
+            raise errors.Conflict("the reserve changed meanwhile: try again")
         order = order_to_wire(row)
         event, _ = outbox.event_statements(SOURCE, events.ORDER_CREATED, {"order": order}, aggregate_id=row["id"])
         execute_batch(cur, [
@@ -225,7 +247,11 @@ def transition(db, action_name, actor, order_id=None, token=None, note=None, pay
             sets.append("payment_flag = %(flag)s")
         if amount_received is not None:
             sets.append("amount_received = %(received)s")
-        params.update(note=note, flag=payment_flag, received=amount_received)
+        # The reserve: held while the order is open, released once (reserve_held back to 0) when it leaves.
+        hold = rules.reserve_hold_after(action.to_status, current["amount_out"], current["reserve_held"])
+        if hold != current["reserve_held"]:
+            sets.append("reserve_held = %(hold)s")
+        params.update(note=note, flag=payment_flag, received=amount_received, hold=hold)
         # The row is locked; the status guard keeps this a compare-and-set even without the lock.
         cur.execute("UPDATE orders SET " + ", ".join(sets) +
                     " WHERE id = %(id)s AND status = %(from)s RETURNING *", params)
@@ -245,7 +271,8 @@ def transition(db, action_name, actor, order_id=None, token=None, note=None, pay
              "VALUES (%s, %s, %s, %s, %s, %s)",
              (row["id"], current["status"], row["status"], action_name, actor_name(actor), note)),
             _audit_statement(actor, action_name, row["id"], current["status"], row["status"], detail=detail),
-        ] + event)
+        ] + ([catalogue.change_held(row["currency_out"], hold - current["reserve_held"])]
+             if hold != current["reserve_held"] else []) + event)
         if row["status"] == "completed" and row["partner_code"]:
             # The referring partner's commission commits with the completion, exactly once (docs/partners.md).
             partners.credit_completed_order(cur, row)
@@ -327,13 +354,15 @@ def apply_payout_result(db, event_id, consumer, data, sent):
 
 
 def apply_balance(db, event_id, consumer, data):
-    """balance_changed: the currency's reserve follows its payout account's balance. Observations older than
-    the last change are ignored (events may arrive out of order)."""
+    """balance_changed: the currency's reserve follows its payout account's balance (the account it has now: an
+    old account's balance is not its reserve). Observations older than the last one are ignored (events may arrive
+    out of order); after the account changed the reserve is unknown and any observation of the new one counts."""
     with db.transaction() as cur:
         if not inbox.claim(cur, consumer, event_id):
             return False
-        cur.execute("UPDATE currencies SET reserve = %s, updated_at = %s WHERE code = %s "
-                    "AND payment_system = %s AND account = %s AND updated_at <= %s",
+        cur.execute("UPDATE currencies SET reserve = %s, reserve_observed_at = %s, updated_at = now() "
+                    "WHERE code = %s AND payment_system = %s AND account = %s "
+                    "AND (reserve_observed_at IS NULL OR reserve_observed_at <= %s)",
                     (data["balance"], data["observed_at"], data["currency"], data["system"], data["account"],
                      data["observed_at"]))
         return cur.rowcount == 1

@@ -5,8 +5,10 @@ What keeps money right here:
   (store/orders.py transition calls it), so the credit, the order's completion and the `partner_credited` event
   commit together or not at all; `partner_ledger.order_id` is UNIQUE, so an order is credited at most once whatever
   runs twice.
-- The ledger is append-only and its trigger computes each row's running balance under a lock of the partner's
-  row, with CHECK (balance_after >= 0): a withdrawal that would overdraw fails in the database itself.
+- The ledger is append-only and its trigger computes each row's running balance from `partner_balances` under a
+  lock of the partner's row, with CHECK (balance_after >= 0): a withdrawal that would overdraw fails in the
+  database itself. Every writer here takes that lock BEFORE its insert, so ledger ids follow the lock order as well
+  (migrations/0007_partner_balances.sql says what went wrong when they did not).
 """
 import logging
 
@@ -15,7 +17,7 @@ import psycopg2
 from libs import errors, inbox, money, outbox
 from libs.audit import actor_name, write_audit
 from libs.contracts import events
-from services.orders.domain import RuleError, partners as rules
+from services.orders.domain import RuleError, check_same_request, partners as rules, request_hash
 from services.orders.schemas import (admin_partner_to_wire, commission_to_wire, daily_clicks_to_wire,
                                      daily_earnings_to_wire, ledger_to_wire, partner_to_wire, plain, plain_values,
                                      referred_order_to_wire, withdrawal_to_wire)
@@ -58,6 +60,7 @@ SELECT p.id, p.account_id, p.code, p.active, p.percent, p.base, a.email, a.langu
   LEFT JOIN direction_commissions dc ON dc.direction_id = %(direction_id)s
   JOIN currencies c ON c.code = %(currency)s
  WHERE p.code = %(code)s
+   FOR UPDATE OF p
 """
 
 
@@ -65,7 +68,8 @@ def credit_completed_order(cur, order):
     """Credit the referring partner for an order that has just become `completed`, in the caller's transaction.
 
     `order` is the orders row (Decimals). Returns the ledger row, or None: no or unknown code, partner switched
-    off, the partner's own order, a zero commission, or already credited (UNIQUE order_id)."""
+    off, the partner's own order, a zero commission, or already credited (UNIQUE order_id). The lookup locks the
+    partner's row, before the ledger insert."""
     code = rules.normalise_code(order.get("partner_code"))
     if code is None:
         return None
@@ -147,11 +151,22 @@ def count_click(db, code):
         return cur.fetchone() is not None
 
 
+def _lock_partner(cur, partner_id):
+    """The partner's row lock, taken before any ledger insert: one writer per partner, ids in lock order."""
+    cur.execute("SELECT id FROM partners WHERE id = %s FOR UPDATE", (partner_id,))
+
+
+def _balance(cur, partner_id, currency):
+    cur.execute("SELECT balance FROM partner_balances WHERE partner_id = %s AND currency = %s",
+                (partner_id, currency))
+    row = cur.fetchone()
+    return row["balance"] if row else money.Decimal(0)
+
+
 def balances(db, partner_id):
-    """Per currency: the last running balance and what waits in open withdrawal requests."""
-    rows = db.fetchall(
-        "SELECT DISTINCT ON (currency) currency, balance_after FROM partner_ledger WHERE partner_id = %s "
-        "ORDER BY currency, id DESC", (partner_id,))
+    """Per currency: the balance and what waits in open withdrawal requests."""
+    rows = db.fetchall("SELECT currency, balance AS balance_after FROM partner_balances WHERE partner_id = %s "
+                       "ORDER BY currency", (partner_id,))
     pending = {r["currency"]: r["amount"] for r in db.fetchall(
         "SELECT currency, sum(amount) AS amount FROM partner_withdrawals WHERE partner_id = %s "
         "AND status = 'requested' GROUP BY currency", (partner_id,))}
@@ -214,30 +229,35 @@ def request_withdrawal(db, account_id, amount, currency, to_account, request_id=
 
     The partner's row is locked first, so concurrent requests queue and each sees the balance the previous
     one left; the ledger trigger checks it once more (nothing can overdraw, even a path that forgets)."""
+    fingerprint = request_hash(rules.withdrawal_request_values(amount, currency, to_account)) if request_id \
+        else None
     with db.transaction() as cur:
+        partner = _partner_of(db, account_id, cur, lock=True)
         if request_id:
-            cur.execute("SELECT * FROM partner_withdrawals WHERE request_id = %s", (request_id,))
+            # The partner's own ids only, bound to the request (docs/partners.md, "Withdrawals").
+            cur.execute("SELECT * FROM partner_withdrawals WHERE partner_id = %s AND request_id = %s",
+                        (partner["id"], request_id))
             existing = cur.fetchone()
             if existing:
+                try:
+                    check_same_request(existing["request_hash"], fingerprint)
+                except RuleError as exc:
+                    raise errors.Conflict(exc.message, exc.fields)
                 return withdrawal_to_wire(existing)
-        partner = _partner_of(db, account_id, cur, lock=True)
         cur.execute("SELECT precision FROM currencies WHERE code = %s", (currency,))
         currency_row = cur.fetchone()
         if currency_row is None:
             raise errors.ValidationFailed("unknown currency", {"currency": ["unknown currency"]})
-        cur.execute("SELECT balance_after FROM partner_ledger WHERE partner_id = %s AND currency = %s "
-                    "ORDER BY id DESC LIMIT 1", (partner["id"], currency))
-        last = cur.fetchone()
-        balance = last["balance_after"] if last else money.Decimal(0)
+        balance = _balance(cur, partner["id"], currency)
         cur.execute("SELECT min_withdrawal FROM commission_settings WHERE id = 1")
         minimum = cur.fetchone()["min_withdrawal"]
         try:
             rules.check_withdrawal(amount, currency_row["precision"], balance, minimum)
         except RuleError as exc:
             raise _validation(exc)
-        cur.execute("INSERT INTO partner_withdrawals (partner_id, currency, amount, to_account, request_id) "
-                    "VALUES (%s, %s, %s, %s, %s) RETURNING *",
-                    (partner["id"], currency, amount, to_account, request_id))
+        cur.execute("INSERT INTO partner_withdrawals (partner_id, currency, amount, to_account, request_id, "
+                    "request_hash) VALUES (%s, %s, %s, %s, %s, %s) RETURNING *",
+                    (partner["id"], currency, amount, to_account, request_id, fingerprint))
         withdrawal = cur.fetchone()
         try:
             cur.execute("INSERT INTO partner_ledger (partner_id, currency, kind, amount, balance_after, "
@@ -277,6 +297,7 @@ def list_withdrawals(db, filters=None):
 
 def _return_to_balance(cur, withdrawal):
     """The held amount back on the partner's balance (UNIQUE(withdrawal_id, kind) keeps it to one)."""
+    _lock_partner(cur, withdrawal["partner_id"])
     cur.execute("INSERT INTO partner_ledger (partner_id, currency, kind, amount, balance_after, withdrawal_id) "
                 "VALUES (%s, %s, 'withdrawal_return', %s, 0, %s)",
                 (withdrawal["partner_id"], withdrawal["currency"], withdrawal["amount"], withdrawal["id"]))

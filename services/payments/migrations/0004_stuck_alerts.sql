@@ -1,6 +1,6 @@
 -- Stuck work (docs/architecture.md, "Stuck work"): which stuck items the admin has been told of, so a check after a
 -- restart (or on a second instance) does not mail them again. A row goes when its item is no longer stuck.
--- depends: 0002_withdrawal_payouts
+-- depends: 0003_payout_late_success
 CREATE TABLE stuck_alerts (
     kind        text        NOT NULL,
     item_id     bigint      NOT NULL,
