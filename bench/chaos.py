@@ -167,8 +167,9 @@ def _amount(direction, rng, low=None, high=None):
 
 def scenario_auto_exact(d, dirs, rng, ctx):
     direction = _direction(dirs, "auto", rng.choice(["USDT", "RUB"]))
-    order = d.create_order(direction, _amount(direction, rng))
-    ctx.expect(order, "completed", payout=True)
+    referred = bool(d.partner) and rng.random() < 0.5
+    order = d.create_order(direction, _amount(direction, rng), partner_code=d.partner["code"] if referred else None)
+    ctx.expect(order, "completed", payout=True, credit=referred)
     d.pay(order)
     d.wait(order["id"], "completed", "payout_error")
 
@@ -339,7 +340,7 @@ class Kill(Fault):
         self.name = "kill:%s" % process
 
     def run(self):
-        time.sleep(self.rng.uniform(0.2, 5.0))
+        time.sleep(self.rng.uniform(0.1, 3.0))   # a run's payments and payouts happen in its first seconds
         self.system.supervisor.kill(self.process)
         down = self.rng.uniform(0.2, 3.0)
         self.notes.append("SIGKILL %s, down %.1fs" % (self.process, down))
@@ -370,7 +371,7 @@ class AmqpDrop(Fault):
     def run(self):
         vhost = vhost_of(self.system.amqp_uri)
         for _ in range(self.rng.randint(1, 2)):
-            time.sleep(self.rng.uniform(0.2, 4.0))
+            time.sleep(self.rng.uniform(0.1, 2.5))
             out = subprocess.run(["rabbitmqctl", "-q", "close_all_connections", "-p", vhost, "chaos bench"],
                                  capture_output=True, text=True, timeout=60)
             self.notes.append("close_all_connections -p %s: rc %s %s" % (vhost, out.returncode, out.stderr[-200:]))
@@ -381,7 +382,7 @@ class PgTerminate(Fault):
 
     def run(self):
         for _ in range(self.rng.randint(2, 4)):
-            time.sleep(self.rng.uniform(0.2, 2.5))
+            time.sleep(self.rng.uniform(0.1, 1.5))
             killed = self.system.sql(
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
                 "WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
@@ -400,7 +401,7 @@ class SandboxFault(Fault):
         self.refusals = mode == "refuse"
 
     def run(self):
-        time.sleep(self.rng.uniform(0.0, 2.0))
+        time.sleep(self.rng.uniform(0.0, 1.5))
         operations = ["transfer", "lookup", "any"] if self.mode == "refuse" else \
             ["transfer", "history", "balance", "lookup", "any"]
         body = {"operation": self.rng.choice(operations), "mode": self.mode, "count": self.rng.randint(1, 4),
@@ -541,6 +542,10 @@ class Bench:
             from tests.e2e.partners_support import become_partner, sign_up
             partner = become_partner(s, sign_up(s))
             partner["id"] = s.sql("SELECT id FROM orders.partners WHERE code = %s", (partner["code"],))[0]["id"]
+            # A generous rule of the partner's own, so withdrawals have a balance to draw on every run.
+            r = s.api("PUT", "/api/v1/admin/partners/%d" % partner["id"], token=token,
+                      json={"percent": "20", "base": "amount"})
+            assert r.status_code == 200, r.text
             self.partner = partner
         self.driver = Driver(s, token, self.partner)
         self.directions = s.api("GET", "/api/v1/directions").json()

@@ -143,8 +143,8 @@ def payouts_match_the_provider(system):
 
 
 def every_payment_accounted(system):
-    """Every payment into the exchanger's accounts at the sandbox is in payments (matched, unmatched or manual);
-    a matched one has reached its order (amount_received set, no longer new/expired); an order that says it
+    """Every payment into the exchanger's accounts at the sandbox is in payments (matched, unmatched or manual),
+    and none waits for an order payments knows; a matched one has reached its order (amount_received set, no longer new/expired); an order that says it
     received money has a matched payment."""
     missing = _rows(system, """
         SELECT t.id::text AS transfer_id, t.to_account, t.amount, t.reference, t.created_at
@@ -159,7 +159,15 @@ def every_payment_accounted(system):
         SELECT o.id AS order_id, o.status, o.amount_received FROM orders.orders o
          WHERE o.amount_received IS NOT NULL AND NOT EXISTS (
                SELECT 1 FROM payments.payments p WHERE p.order_id = o.id AND p.status = 'matched')""")
+    # A payment that came before payments' copy of its order waits as unknown_reference and is matched when the
+    # copy arrives (docs/payments.md, "Payments keeps its own copy of orders"): once the copy is there, none waits.
+    waiting = _rows(system, """
+        SELECT p.id AS payment_id, p.match_reference, p.detected_at, o.id AS order_id, o.status AS copy_status,
+               o.updated_at AS copy_updated_at
+          FROM payments.payments p JOIN payments.orders o ON o.reference = p.match_reference
+         WHERE p.status = 'unmatched' AND p.reason_code = 'unknown_reference'""")
     return ([dict(r, problem="sandbox payment missing from payments") for r in missing]
+            + [dict(r, problem="payment still waits for an order payments already has") for r in waiting]
             + [dict(r, problem="matched payment not applied to its order") for r in not_applied]
             + [dict(r, problem="order received money no matched payment explains") for r in unmatched_order])
 

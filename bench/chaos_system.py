@@ -274,7 +274,15 @@ class ChaosSystem:
             staff.url = self.url
             staff.http = requests.Session()
             self._staff = staff
-        return self._staff.login(ADMIN_USER, ADMIN_PASSWORD)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                return self._staff.login(ADMIN_USER, ADMIN_PASSWORD)
+            except (AssertionError, requests.RequestException):
+                # A service still starting, or no database connection left for a moment (a shared server).
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
     def ready(self):
         try:
