@@ -19,8 +19,9 @@ the partner and a partner withdrawal paid through payments. Meanwhile ONE fault,
   sandbox_error / sandbox_hang / sandbox_refuse
                      the sandbox's fault switches (POST /api/faults: 500, a hang past the adapter's timeout, a
                      definite refusal; before or after the transfer executes; sandbox/README.md)
-Then it waits until the system is quiet (outboxes published, queues empty, no payout in flight, every payment
-ingested, reporting caught up) and checks the invariants of bench/chaos_checks.py, plus each scenario's expected
+Fault kinds are drawn in shuffled rounds (each kind once per round of seven runs); the process, crash point,
+moment and parameters are the run's own random draws. Then it waits until the system is quiet (outboxes
+published, queues empty, no payout in flight, every payment ingested, reporting caught up) and checks the invariants of bench/chaos_checks.py, plus each scenario's expected
 outcome. A violation keeps its evidence in --artifacts/violations/run-<n>/ (seed, fault, invariant, rows, the
 processes' log tails).
 
@@ -426,8 +427,7 @@ class SandboxFault(Fault):
 FAULT_KINDS = ("kill", "crash", "amqp_drop", "pg_terminate", "sandbox_error", "sandbox_hang", "sandbox_refuse")
 
 
-def choose_fault(system, rng, kinds=FAULT_KINDS):
-    kind = rng.choice(kinds)
+def choose_fault(system, rng, kind):
     if kind == "kill":
         return Kill(system, rng, rng.choice(SERVICES))
     if kind == "crash":
@@ -552,9 +552,9 @@ class Bench:
         ok, state = chaos_checks.wait_quiet(s, self.channel, timeout=60)
         assert ok, "not quiet after setup: %s" % state
 
-    def run_once(self, index, run_seed):
+    def run_once(self, index, run_seed, kind):
         rng = random.Random(run_seed)
-        fault = choose_fault(self.system, rng, self.args.fault_kinds)
+        fault = choose_fault(self.system, rng, kind)
         self.faults[fault.name] += 1
         ctx = RunContext()
         started = time.monotonic()
@@ -617,12 +617,16 @@ class Bench:
         started = time.monotonic()
         master = random.Random(self.args.seed)
         runs = 0
+        bag = []   # fault kinds drawn in shuffled rounds: every kind once per round, so short runs cover them all
         try:
             self.setup()
             for index in range(self.args.runs):
                 if self.args.max_seconds and time.monotonic() - started > self.args.max_seconds:
                     break
-                self.run_once(index, master.randrange(2 ** 31))
+                if not bag:
+                    bag = list(self.args.fault_kinds)
+                    master.shuffle(bag)
+                self.run_once(index, master.randrange(2 ** 31), bag.pop())
                 runs += 1
         finally:
             if self.system is not None:
@@ -637,7 +641,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
                         help="default: $DATABASE_URL (wiped at start: never point it at real data)")
-    parser.add_argument("--amqp-uri", default=os.environ.get("AMQP_URI"), help="default: $AMQP_URI (its vhost is purged)")
+    parser.add_argument("--amqp-uri", default=os.environ.get("AMQP_URI"),
+                        help="default: $AMQP_URI (its vhost is purged)")
     parser.add_argument("--port-base", type=int, default=int(os.environ.get("CHAOS_PORT_BASE", "28000")),
                         help="gateway port; sandbox +90, SMTP +25, Twilio stand-in +95, reporting +104, "
                              "metrics +1101..+1104")

@@ -39,7 +39,8 @@ def busy(system, channel_factory):
             state["queue." + name] = count
     one = system.sql("""
         SELECT (SELECT count(*) FROM payments.payouts WHERE status = 'sending') AS payouts_sending,
-               (SELECT count(*) FROM payments.withdrawal_payouts WHERE status = 'sending') AS withdrawal_payouts_sending,
+               (SELECT count(*) FROM payments.withdrawal_payouts WHERE status = 'sending')
+                   AS withdrawal_payouts_sending,
                (SELECT count(*) FROM orders.orders WHERE status = 'payout') AS orders_in_payout,
                (SELECT count(*) FROM orders.partner_withdrawals WHERE status = 'approved' AND method = 'payout')
                    AS withdrawals_approved_for_payout,
@@ -144,8 +145,8 @@ def payouts_match_the_provider(system):
 
 def every_payment_accounted(system):
     """Every payment into the exchanger's accounts at the sandbox is in payments (matched, unmatched or manual),
-    and none waits for an order payments knows; a matched one has reached its order (amount_received set, no longer new/expired); an order that says it
-    received money has a matched payment."""
+    and none waits for an order payments knows; a matched one has reached its order (amount_received set, no
+    longer new/expired); an order that says it received money has a matched payment."""
     missing = _rows(system, """
         SELECT t.id::text AS transfer_id, t.to_account, t.amount, t.reference, t.created_at
           FROM sandbox.transfers t JOIN sandbox.accounts a ON a.account = t.to_account AND a.owner = 'exchanger'

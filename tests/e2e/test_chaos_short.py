@@ -19,7 +19,7 @@ from tests.conftest import ARTIFACTS, ROOT, TEST_AMQP_URI, TEST_DATABASE_URL
 
 pytestmark = pytest.mark.timeout(420)
 
-RUNS = int(os.environ.get("CHAOS_SHORT_RUNS", "12"))
+RUNS = int(os.environ.get("CHAOS_SHORT_RUNS", "14"))   # two rounds: every fault kind twice
 SEED = int(os.environ.get("CHAOS_SHORT_SEED", "20260"))
 DATABASE_URL = os.environ.get("CHAOS_DATABASE_URL", TEST_DATABASE_URL + "_chaos")
 _BROKER, _, _VHOST = TEST_AMQP_URI.rpartition("/")
