@@ -152,7 +152,15 @@ class Driver:
         """Move the payment window into the past (as tests/e2e/test_payments_flow.py does); the sweep expires it."""
         self.system.sql("UPDATE orders.orders SET expires_at = now() - interval '1 minute' "
                         "WHERE id = %s AND status = 'new'", (order_id,))
-        return self.wait(order_id, "expired")
+        row = self.wait(order_id, "expired")
+        # Payments judges "late" by its own copy of the order, which learns the moved window only from the
+        # `expired` event (a real window never moves): pay only once the copy has it too.
+        deadline = time.monotonic() + STEP_TIMEOUT
+        while not self.system.sql("SELECT 1 FROM payments.orders WHERE id = %s AND status = 'expired'", (order_id,)):
+            if time.monotonic() > deadline:
+                raise Stuck("payments' copy of order %s never became expired" % order_id)
+            time.sleep(0.25)
+        return row
 
 
 # -- scenarios: each returns the order ids it made and the statuses each may end in --------------------------------
@@ -504,6 +512,10 @@ def repair_refusals(driver, ctx):
 
 
 def row_key(invariant, row):
+    if "running" in row:
+        # One ledger row out of step shifts every later row of that balance by the same amount: one violation.
+        return (invariant, row.get("problem"), row["partner_id"], row["currency"],
+                str((row["balance_after"] - row["running"]).normalize()))
     for field in ("order_id", "transfer_id", "payment_id", "withdrawal_id", "queue", "id", "scenario"):
         if row.get(field) is not None:
             return (invariant, row.get("problem"), field, str(row[field]))
