@@ -22,8 +22,8 @@ the partner and a partner withdrawal paid through payments. Meanwhile ONE fault,
 Fault kinds are drawn in shuffled rounds (each kind once per round of seven runs); the process, crash point,
 moment and parameters are the run's own random draws. Then it waits until the system is quiet (outboxes
 published, queues empty, no payout in flight, every payment ingested, reporting caught up) and checks the
-invariants of bench/chaos_checks.py, plus each scenario's expected outcome. A violation keeps its evidence in --artifacts/violations/run-<n>/ (seed, fault, invariant, rows, the
-processes' log tails).
+invariants of bench/chaos_checks.py, plus each scenario's expected outcome. A violation keeps its evidence
+in --artifacts/violations/run-<n>-seed-<s>/ (seed, fault, invariant, rows, the processes' log tails).
 
 Prints one JSON line last: {"runs", "violations", "faults": {name: count}, "seconds", "seed"}.
 """
