@@ -10,6 +10,8 @@ from prometheus_client import REGISTRY, multiprocess
 from libs.metrics import LATENCY_BUCKETS
 
 HTTP_REQUESTS = Counter("exchanger_http_requests_total", "Gateway HTTP requests", ["method", "route", "status"])
+IDEMPOTENT_REPLAYS = Counter("exchanger_idempotent_replays_total",
+                             "Requests answered again for a repeated Idempotency-Key (nothing written)", ["route"])
 HTTP_LATENCY = Histogram("exchanger_http_request_seconds", "Gateway HTTP latency", ["method", "route"],
                          buckets=LATENCY_BUCKETS)
 

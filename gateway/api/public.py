@@ -1,7 +1,7 @@
 """Customer API: directions, create an order, follow it by its token, say "I have paid", cancel."""
 from flask import Blueprint, jsonify, request
 
-from gateway import rpc
+from gateway import metrics, rpc
 from gateway.api import load_body
 from gateway.errors import ApiError
 from gateway.schemas import EmptySchema
@@ -42,7 +42,12 @@ def create_order():
         data["request_id"] = key
         data["request_scope"] = idempotency_scope()
     order = rpc.service("orders").create_order(data, {"ip": client_ip()})
-    return jsonify(order), 201
+    response = jsonify({k: v for k, v in order.items() if k != "idempotent_replay"})
+    if order.get("idempotent_replay"):
+        # The same answer as the first time (201), which created the order; this one wrote nothing.
+        response.headers["Idempotent-Replayed"] = "true"
+        metrics.IDEMPOTENT_REPLAYS.labels("/api/v1/orders").inc()
+    return response, 201
 
 
 @bp.get("/orders/<token>")

@@ -44,7 +44,8 @@ def _repeated(cur, scope, request_id, fingerprint):
         check_same_request(existing["request_hash"], fingerprint)
     except RuleError as exc:
         raise errors.Conflict(exc.message, exc.fields)
-    return order_to_wire(existing)
+    # Marked, so the gateway can say so (`Idempotent-Replayed: true`) and count it: an answer that wrote nothing.
+    return dict(order_to_wire(existing), idempotent_replay=True)
 
 
 def create_order(db, data, actor=None):
