@@ -240,7 +240,9 @@ def partner_ledger_consistent(system, expected_credit_orders=()):
         SELECT * FROM (
             SELECT w.id AS withdrawal_id, w.status, w.method, w.amount,
                    (SELECT count(*) FROM sandbox.transfers t
-                     WHERE t.idempotency_key = 'partner-withdrawal-' || w.id AND t.amount = w.amount) AS transfers
+                     WHERE t.idempotency_key IN (SELECT p.idempotency_key FROM payments.withdrawal_payouts p
+                                                  WHERE p.withdrawal_id = w.id)
+                       AND t.amount = w.amount) AS transfers
               FROM orders.partner_withdrawals w WHERE w.method = 'payout') x
          WHERE transfers <> (CASE WHEN status = 'paid' THEN 1 ELSE 0 END)""")]
     return rows
