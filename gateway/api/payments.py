@@ -92,6 +92,16 @@ class PayoutSchema(Schema):
     sent_at = fields.String(allow_none=True)
     failed_at = fields.String(allow_none=True)
     resolved_by = fields.String(allow_none=True)
+    late_success = fields.Boolean(metadata={"description": "the payment system paid it after it was resolved "
+                                                           "failed by hand: the money went out"})
+    late_success_at = fields.String(allow_none=True)
+
+
+class WithdrawalPayoutSchema(PayoutSchema):
+    """A partner withdrawal's payout: the same transfer fields, tied to the withdrawal instead of an order."""
+    order_id = fields.Integer(allow_none=True)
+    withdrawal_id = fields.Integer(required=True)
+    partner_id = fields.Integer(allow_none=True)
 
 
 class PayoutListSchema(Schema):
@@ -156,6 +166,16 @@ def resolve_payout(payout_id):
     return jsonify(payments().resolve_payout(min(payout_id, MAX_ID), data["outcome"], data["note"], actor()))
 
 
+@bp.post("/withdrawal-payouts/<int:payout_id>/resolve")
+@require(ADMIN)
+def resolve_withdrawal_payout(payout_id):
+    """The same rules as an order's payout: the payment system is asked by key first, refused while a call may be
+    in flight, claimed by compare-and-set (docs/payments.md, "Resolving a payout by hand")."""
+    data = load_body(ResolvePayoutSchema)
+    return jsonify(payments().resolve_withdrawal_payout(min(payout_id, MAX_ID), data["outcome"], data["note"],
+                                                        actor()))
+
+
 @bp.get("/orders/<int:order_id>/payments")
 @require(READ)
 def order_payments(order_id):
@@ -167,7 +187,7 @@ def document(spec, op):
     for name, schema in (("Payment", PaymentSchema), ("PaymentList", PaymentListSchema), ("Payout", PayoutSchema),
                          ("PayoutList", PayoutListSchema), ("PaymentAccount", PaymentAccountSchema),
                          ("OrderPayments", OrderPaymentsSchema), ("Assign", AssignSchema),
-                         ("ResolvePayout", ResolvePayoutSchema)):
+                         ("ResolvePayout", ResolvePayoutSchema), ("WithdrawalPayout", WithdrawalPayoutSchema)):
         spec.components.schema(name, schema=schema)
     page = [{"name": "limit", "in": "query", "required": False,
              "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
@@ -200,6 +220,10 @@ def document(spec, op):
         "Settle a payout in doubt by hand after checking the payment system (admin; audited). "
         "`failed` is refused while the payment system has the payout", "ResolvePayout", ("200", "Payout"),
         ("400", "404", "409", "422"), secured=True, params=[path_id("payout_id")], tag="payments")})
+    spec.path("/api/v1/admin/withdrawal-payouts/{payout_id}/resolve", operations={"post": op(
+        "Settle a partner withdrawal's payout in doubt by hand, by the same rules as an order's (admin; audited)",
+        "ResolvePayout", ("200", "WithdrawalPayout"), ("400", "404", "409", "422"), secured=True,
+        params=[path_id("payout_id")], tag="payments")})
     spec.path("/api/v1/admin/orders/{order_id}/payments", operations={"get": op(
         "An order's incoming payments and payout attempts", ok=("200", "OrderPayments"), errors=(),
         secured=True, params=[path_id("order_id")], tag="payments")})

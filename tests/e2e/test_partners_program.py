@@ -246,3 +246,14 @@ def test_a_withdrawal_approved_as_a_payout_is_paid_once_through_payments(system,
     assert [(a["action"], a["outcome"]) for a in audit][1:3] == [("partner_withdrawal_approve", "ok"),
                                                                  ("partner_withdrawal_paid", "ok")]
     assert all(a["outcome"] == "rejected" for a in audit[3:])  # a repeated answer changes nothing
+
+
+def test_an_admin_can_resolve_a_withdrawal_payout_through_the_api(system, admin_token):
+    """A withdrawal's payout is resolved by the rules of an order's (services/payments/payouts.py); the route is the
+    admin's, like the order payouts' one."""
+    body = {"outcome": "failed", "note": "checked at the payment system"}
+    missing = system.api("POST", "/api/v1/admin/withdrawal-payouts/999999/resolve", token=admin_token, json=body)
+    assert missing.status_code == 404, missing.text
+    bad = system.api("POST", "/api/v1/admin/withdrawal-payouts/1/resolve", token=admin_token,
+                     json={"outcome": "maybe", "note": "x"})
+    assert bad.status_code == 422 and "outcome" in bad.json()["fields"]
