@@ -7,34 +7,19 @@ import uuid
 import eventlet
 import psycopg2
 import pytest
-from nameko.containers import ServiceContainer
 from nameko.testing.services import entrypoint_hook, entrypoint_waiter
 
 from libs import errors
 from libs.amqp_publish import connect
-from services.orders import seed
 from services.orders.dependencies import Orders
-from services.orders.service import OrdersService
 from tests.conftest import eventually
+from tests.interface.orders_fixtures import db, orders  # noqa: F401  (fixtures)
 
 STAFF = {"name": "op-1", "role": "operator"}
 
 
-@pytest.fixture
-def db(migrated_database):
-    from libs.db import Database
-    database = Database(migrated_database, schema="orders", maxconn=2)
-    seed.seed(database)
-    yield database
-    database.close()
 
 
-@pytest.fixture
-def orders(nameko_config, db):
-    container = ServiceContainer(OrdersService, dict(nameko_config, METRICS_PORT=None))
-    container.start()
-    yield container
-    container.kill()   # a graceful stop waits ~2 s for the consumers; nothing here needs it
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import uuid
 from decimal import Decimal as D
 
 import pytest
-from nameko.containers import ServiceContainer
 from nameko.exceptions import RemoteError
 from nameko.standalone.rpc import ServiceRpcProxy
 from nameko.testing.services import entrypoint_hook
@@ -14,29 +13,15 @@ from nameko.testing.services import entrypoint_hook
 from libs import errors
 from libs.contracts import events
 from libs.contracts import payments as contract
-from libs.db import Database
-from services.orders import seed
 from services.orders.dependencies import Orders
-from services.orders.service import OrdersService
+from tests.interface.orders_fixtures import db, orders  # noqa: F401  (fixtures)
 
 ADMIN = {"name": "admin-reserves", "role": "admin"}
 CUSTOMER = {"kind": "customer", "name": "customer"}
 
 
-@pytest.fixture
-def db(migrated_database):
-    database = Database(migrated_database, schema="orders", maxconn=4)
-    seed.seed(database)
-    yield database
-    database.close()
 
 
-@pytest.fixture
-def orders(nameko_config, db):
-    container = ServiceContainer(OrdersService, dict(nameko_config, METRICS_PORT=None))
-    container.start()
-    yield container
-    container.kill()
 
 
 def call(container, method, *args):

@@ -6,30 +6,15 @@ import uuid
 import psycopg2
 import psycopg2.extras
 import pytest
-from nameko.containers import ServiceContainer
 from nameko.testing.services import entrypoint_hook
 
-from libs.db import Database
-from services.orders import seed
-from services.orders.service import OrdersService
+from tests.interface.orders_fixtures import db, orders  # noqa: F401  (fixtures)
 
 STAFF = {"name": "op-partners", "role": "admin"}
 
 
-@pytest.fixture
-def db(migrated_database):
-    database = Database(migrated_database, schema="orders", maxconn=4)
-    seed.seed(database)
-    yield database
-    database.close()
 
 
-@pytest.fixture
-def orders(nameko_config, db):
-    container = ServiceContainer(OrdersService, dict(nameko_config, METRICS_PORT=None))
-    container.start()
-    yield container
-    container.kill()
 
 
 @pytest.fixture
