@@ -50,6 +50,10 @@ SUBSCRIPTIONS = [
     # notifier: one admin letter for newly found stuck work (docs/architecture.md, "Stuck work")
     sub(events.PAYMENTS, events.STUCK_WORK_FOUND, "notifier", "handle_stuck_work_found"),
     sub(events.ORDERS, events.STUCK_WORK_FOUND, "notifier", "handle_stuck_work_found"),
+    # a payout resolved `failed` that went out after all: orders flags the order or withdrawal, the notifier
+    # tells the admin (docs/payments.md, "Resolving a payout by hand")
+    sub(events.PAYMENTS, events.PAYOUT_SUCCEEDED_AFTER_RESOLVE, "orders", "handle_payout_succeeded_after_resolve"),
+    sub(events.PAYMENTS, events.PAYOUT_SUCCEEDED_AFTER_RESOLVE, "notifier", "handle_payout_succeeded_after_resolve"),
     # orders: the customer SMS fee announced by the notifier (docs/notifier.md, "Settings")
     sub(events.NOTIFIER, events.SETTINGS_CHANGED, "orders", "handle_settings_changed"),
 ]

@@ -8,6 +8,7 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 
 from gateway.pages import internal, safe_next, staff_page
 from gateway.pages.charts import bar_chart
+from gateway.pages.i18n import current_language, translator
 from gateway.security.staff import ACT, READ
 from libs.contracts.orders import EXCHANGE_TYPES, STATUSES
 
@@ -136,7 +137,7 @@ def order(order_id):
     payments = internal.call("GET", "/api/v1/admin/orders/%d/payments" % order_id)
     letters = internal.call("GET", "/api/v1/admin/notifications", query={"order_id": order_id, "limit": 100})
     return render_template("admin/order.html", order=result.data, payments=payments, letters=letters,
-                           return_to=request.full_path)
+                           return_to=request.full_path, st=translator(current_language()))
 
 
 @bp.post("/orders/<int:order_id>/<action>")

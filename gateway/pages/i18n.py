@@ -92,6 +92,13 @@ TEXTS = {
     "stuck_action_unmatch": ("Move to unmatched", "В неразобранные"),
     "stuck_action_reconcile": ("Ask the payment system now", "Запросить платёжную систему"),
     "stuck_action_resend_request": ("Request the payout again", "Запросить выплату повторно"),
+    # the operator's request page: a payout resolved failed that went out after all (docs/payments.md)
+    "late_paid_badge": ("Paid out after resolve", "Выплачено после ручного решения"),
+    "late_paid_hint": ("The payout was resolved failed, but the money went out: do not pay again, finalize the "
+                       "request.",
+                       "Выплата была отмечена неуспешной, но деньги ушли: не выплачивайте повторно, завершите "
+                       "заявку."),
+    "late_paid_provider": ("Provider transfer", "Перевод платёжной системы"),
 }
 
 FIELD_NAMES = {"amount_in": "you_give", "email": "email", "recipient": "recipient", "phone": "phone",

@@ -35,9 +35,9 @@ PAYOUT_FAILED = "payout_failed"            # the payment system definitely refus
 BALANCE_CHANGED = "balance_changed"        # a payout account's balance: orders sets the currency's reserve
 WITHDRAWAL_PAYOUT_SENT = "withdrawal_payout_sent"      # orders marks the partner withdrawal paid
 WITHDRAWAL_PAYOUT_FAILED = "withdrawal_payout_failed"  # definitely not paid: orders returns it to the balance
-# A payout (of an order or a withdrawal) resolved `failed` that the provider then reported sent: flag it, never
-# pay it again. No consumer yet: the relay marks it unrouted, and payments logs an error and counts
-# exchanger_payout_late_success_total.
+# A payout (of an order or a withdrawal) resolved `failed` that the provider then reported sent: orders flags the
+# order or withdrawal so it is never paid again, the notifier tells the admin; payments also logs an error and
+# counts exchanger_payout_late_success_total.
 PAYOUT_SUCCEEDED_AFTER_RESOLVE = "payout_succeeded_after_resolve"
 
 # payments and orders -> notifier: money work that should have moved on and has not (libs/contracts/stuck.py)

@@ -107,6 +107,10 @@ class OrderSnapshotSchema(Schema):
     updated_at = fields.AwareDateTime(required=True)
     completed_at = fields.AwareDateTime(allow_none=True, load_default=None)
     actions = fields.List(fields.String(), load_default=list)
+    # Set when a payout resolved `failed` went out after all (payments' payout_succeeded_after_resolve): the money
+    # is with the customer, the order must not be paid again (docs/payments.md, "Resolving a payout by hand").
+    payout_late_success_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    payout_late_success_provider_id = fields.String(allow_none=True, load_default=None)
     # Only in the pages of orders' export_orders RPC (events carry them as from_status / action).
     previous_status = fields.String(allow_none=True)
     last_action = fields.String(allow_none=True)

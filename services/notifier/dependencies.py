@@ -2,7 +2,8 @@
 (libs/dependencies.py):
 
 - `letters`: decides and queues what events and callers ask for (order letters and SMS once per order, kind and
-  channel; the partner's private message; account letters; admin alerts);
+  channel; the partner's private message; account letters; admin alerts, a payout paid after it was resolved
+  failed among them);
 - `sender`: the sending loop (sender.py), in a thread started and stopped with the container;
 - `send_log`: the log of every notification, and an operator's resend;
 - `settings`: the notification settings (an admin changes them; other services hear of it);
@@ -107,6 +108,13 @@ class Letters:
         """payments' or orders' `stuck_work_found`: one letter to the admin address listing the new items."""
         envelope, data = schemas.load_event(schemas.STUCK_WORK_FOUND_SCHEMA, payload)
         subject, body, key = domain.stuck_work_alert(data, envelope["event_id"])
+        return self.store.consume_alert_event(consumer, envelope["event_id"], subject, body, key)
+
+    def payout_succeeded_after_resolve(self, consumer, payload):
+        """payments' `payout_succeeded_after_resolve`: one letter to the admin address, the order or withdrawal
+        that was paid after its payout was resolved failed, not to be paid again."""
+        envelope, data = schemas.load_event(schemas.PAYOUT_LATE_SUCCESS_SCHEMA, payload)
+        subject, body, key = domain.late_success_alert(data, envelope["event_id"])
         return self.store.consume_alert_event(consumer, envelope["event_id"], subject, body, key)
 
     def admin_alert(self, subject, body, key=None, also_to=None):

@@ -287,6 +287,32 @@ def stuck_work_alert(data, event_id):
     return subject, "\n".join(lines), "stuck:%s" % event_id
 
 
+# -- a payout that went out after it was resolved failed (docs/payments.md, "Resolving a payout by hand") ----------
+def late_success_alert(data, event_id):
+    """(subject, body, key) of the admin letter for `payout_succeeded_after_resolve`
+    (libs/contracts/payments.py PayoutSucceededAfterResolveSchema): which order or partner withdrawal, how much, to
+    whom, the provider's transfer, and that it must not be paid again. The key is the event's, so a redelivery
+    queues nothing new."""
+    amount = "%s %s" % (money.to_str(data["amount"]), data["currency"])
+    if data["kind"] == "withdrawal":
+        what, page = "partner withdrawal #%s" % data["withdrawal_id"], "/admin/withdrawals"
+        then = ("Orders has flagged the withdrawal; if its amount had gone back to the partner's balance, it has been "
+                "taken out again (see the partner's ledger).")
+    else:
+        what, page = "request #%s" % data["order_id"], "/admin/orders/%s" % data["order_id"]
+        then = "Orders has flagged the request and refuses another payout of it: finalize it."
+    subject = "Paid after all: payout %s of %s (%s) went out after it was resolved failed" % (
+        data["payout_id"], what, amount)
+    lines = ["The payout of %s was resolved failed%s, and the payment system has now reported it SENT." % (
+        what, " by %s" % data["resolved_by"] if data.get("resolved_by") else ""), "",
+        "Amount: %s" % amount,
+        "Recipient: %s" % data["to_account"],
+        "Provider transfer: %s" % (data.get("provider_id") or "unknown"),
+        "Payout: %s (key %s)" % (data["payout_id"], data["idempotency_key"]), "",
+        "The money went out: do NOT pay it again.", then, "", "Operator panel: %s" % page]
+    return subject, "\n".join(lines), "late-success:%s" % event_id
+
+
 def _age_text(seconds):
     seconds = int(seconds)
     if seconds >= 3600:

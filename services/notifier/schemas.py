@@ -1,6 +1,6 @@
 """Wire forms: what the notifier accepts over RPC (checked here, with the messages the gateway relays) and what it
 returns (amounts as strings, times ISO 8601). What it accepts in events is defined by their producer
-(libs/contracts/orders.py); the schema instances are built here once."""
+(libs/contracts/orders.py, payments.py, stuck.py); the schema instances are built here once."""
 import re
 
 from libs import errors, money
@@ -8,6 +8,7 @@ from libs.contracts import events
 from libs.contracts.notifier import ACCOUNT_KINDS
 from libs.contracts.orders import (AccountLetterSchema, OrderCreatedSchema, OrderStatusChangedSchema,
                                    PartnerCreditedSchema)
+from libs.contracts.payments import PayoutSucceededAfterResolveSchema
 from libs.contracts.stuck import StuckWorkFoundSchema
 from services.notifier import domain
 
@@ -17,6 +18,7 @@ ORDER_EVENT_SCHEMAS = {events.ORDER_CREATED: OrderCreatedSchema(),
 PARTNER_CREDITED_SCHEMA = PartnerCreditedSchema()
 ACCOUNT_LETTER_SCHEMA = AccountLetterSchema()
 STUCK_WORK_FOUND_SCHEMA = StuckWorkFoundSchema()
+PAYOUT_LATE_SUCCESS_SCHEMA = PayoutSucceededAfterResolveSchema()
 
 
 def load_event(schema, payload):

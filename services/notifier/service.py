@@ -57,6 +57,10 @@ class NotifierService:
     def handle_stuck_work_found(self, payload):
         return self.letters.stuck_work_found("notifier.handle_stuck_work_found", payload)
 
+    @reliable_event_handler(events.PAYMENTS, events.PAYOUT_SUCCEEDED_AFTER_RESOLVE)
+    def handle_payout_succeeded_after_resolve(self, payload):
+        return self.letters.payout_succeeded_after_resolve("notifier.handle_payout_succeeded_after_resolve", payload)
+
     # -- the send log ----------------------------------------------------------------------------------------
     @rpc(expected_exceptions=expected)
     def list_notifications(self, filters=None):

@@ -117,7 +117,8 @@ class NotifierStore:
         return ids
 
     def consume_alert_event(self, consumer, event_id, subject, body, key):
-        """An admin letter an event asks for (stuck work): queued in one transaction with the inbox claim."""
+        """An admin letter an event asks for (stuck work, a payout paid after it was resolved failed): queued in one
+        transaction with the inbox claim."""
         with self.db.transaction() as cur:
             if not inbox.claim(cur, consumer, event_id):
                 return {"duplicate": True, "queued": []}

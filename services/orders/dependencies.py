@@ -2,7 +2,7 @@
 shared connection pool (libs/dependencies.py).
 
 - `orders`: the order lifecycle (create, read, transitions, expiry, the payments and notifier events that move
-  orders, the export reporting rebuilds from);
+  orders, a payout that went out after it was resolved failed, the export reporting rebuilds from);
 - `catalogue`: directions and currencies, read by customers and changed by admins;
 - `accounts`: customer accounts and their sessions;
 - `partners`: the partner programme (partners, commission rules, the ledger, withdrawals);
@@ -107,6 +107,14 @@ class Orders:
     def balance_changed(self, payload, consumer):
         envelope, data = payments.load(payments.BalanceChangedSchema, payload)
         return self.apply_balance(envelope["event_id"], consumer, data)
+
+    def payout_succeeded_after_resolve(self, payload, consumer):
+        """A payout resolved `failed` went out after all: flag the order, or the partner withdrawal (and take a
+        returned amount back off the balance); neither is paid again (docs/payments.md)."""
+        envelope, data = payments.load(payments.PayoutSucceededAfterResolveSchema, payload)
+        if data["kind"] == "withdrawal":
+            return partner_store.apply_withdrawal_late_paid(self.db, envelope["event_id"], consumer, data)
+        return order_store.apply_payout_late_success(self.db, envelope["event_id"], consumer, data)
 
     def settings_changed(self, payload, consumer):
         envelope = events.load_envelope(payload)

@@ -96,7 +96,9 @@ def order_to_wire(row):
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
         "completed_at": row["completed_at"],
-        "actions": domain.available_actions(row["status"], row["exchange_type"]),
+        "actions": domain.order_actions(row["status"], row["exchange_type"], row.get("payout_late_success_at")),
+        "payout_late_success_at": row.get("payout_late_success_at"),
+        "payout_late_success_provider_id": row.get("payout_late_success_provider_id"),
     })
 
 
@@ -152,7 +154,11 @@ def withdrawal_to_wire(row):
             "amount": money.to_str(row["amount"]), "to_account": row["to_account"], "status": row["status"],
             "method": row["method"], "reference": row["reference"], "reason": row["reason"],
             "decided_by": row["decided_by"], "decided_at": _iso(row["decided_at"]),
-            "created_at": _iso(row["created_at"])}
+            "created_at": _iso(row["created_at"]),
+            # paid after its payout was resolved failed (store/partners.py apply_withdrawal_late_paid)
+            "late_paid_at": _iso(row.get("late_paid_at")), "late_paid_provider_id": row.get("late_paid_provider_id"),
+            "late_paid_shortfall": money.to_str(row["late_paid_shortfall"])
+            if row.get("late_paid_shortfall") is not None else None}
     if "partner_code" in row:
         wire["partner_code"] = row["partner_code"]
         wire["partner_email"] = row["partner_email"]

@@ -143,6 +143,10 @@ class OrdersService:
     def handle_withdrawal_payout_failed(self, payload):
         self.partners.withdrawal_payout_result(payload, "orders.handle_withdrawal_payout_failed", sent=False)
 
+    @reliable_event_handler(events.PAYMENTS, events.PAYOUT_SUCCEEDED_AFTER_RESOLVE)
+    def handle_payout_succeeded_after_resolve(self, payload):
+        self.orders.payout_succeeded_after_resolve(payload, "orders.handle_payout_succeeded_after_resolve")
+
     # -- notifier events -----------------------------------------------------------------------------------------------
     @reliable_event_handler(events.NOTIFIER, events.SETTINGS_CHANGED)
     def handle_settings_changed(self, payload):

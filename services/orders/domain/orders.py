@@ -61,6 +61,32 @@ def check_reserve(amount_out, available, currency_out):
                                                                  currency_out)]})
 
 
+# A payout an operator resolved `failed` that the provider then reported sent (payments'
+# `payout_succeeded_after_resolve`): the money went out, so the order is flagged and no payout may follow; an
+# operator finalizes it (docs/payments.md, "Resolving a payout by hand").
+PAID_OUT_LATE = "the payout of this order went out after it was resolved failed: finalize it instead"
+
+
+def check_not_paid_out_late(action_name, payout_late_success_at):
+    """RuleError for a payout of an order whose earlier payout went out after it was resolved failed."""
+    if action_name == "payout" and payout_late_success_at is not None:
+        raise RuleError(PAID_OUT_LATE, {"payout": [PAID_OUT_LATE]})
+
+
+def order_actions(status, exchange_type, payout_late_success_at=None):
+    """The staff actions the admin page offers: the state machine's, without `payout` once the order is flagged."""
+    actions = available_actions(status, exchange_type)
+    if payout_late_success_at is not None:
+        actions = [a for a in actions if a != "payout"]
+    return actions
+
+
+def late_success_note(provider_id, amount, currency, payout_id):
+    """The status-history note of the flag (the status itself does not move)."""
+    return ("payout %s of %s %s went out after it was resolved failed (provider transfer %s): do not pay it "
+            "again; finalize it" % (payout_id, money.to_str(amount), currency, provider_id or "unknown"))
+
+
 # Statuses in which an order holds its amount out of the to-currency's reserve: from its creation until it is paid
 # out or can no longer be. payout_error keeps the hold: the customer is still owed the money, and an operator
 # retries the payout, finalizes or cancels (docs/architecture.md, "Reserves").

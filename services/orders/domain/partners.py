@@ -107,6 +107,29 @@ def check_withdrawal(amount, currency_precision, balance, minimum):
 WITHDRAWAL_TRANSITIONS = {"approve": ("requested", "approved"), "reject": ("requested", "rejected")}
 
 
+# What a late success does to a withdrawal (payments' `payout_succeeded_after_resolve`): `to_status` it settles in
+# (None: it keeps its status), `debit` taken back out of the balance, `shortfall` the balance could not cover.
+LatePaid = collections.namedtuple("LatePaid", "to_status debit shortfall")
+
+
+def late_paid(status, method, amount, returned, balance):
+    """The money of withdrawal `amount` went out after its payout was resolved failed.
+
+    - still `approved` for a payout (the failed answer has not arrived, or never will): it settles `paid`, as on
+      withdrawal_payout_sent; its amount is still held, so the balance does not move (and a failed answer that
+      comes later finds it settled and returns nothing);
+    - `failed` with the amount given back to the balance (`returned`): that amount is taken out again, as much as
+      the balance has now (the partner may have asked for it meanwhile); what is missing is the `shortfall`;
+    - anything else: the money never came back, nothing moves."""
+    zero = Decimal(0)
+    if status == "approved" and method == "payout":
+        return LatePaid("paid", zero, zero)
+    if status == "failed" and returned:
+        debit = min(amount, max(balance, zero))
+        return LatePaid(None, debit, amount - debit)
+    return LatePaid(None, zero, zero)
+
+
 def check_decision(action, method=None, reason=None):
     if action not in WITHDRAWAL_TRANSITIONS:
         raise RuleError("unknown action", {"action": ["approve or reject"]})

@@ -230,6 +230,7 @@ def transition(db, action_name, actor, order_id=None, token=None, note=None, pay
             rules.check_action(action_name, current["exchange_type"], actor.get("kind", "system"))
             if current["status"] not in action.from_statuses:
                 raise RuleError("order %s is %s: cannot %s" % (current["id"], current["status"], action_name))
+            rules.check_not_paid_out_late(action_name, current["payout_late_success_at"])
         except RuleError as exc:
             if actor.get("kind") == "staff":
                 _audit(cur, actor, action_name, current["id"], current["status"], action.to_status,
@@ -352,6 +353,38 @@ def apply_payout_result(db, event_id, consumer, data, sent):
             _audit(cur, PAYMENTS, action, order_id, None, None, outcome="ignored",
                    detail=dict(detail, reason=exc.message))
             return None
+
+
+def apply_payout_late_success(db, event_id, consumer, data):
+    """payout_succeeded_after_resolve of an order's payout: a payout an operator resolved `failed` went out after
+    all. The order is flagged (the first provider id is kept) with a status-history note and an audit row, in one
+    transaction with the inbox claim; its status does not move (an operator finalizes it), but from now on no
+    payout of it is allowed (domain/orders.py check_not_paid_out_late). Every distinct announcement is on the record."""
+    order_id = data["order_id"]
+    detail = {"payout_id": data["payout_id"], "idempotency_key": data["idempotency_key"],
+              "amount": money.to_str(data["amount"]), "currency": data["currency"], "to_account": data["to_account"],
+              "provider_id": data.get("provider_id"), "resolved_by": data.get("resolved_by")}
+    with db.transaction() as cur:
+        if not inbox.claim(cur, consumer, event_id):
+            return None
+        cur.execute("UPDATE orders SET payout_late_success_at = coalesce(payout_late_success_at, now()), "
+                    "payout_late_success_provider_id = coalesce(payout_late_success_provider_id, %s) "
+                    "WHERE id = %s RETURNING *", (data.get("provider_id"), order_id))
+        row = cur.fetchone()
+        if row is None:
+            _audit(cur, PAYMENTS, events.PAYOUT_SUCCEEDED_AFTER_RESOLVE, order_id, None, None, outcome="ignored",
+                   detail=dict(detail, reason="order not found"))
+            return None
+        note = rules.late_success_note(data.get("provider_id"), data["amount"], data["currency"], data["payout_id"])
+        execute_batch(cur, [
+            ("INSERT INTO status_history (order_id, from_status, to_status, action, actor, note) "
+             "VALUES (%s, %s, %s, %s, %s, %s)",
+             (order_id, row["status"], row["status"], events.PAYOUT_SUCCEEDED_AFTER_RESOLVE, actor_name(PAYMENTS),
+              note)),
+            _audit_statement(PAYMENTS, events.PAYOUT_SUCCEEDED_AFTER_RESOLVE, order_id, row["status"], row["status"],
+                             detail=detail),
+        ])
+    return order_to_wire(row)
 
 
 def apply_balance(db, event_id, consumer, data):

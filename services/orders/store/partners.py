@@ -374,6 +374,58 @@ def apply_withdrawal_payout(db, event_id, consumer, data, sent):
     return withdrawal_to_wire(row)
 
 
+def apply_withdrawal_late_paid(db, event_id, consumer, data):
+    """payout_succeeded_after_resolve of a withdrawal's payout: the payout was resolved `failed` and the money went
+    out after all. The withdrawal is flagged (late_paid_at, the provider's id) and what the rule says happens
+    (domain/partners.py late_paid): still approved -> settled `paid`, so a failed answer that comes later returns
+    nothing and nothing asks for the payout again; already failed with the amount back on the balance -> a
+    `withdrawal_late_paid` ledger row takes it out again, as far as the balance reaches (the rest is
+    late_paid_shortfall, for the admin). The withdrawal's row is locked, then the partner's, as the other writers
+    do, before the balance is read and the ledger written; one transaction with the inbox claim, audited."""
+    withdrawal_id = data["withdrawal_id"]
+    detail = {"withdrawal_id": withdrawal_id, "payout_id": data["payout_id"],
+              "idempotency_key": data["idempotency_key"], "amount": money.to_str(data["amount"]),
+              "currency": data["currency"], "to_account": data["to_account"], "provider_id": data.get("provider_id"),
+              "resolved_by": data.get("resolved_by")}
+    with db.transaction() as cur:
+        if not inbox.claim(cur, consumer, event_id):
+            return None
+        cur.execute("SELECT * FROM partner_withdrawals WHERE id = %s FOR UPDATE", (withdrawal_id,))
+        row = cur.fetchone()
+        if row is None:
+            _audit(cur, PAYMENTS, events.PAYOUT_SUCCEEDED_AFTER_RESOLVE, dict(detail, reason="withdrawal not found"),
+                   outcome="ignored")
+            return None
+        _lock_partner(cur, row["partner_id"])
+        cur.execute("SELECT 1 FROM partner_ledger WHERE withdrawal_id = %s AND kind = 'withdrawal_return'",
+                    (withdrawal_id,))
+        # Given back and not yet taken out again (an earlier announcement for this withdrawal did that).
+        returned = cur.fetchone() is not None and row["late_paid_at"] is None
+        decision = rules.late_paid(row["status"], row["method"], row["amount"], returned,
+                                   _balance(cur, row["partner_id"], row["currency"]))
+        if decision.debit > 0:
+            cur.execute("INSERT INTO partner_ledger (partner_id, currency, kind, amount, balance_after, "
+                        "withdrawal_id) VALUES (%s, %s, 'withdrawal_late_paid', %s, 0, %s)",
+                        (row["partner_id"], row["currency"], -decision.debit, withdrawal_id))
+        cur.execute("UPDATE partner_withdrawals SET status = coalesce(%(to)s, status), "
+                    "provider_id = coalesce(provider_id, %(provider)s), "
+                    "settled_at = CASE WHEN %(to)s IS NULL THEN settled_at ELSE now() END, "
+                    "late_paid_at = coalesce(late_paid_at, now()), "
+                    "late_paid_provider_id = coalesce(late_paid_provider_id, %(provider)s), "
+                    "late_paid_shortfall = coalesce(%(shortfall)s, late_paid_shortfall) WHERE id = %(id)s RETURNING *",
+                    {"to": decision.to_status, "provider": data.get("provider_id"), "id": withdrawal_id,
+                     "shortfall": decision.shortfall if decision.shortfall > 0 else None})
+        row = cur.fetchone()
+        _audit(cur, PAYMENTS, events.PAYOUT_SUCCEEDED_AFTER_RESOLVE, dict(
+            detail, status=row["status"], settled=decision.to_status, debit=money.to_str(decision.debit),
+            shortfall=money.to_str(decision.shortfall)))
+    if decision.shortfall > 0:
+        log.error("withdrawal %s was paid after its payout was resolved failed, and the partner's balance holds "
+                  "only %s of the %s %s given back: %s short", withdrawal_id, money.to_str(decision.debit),
+                  money.to_str(row["amount"]), row["currency"], money.to_str(decision.shortfall))
+    return withdrawal_to_wire(row)
+
+
 # -- administration ----------------------------------------------------------------------------------------------------
 PARTNER_LIST_SQL = """
 SELECT p.*, a.email, a.language,
