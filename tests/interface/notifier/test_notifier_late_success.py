@@ -1,22 +1,11 @@
 """`payout_succeeded_after_resolve` from payments becomes one letter to the admin address per announcement, whatever
 is delivered twice: which request or partner withdrawal, how much, to whom, the provider's transfer, and that it must
 not be paid again (docs/payments.md, "Resolving a payout by hand")."""
-import json
 
-from libs.amqp_publish import ConfirmingPublisher
 from libs.contracts import events
-from tests.conftest import TEST_AMQP_URI, eventually
+from tests.interface.event_publishing import publish
+from tests.conftest import eventually
 
-
-def publish(envelope):
-    publisher = ConfirmingPublisher(TEST_AMQP_URI)
-    try:
-        publisher.declare_exchange("payments.events")
-        assert publisher.publish_batch([{"message_id": envelope["event_id"], "exchange": "payments.events",
-                                         "routing_key": envelope["event_type"],
-                                         "body": json.dumps(envelope)}]) == ["ok"]
-    finally:
-        publisher.close()
 
 
 def late_success(kind, item_id, provider_id):

@@ -2,22 +2,17 @@
 payout an operator resolved `failed` went out after all. Published to `payments.events` as the relay does, to the
 orders service in a real nameko container: the order is flagged with a history note and an audit row, once however
 often it is delivered; its status stays, no payout of it is allowed any more, and finalizing it still is."""
-import json
 import uuid
 
 import pytest
-from nameko.containers import ServiceContainer
 from nameko.testing.services import entrypoint_hook, entrypoint_waiter
 
 from libs import errors
-from libs.amqp_publish import ConfirmingPublisher
 from libs.contracts import events
+from tests.interface.event_publishing import publish
+from tests.interface.orders_fixtures import db, orders  # noqa: F401  (fixtures)
 from libs.contracts import payments as contract
-from libs.db import Database
-from services.orders import seed
 from services.orders.dependencies import Catalogue, Orders
-from services.orders.service import OrdersService
-from tests.conftest import TEST_AMQP_URI
 
 STAFF = {"name": "op-late", "role": "operator"}
 CUSTOMER = {"kind": "customer", "name": "customer"}
@@ -25,20 +20,8 @@ REFUSAL = "the payout of this order went out after it was resolved failed: final
 HANDLER = "handle_payout_succeeded_after_resolve"
 
 
-@pytest.fixture
-def db(migrated_database):
-    database = Database(migrated_database, schema="orders", maxconn=4)
-    seed.seed(database)
-    yield database
-    database.close()
 
 
-@pytest.fixture
-def orders(nameko_config, db):
-    container = ServiceContainer(OrdersService, dict(nameko_config, METRICS_PORT=None))
-    container.start()
-    yield container
-    container.kill()
 
 
 def call(container, method, *args):
@@ -82,16 +65,6 @@ def late_success(order, provider_id="T-LATE-1"):
         "amount": order["amount_out"], "currency": order["currency_out"], "to_account": "ALICE-LATE",
         "provider_id": provider_id, "resolved_by": "admin-late"})
 
-
-def publish(envelope):
-    publisher = ConfirmingPublisher(TEST_AMQP_URI)
-    try:
-        publisher.declare_exchange("payments.events")
-        assert publisher.publish_batch([{"message_id": envelope["event_id"], "exchange": "payments.events",
-                                         "routing_key": envelope["event_type"],
-                                         "body": json.dumps(envelope)}]) == ["ok"]
-    finally:
-        publisher.close()
 
 
 def late_rows(db, order_id):
