@@ -1,11 +1,16 @@
 """Customer API: directions, create an order, follow it by its token, say "I have paid", cancel."""
-from flask import Blueprint, jsonify, request
+import hashlib
+import secrets
+
+from flask import Blueprint, jsonify, request, session
 
 from gateway import metrics, rpc
 from gateway.api import load_body
+from gateway.api.account import current_account
+from gateway.api.partner import referral_from_cookie
 from gateway.errors import ApiError
 from gateway.schemas import EmptySchema
-from gateway.security.caller import client_ip, idempotency_scope
+from gateway.security.caller import client_ip
 from libs.contracts.orders import OrderCreateSchema
 
 bp = Blueprint("public_api", __name__, url_prefix="/api/v1")
@@ -16,6 +21,23 @@ TOKEN_MAX = 64
 def _check_token(token):
     if not (8 <= len(token) <= TOKEN_MAX) or not all(c.isalnum() or c in "-_" for c in token):
         raise ApiError(404, "not_found", "order not found")
+
+
+def idempotency_scope():
+    """Whose an `Idempotency-Key` is (docs/architecture.md, "Idempotency keys"): the signed-in customer account,
+    else the bearer token (only its hash leaves the gateway), else the visitor's session, which is started here if
+    there is none (the signed session cookie then carries a random client id, so the retry finds its order)."""
+    account = current_account()
+    if account is not None:
+        return "account:%s" % account["id"]
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header.startswith("Bearer ") else ""
+    if token:
+        return "bearer:" + hashlib.sha256(token.encode()).hexdigest()
+    client = session.get("client")
+    if not isinstance(client, str) or not client:
+        client = session["client"] = secrets.token_urlsafe(24)
+    return "session:" + hashlib.sha256(client.encode()).hexdigest()
 
 
 @bp.get("/directions")
@@ -30,7 +52,6 @@ def create_order():
     if not data.get("partner_code"):
         # A visitor who came by a partner's link (/?ref=CODE, kept 30 days in a cookie): the partner earns
         # (docs/partners.md).
-        from gateway.api.partner import referral_from_cookie
         data["partner_code"] = referral_from_cookie()
     # The client's Idempotency-Key (or none) makes a retried POST return the same order, not a second one. The key
     # is the caller's own (account, bearer token or session) and bound to the body: another body is a 409

@@ -2,8 +2,6 @@
 session cookie (the admin pages and their CSV download). A state-changing call is never authenticated by a cookie
 outside the CSRF-checked pages (gateway/security/__init__.py explains why)."""
 import functools
-import hashlib
-import secrets
 
 from flask import current_app, g, request, session
 
@@ -15,23 +13,6 @@ from gateway.security.staff import staff_store
 def client_ip():
     return request.remote_addr or "-"
 
-
-def idempotency_scope():
-    """Whose an `Idempotency-Key` is (docs/architecture.md, "Idempotency keys"): the signed-in customer account,
-    else the bearer token (only its hash leaves the gateway), else the visitor's session, which is started here if
-    there is none (the signed session cookie then carries a random client id, so the retry finds its order)."""
-    from gateway.api.account import current_account   # the account API imports this module
-    account = current_account()
-    if account is not None:
-        return "account:%s" % account["id"]
-    header = request.headers.get("Authorization", "")
-    token = header[7:].strip() if header.startswith("Bearer ") else ""
-    if token:
-        return "bearer:" + hashlib.sha256(token.encode()).hexdigest()
-    client = session.get("client")
-    if not isinstance(client, str) or not client:
-        client = session["client"] = secrets.token_urlsafe(24)
-    return "session:" + hashlib.sha256(client.encode()).hexdigest()
 
 
 def current_staff():
