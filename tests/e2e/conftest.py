@@ -12,8 +12,14 @@ import requests
 
 from tests.conftest import ARTIFACTS, ROOT, TEST_AMQP_URI, TEST_DATABASE_URL, eventually, reset_database
 
-GATEWAY_PORT = int(os.environ.get("E2E_GATEWAY_PORT", "18000"))
-SANDBOX_PORT = int(os.environ.get("E2E_SANDBOX_PORT", "18090"))
+# Every port of the system under test derives from one base, so two checkouts can run their suites side by side.
+PORT_BASE = int(os.environ.get("E2E_PORT_BASE", "18000"))
+GATEWAY_PORT = int(os.environ.get("E2E_GATEWAY_PORT", str(PORT_BASE)))
+SANDBOX_PORT = int(os.environ.get("E2E_SANDBOX_PORT", str(PORT_BASE + 90)))
+SMTP_PORT = PORT_BASE + 25
+TWILIO_PORT = PORT_BASE + 95
+REPORTING_PORT = PORT_BASE + 104
+ORDERS_METRICS_PORT = PORT_BASE + 1101
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "e2e-admin-password"
 
@@ -122,12 +128,12 @@ def system_env(extra=None):
         "AMQP_URI": TEST_AMQP_URI,
         "GATEWAY_PORT": str(GATEWAY_PORT),
         "SANDBOX_PORT": str(SANDBOX_PORT),
-        "ORDERS_METRICS_PORT": "19101",
-        "PAYMENTS_METRICS_PORT": "19102",
-        "NOTIFIER_METRICS_PORT": "19103",
-        "REPORTING_METRICS_PORT": "19104",
-        "REPORTING_HTTP_ADDRESS": "127.0.0.1:18104",
-        "REPORTING_URL": "http://127.0.0.1:18104",
+        "ORDERS_METRICS_PORT": str(ORDERS_METRICS_PORT),
+        "PAYMENTS_METRICS_PORT": str(ORDERS_METRICS_PORT + 1),
+        "NOTIFIER_METRICS_PORT": str(ORDERS_METRICS_PORT + 2),
+        "REPORTING_METRICS_PORT": str(ORDERS_METRICS_PORT + 3),
+        "REPORTING_HTTP_ADDRESS": "127.0.0.1:%d" % REPORTING_PORT,
+        "REPORTING_URL": "http://127.0.0.1:%d" % REPORTING_PORT,
         "EXCHANGER_ADMIN_USER": ADMIN_USER,
         "EXCHANGER_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "EXPIRY_SWEEP_SECONDS": "1",
@@ -143,14 +149,14 @@ def system_env(extra=None):
         "PAYMENTS_BALANCE_REFRESH_SECONDS": "5",
         # notifier: the dev SMTP server of the Procfile on a test port, mail kept in a folder the tests read;
         # Twilio configured against the stand-in the notifier tests start (tests/interface/notifier/)
-        "SMTP_URL": "smtp://127.0.0.1:18025",
-        "DEVSMTP_PORT": "18025",
+        "SMTP_URL": "smtp://127.0.0.1:%d" % SMTP_PORT,
+        "DEVSMTP_PORT": str(SMTP_PORT),
         "DEVSMTP_MAILDIR": os.path.join(ARTIFACTS, "e2e-mail"),
         "DEVSMTP_CLEAR": "1",
         "TWILIO_ACCOUNT_SID": "AC" + "e2e0" * 8,
         "TWILIO_AUTH_TOKEN": "e2e-twilio-auth-token",
         "TWILIO_FROM": "+15005550006",
-        "TWILIO_BASE_URL": "http://127.0.0.1:18095",
+        "TWILIO_BASE_URL": "http://127.0.0.1:%d" % TWILIO_PORT,
         "TWILIO_TIMEOUT": "1",
         "NOTIFIER_RETRY_BASE_SECONDS": "0.3",
         "NOTIFIER_RETRY_CAP_SECONDS": "1",

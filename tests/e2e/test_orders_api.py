@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from tests.conftest import ROOT, eventually
+from tests.e2e.conftest import ORDERS_METRICS_PORT
 
 ORDER_FIELDS = {"id", "token", "status", "exchange_type", "currency_in", "amount_in", "currency_out", "amount_out",
                 "rate_in", "rate_out", "payment_flag", "pay_to", "expires_at", "created_at"}
@@ -236,7 +237,7 @@ def test_health_readiness_metrics_and_openapi(system):
     metrics = system.api("GET", "/metrics").text
     assert "exchanger_http_requests_total" in metrics
     import requests
-    service_metrics = requests.get("http://127.0.0.1:19101/metrics", timeout=5).text
+    service_metrics = requests.get("http://127.0.0.1:%d/metrics" % ORDERS_METRICS_PORT, timeout=5).text
     for name in ("exchanger_entrypoint_calls_total", "exchanger_entrypoint_seconds_bucket",
                  "exchanger_outbox_backlog", "exchanger_order_transitions_total"):
         assert name in service_metrics
