@@ -40,6 +40,10 @@ WITHDRAWAL_PAYOUT_FAILED = "withdrawal_payout_failed"  # definitely not paid: or
 # counts exchanger_payout_late_success_total.
 PAYOUT_SUCCEEDED_AFTER_RESOLVE = "payout_succeeded_after_resolve"
 
+# orders -> rates export (and anyone who caches the catalogue): a direction's rate, limits, activity or frozen
+# state changed, or a currency's monitor code or reserve did. {direction_ids: [int], reason}
+DIRECTIONS_CHANGED = "directions_changed"
+
 # payments and orders -> notifier: money work that should have moved on and has not (libs/contracts/stuck.py)
 STUCK_WORK_FOUND = "stuck_work_found"      # {service, items, counts}: one letter to the admin address
 
