@@ -244,7 +244,7 @@ class BatchEventHandler(ReliableEventHandler):
         super().setup()
         cfg = self.container.config
         self.batch_size = int(cfg.get("EVENT_BATCH_SIZE") or 100)
-        self.linger = float(cfg.get("EVENT_BATCH_LINGER_MS") or 5) / 1000.0
+        self.linger = float(cfg.get("EVENT_BATCH_LINGER_MS") or 20) / 1000.0
         self._pending = collections.deque()
         self._arrived = threading.Event()
         self._slots = threading.BoundedSemaphore(int(cfg.get("EVENT_BATCH_CONCURRENCY") or 2))
@@ -264,7 +264,7 @@ class BatchEventHandler(ReliableEventHandler):
             # Let the prefetched deliveries arrive, so the batch is as full as the load makes it.
             deadline = time.monotonic() + self.linger
             while len(self._pending) < self.batch_size and time.monotonic() < deadline:
-                eventlet.sleep(min(0.001, self.linger))
+                eventlet.sleep(min(0.005, max(0.0, deadline - time.monotonic())))
             batch = []
             while self._pending and len(batch) < self.batch_size:
                 batch.append(self._pending.popleft())

@@ -48,7 +48,7 @@ def write_event(cur, source, event_type, data, aggregate_id=None, schema=None):
 
 
 class OutboxRelay:
-    def __init__(self, database, source, amqp_uri=None, batch_size=200, idle_wait=1.0, coalesce=0.005):
+    def __init__(self, database, source, amqp_uri=None, batch_size=200, idle_wait=1.0, coalesce=0.02):
         self.db = database
         self.source = source
         self.schema = database.schema
@@ -185,7 +185,8 @@ class OutboxRelayProvider(DependencyProvider):
         self.database = Database(url=cfg.get("DATABASE_URL") or config.database_url(), schema=self.schema,
                                  maxconn=2, application_name="%s-relay" % self.source)
         self.relay = OutboxRelay(self.database, self.source, cfg.get("AMQP_URI"),
-                                 idle_wait=float(cfg.get("OUTBOX_IDLE_WAIT", 1.0)))
+                                 idle_wait=float(cfg.get("OUTBOX_IDLE_WAIT", 1.0)),
+                                 coalesce=float(cfg.get("OUTBOX_COALESCE_MS") or 20) / 1000.0)
 
     def start(self):
         self.container.spawn_managed_thread(self.relay.run_forever)

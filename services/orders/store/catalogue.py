@@ -150,14 +150,13 @@ def add_missing(db, currencies, directions):
                 (cin, cout, kind, rate_in, rate_out, fee, lo, hi, window))
 
 
-def hold_reserve(cur, code, amount):
-    """Hold `amount` of the currency's reserve for a new order, in the order's transaction: compare and add in one
-    statement, so concurrent orders queue on the currency's row and each sees what the previous ones hold.
-    None if it does not fit, else what remains available."""
-    cur.execute("UPDATE currencies SET held = held + %(amount)s WHERE code = %(code)s AND reserve - held >= %(amount)s "
-                "RETURNING reserve - held AS available", {"amount": amount, "code": code})
-    row = cur.fetchone()
-    return row["available"] if row else None
+def hold_reserve_statement(code, amount):
+    """The hold as the LAST statement of a transaction's final round trip (store/orders.py create_order): the
+    currency's row is then locked only from this statement to the commit, not for the rest of the transaction,
+    so orders on one currency do not queue behind each other's other statements. It returns one row (what
+    remains available) if the amount fits, none if not."""
+    return ("UPDATE currencies SET held = held + %(amount)s WHERE code = %(code)s AND reserve - held >= %(amount)s "
+            "RETURNING reserve - held AS available", {"amount": amount, "code": code})
 
 
 def available_reserve(cur, code):

@@ -111,22 +111,25 @@ def create_order(db, data, actor=None):
                     return existing
         if row is None:
             raise errors.Conflict("could not allocate a payment reference")
-        # The hold, after the insert: a repeated request_id has returned above without holding twice. If it does
-        # not fit (other orders took the reserve since the quote), the exception rolls the order back too.
-        if catalogue.hold_reserve(cur, direction["currency_out"], amount_out) is None:
+        order = order_to_wire(row)
+        event, _ = outbox.event_statements(SOURCE, events.ORDER_CREATED, {"order": order}, aggregate_id=row["id"])
+        # One round trip for the order's history, audit and event rows and, last, the reserve hold (its result is
+        # the round trip's result): the currency's row, which every order on it updates, stays locked only until
+        # the commit right after (docs/architecture.md, "Reserves"). The hold comes after the insert, so a repeated
+        # request_id has returned above without holding twice. If it does not fit (other orders took the reserve
+        # since the quote), the exception rolls the order back too.
+        execute_batch(cur, [
+            ("INSERT INTO status_history (order_id, from_status, to_status, action, actor) "
+             "VALUES (%s, NULL, 'new', 'create', %s)", (row["id"], actor_name(actor))),
+            _audit_statement(actor, "create", row["id"], None, "new", detail={"ip": (actor or {}).get("ip")}),
+        ] + event + [catalogue.hold_reserve_statement(direction["currency_out"], amount_out)])
+        if cur.fetchone() is None:
             try:
                 rules.check_reserve(amount_out, catalogue.available_reserve(cur, direction["currency_out"]),
                                     direction["currency_out"])
             except RuleError as exc:
                 raise errors.ValidationFailed(exc.message, exc.fields)
             raise errors.Conflict("the reserve changed meanwhile: try again")
-        order = order_to_wire(row)
-        event, _ = outbox.event_statements(SOURCE, events.ORDER_CREATED, {"order": order}, aggregate_id=row["id"])
-        execute_batch(cur, [
-            ("INSERT INTO status_history (order_id, from_status, to_status, action, actor) "
-             "VALUES (%s, NULL, 'new', 'create', %s)", (row["id"], actor_name(actor))),
-            _audit_statement(actor, "create", row["id"], None, "new", detail={"ip": (actor or {}).get("ip")}),
-        ] + event)
     metrics.ORDER_TRANSITIONS.labels("", "new").inc()
     return order
 
