@@ -250,7 +250,8 @@ class Accounts:
         account = self._account(account_id)
         if not isinstance(current_password, str) or len(current_password) > account_rules.PASSWORD_MAX or \
                 not passwords.verify_password(account["password_hash"], current_password):
-            account_store.audit_sign_in(self.db, account, account["email"], "password_change", "failed")
+            account_store.audit_sign_in(self.db, account, account["email"], "password", "wrong_password",
+                                        action="account_password_change")
             raise errors.ValidationFailed("wrong password", {"current_password": ["wrong password"]})
         _checked(account_rules.check_password, new_password, (account["email"],))
         return account_store.change_password(self.db, account_id, passwords.hash_password(new_password),

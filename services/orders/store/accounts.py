@@ -147,10 +147,10 @@ def claim_sign_in_attempt(db, email_key, ip, policy):
     return {"allowed": True, "failures": failures}
 
 
-def audit_sign_in(db, account, email, kind, outcome, ip=None, detail=None):
+def audit_sign_in(db, account, email, kind, outcome, ip=None, detail=None, action="account_sign_in"):
     actor = {"name": "account:%s" % account["id"] if account else email[:100], "kind": "customer", "ip": ip}
     with db.transaction() as cur:
-        _audit(cur, actor, "account_sign_in", dict(detail or {}, kind=kind), outcome=outcome)
+        _audit(cur, actor, action, dict(detail or {}, kind=kind), outcome=outcome)
 
 
 def open_session(db, account, password_ok, email, session_hash, kind, ttl_seconds, ip=None, throttle_key=None):
