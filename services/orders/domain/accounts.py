@@ -43,7 +43,7 @@ def check_language(language):
 # zxcvbn (offline: its lists of common passwords, words and names ship with the package) scores 0-4; below this
 # the password is among the first million guesses an attacker tries ("password1234", "qwertyuiop", "1q2w3e4r5t").
 PASSWORD_MIN_SCORE = 2
-PASSWORD_SCORED_CHARS = 100   # zxcvbn's time grows with the length; the first 100 characters decide
+PASSWORD_SCORED_CHARS = 72   # zxcvbn refuses longer input (its time grows with the length); the first 72 decide
 
 
 def check_password(password, user_inputs=()):
