@@ -6,8 +6,8 @@ import re
 from libs import errors, money
 from libs.contracts import events
 from libs.contracts.notifier import ACCOUNT_KINDS
-from libs.contracts.orders import (AccountLetterSchema, AccountNoticeSchema, OrderCreatedSchema, OrderStatusChangedSchema,
-                                   PartnerCreditedSchema)
+from libs.contracts.orders import (AccountLetterSchema, AccountNoticeSchema, OrderCreatedSchema,
+                                   OrderStatusChangedSchema, PartnerCreditedSchema)
 from libs.contracts.payments import PayoutSucceededAfterResolveSchema
 from libs.contracts.stuck import StuckWorkFoundSchema
 from services.notifier import domain

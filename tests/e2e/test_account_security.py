@@ -44,13 +44,15 @@ def test_parallel_wrong_sign_ins_are_evaluated_at_most_the_free_failures_plus_on
     with concurrent.futures.ThreadPoolExecutor(20) as pool:
         responses = list(pool.map(wrong, range(20)))   # 20 at once: more than the gateway has threads
     codes = [r.status_code for r in responses]
-    assert set(codes) <= {401, 429}, [r.text for r in responses]
+    # 503: the gateway stopped waiting for orders (RPC timeout) on a busy machine; the audit below counts what
+    # orders evaluated whatever the gateway answered
+    assert set(codes) <= {401, 429, 503}, [r.text for r in responses]
     assert codes.count(401) <= FREE_FAILURES + 1, codes
     throttled = [r for r in responses if r.status_code == 429]
     assert throttled and all(int(r.headers["Retry-After"]) >= 1 for r in throttled)
     evaluated = system.sql("SELECT count(*) AS n FROM orders.audit_log WHERE action = 'account_sign_in' AND "
                            "actor = %s AND outcome = 'failed'", ("account:%s" % person["account"]["id"],))[0]["n"]
-    assert evaluated == codes.count(401) <= FREE_FAILURES + 1
+    assert codes.count(401) <= evaluated <= FREE_FAILURES + 1
     # while blocked, even the right password waits (the owner elsewhere is not: tests/interface/partners/
     # test_account_hardening.py, every e2e client here is 127.0.0.1); a session already open keeps working
     blocked = token_request(system, person["email"], PASSWORD)

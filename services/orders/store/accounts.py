@@ -3,7 +3,6 @@ throttling, the optional second factor (TOTP), and the orders an account sees. O
 tokens and session tokens are stored; letters leave as outbox events the notifier sends."""
 import math
 import secrets
-import time
 
 from libs import errors, outbox
 from libs.audit import write_audit
