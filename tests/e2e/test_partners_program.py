@@ -248,7 +248,8 @@ def test_a_withdrawal_approved_as_a_payout_is_paid_once_through_payments(system,
     assert received() == [D("8")] and status() == "paid" and balance(system, partner) == "2.7"
     audit = system.sql("SELECT action, outcome FROM orders.audit_log WHERE detail->>'withdrawal_id' = %s "
                        "ORDER BY id", (str(w["id"]),))
-    assert [(a["action"], a["outcome"]) for a in audit][1:3] == [("partner_withdrawal_approve", "ok"),
+    assert [(a["action"], a["outcome"]) for a in audit][1:4] == [("partner_destination_confirm", "ok"),
+                                                                 ("partner_withdrawal_approve", "ok"),
                                                                  ("partner_withdrawal_paid", "ok")]
     assert all(a["outcome"] == "rejected" for a in audit[3:])  # a repeated answer changes nothing
 
