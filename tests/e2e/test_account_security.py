@@ -201,3 +201,50 @@ def test_account_api_tokens_end_when_idle_and_each_use_moves_the_idle_clock(syst
                "WHERE token_hash = " + digest_sql, (person["token"],))
     assert system.api("GET", "/api/v1/account", token=person["token"]).status_code == 401   # idle: ended
     assert system.api("GET", "/api/v1/account", token=person["token"]).status_code == 401
+
+
+def _form_post(browser, system, path, page_text, **data):
+    csrf = CSRF_RE.search(page_text).group(1)
+    return browser.post(system.url + path, timeout=30, allow_redirects=False, data=dict(data, csrf_token=csrf))
+
+
+def test_the_cabinet_pages_confirm_with_the_password_enrol_totp_and_change_the_password(system):
+    """The same steps through the server-rendered pages (forms with their CSRF token, no JavaScript needed)."""
+    email = unique_email("pages")
+    browser = requests.Session()
+    signup = browser.get(system.url + "/account/signup?lang=en", timeout=30)
+    assert _form_post(browser, system, "/account/signup", signup.text, email=email, password=PASSWORD).status_code \
+        == 200
+    url, _, _ = letter_link(system, email, "SIGNUP")
+    confirm = browser.get(url, timeout=30)
+    wrong = _form_post(browser, system, "/account/confirm", confirm.text, token=url.split("token=")[1],
+                       password="not what I chose 1")
+    assert wrong.status_code == 422 and "not the password chosen" in wrong.text
+    done = _form_post(browser, system, "/account/confirm", wrong.text, token=url.split("token=")[1],
+                      password=PASSWORD)
+    assert done.status_code == 303, done.text
+    signin = browser.get(system.url + "/account/signin", timeout=30)
+    assert _form_post(browser, system, "/account/signin", signin.text, email=email,
+                      password=PASSWORD).status_code == 303
+    home = browser.get(system.url + "/account/", timeout=30)
+    assert 'data-enabled="false"' in home.text
+
+    enrol = _form_post(browser, system, "/account/totp", home.text)
+    assert enrol.status_code == 200 and 'id="totp-secret"' in enrol.text and "<svg" in enrol.text
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', enrol.text).group(1)
+    on = _form_post(browser, system, "/account/totp/confirm", enrol.text, code=pyotp.TOTP(secret).now())
+    assert on.status_code == 303
+    home = browser.get(system.url + "/account/", timeout=30)
+    assert 'data-enabled="true"' in home.text and "Two-factor codes are on." in home.text
+
+    weak = _form_post(browser, system, "/account/password", home.text, current_password=PASSWORD,
+                      password="qwerty123456")
+    assert weak.status_code == 303
+    home = browser.get(system.url + "/account/", timeout=30)
+    assert "too common" in home.text
+    changed = _form_post(browser, system, "/account/password", home.text, current_password=PASSWORD,
+                         password="my cabinet secret 5")
+    assert changed.status_code == 303
+    assert "password is changed" in browser.get(system.url + "/account/", timeout=30).text   # this session stays
+    eventually(lambda: [m for m in Mail(system).letters(to=email) if m["X-Exchanger-Kind"] == "PASSWORD"],
+               timeout=30, message="PASSWORD letter")
