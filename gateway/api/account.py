@@ -363,9 +363,10 @@ def document(spec, op):
     for name, schema in (("Signup", SignupSchema), ("AccountConfirm", ConfirmSchema),
                          ("AccountLogin", AccountLoginSchema), ("ResetRequest", ResetRequestSchema),
                          ("PasswordReset", ResetSchema), ("MarkRead", MarkReadSchema), ("Account", AccountSchema),
-                         ("PasswordChange", PasswordChangeSchema), ("TotpCode", TotpCodeSchema),
-                         ("TotpDisable", TotpDisableSchema), ("TotpEnrolment", TotpEnrolmentSchema),
-                         ("DestinationConfirm", DestinationConfirmSchema), ("Destination", DestinationSchema),
+                         ("AccountPasswordChange", PasswordChangeSchema), ("AccountTotpCode", TotpCodeSchema),
+                         ("AccountTotpDisable", TotpDisableSchema), ("AccountTotpEnrolment", TotpEnrolmentSchema),
+                         ("AccountDestinationConfirm", DestinationConfirmSchema),
+                         ("AccountDestination", DestinationSchema),
                          ("AccountToken", AccountTokenSchema), ("Accepted", AcceptedSchema)):
         spec.components.schema(name, schema=schema)
     spec.components.security_scheme("account", {"type": "http", "scheme": "bearer",
@@ -401,19 +402,19 @@ def document(spec, op):
         "The signed-in account", ok=("200", "Account"), errors=(), tag=tag))})
     spec.path("/api/v1/account/password", operations={"post": acc(op(
         "Change the password (the current one required); every other session ends; a letter tells the address",
-        "PasswordChange", ("200", "Account"), ("400", "422", "429"), tag=tag))})
+        "AccountPasswordChange", ("200", "Account"), ("400", "422", "429"), tag=tag))})
     spec.path("/api/v1/account/totp", operations={"post": acc(op(
-        "Start enrolling two-factor codes: the secret, shown once", ok=("200", "TotpEnrolment"), errors=("409",),
+        "Start enrolling two-factor codes: the secret, shown once", ok=("200", "AccountTotpEnrolment"), errors=("409",),
         tag=tag))})
     spec.path("/api/v1/account/totp/confirm", operations={"post": acc(op(
-        "Switch two-factor codes on with a first code from the app", "TotpCode", ("200", "Account"),
+        "Switch two-factor codes on with a first code from the app", "AccountTotpCode", ("200", "Account"),
         ("400", "422", "429"), tag=tag))})
     spec.path("/api/v1/account/totp/disable", operations={"post": acc(op(
-        "Switch two-factor codes off (password and a current code)", "TotpDisable", ("200", "Account"),
+        "Switch two-factor codes off (password and a current code)", "AccountTotpDisable", ("200", "Account"),
         ("400", "422", "429"), tag=tag))})
     spec.path("/api/v1/account/destinations/confirm", operations={"post": op(
         "Confirm a new withdrawal destination with the token of the withdrawal letter's link (once, expires)",
-        "DestinationConfirm", ("200", "Destination"), ("400", "422", "429"), tag=tag)})
+        "AccountDestinationConfirm", ("200", "AccountDestination"), ("400", "422", "429"), tag=tag)})
     spec.path("/api/v1/account/orders", operations={"get": acc(op(
         "The account's exchanges: every order placed with its confirmed e-mail, newest first",
         ok=("200", "OrderList"), errors=("422",), params=page, tag=tag))})

@@ -57,3 +57,13 @@ def test_a_totp_step_is_accepted_once_with_one_step_of_drift():
     for bad in ("", None, "12345", "abcdef", 123456):
         assert rules.match_totp(secret, bad, 0, now) is None
     assert rules.match_totp(secret, " %s " % totp.at(now)[:3] + totp.at(now)[3:], 0, now) == step
+
+
+def test_the_openapi_document_builds_with_the_account_security_routes():
+    from gateway.openapi import build_spec
+    paths = build_spec().to_dict()["paths"]
+    for path in ("/api/v1/account/password", "/api/v1/account/totp", "/api/v1/account/totp/confirm",
+                 "/api/v1/account/totp/disable", "/api/v1/account/destinations/confirm"):
+        assert "post" in paths[path], path
+    login = paths["/api/v1/account/token"]["post"]
+    assert "429" in login["responses"]
