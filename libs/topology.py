@@ -36,6 +36,7 @@ SUBSCRIPTIONS = [
     sub(events.ORDERS, events.PARTNER_CREDITED, "notifier", "handle_partner_credited"),
     sub(events.ORDERS, events.ACCOUNT_SIGNUP_REQUESTED, "notifier", "handle_account_signup_requested"),
     sub(events.ORDERS, events.PASSWORD_RESET_REQUESTED, "notifier", "handle_password_reset_requested"),
+    sub(events.ORDERS, events.ACCOUNT_NOTICE, "notifier", "handle_account_notice"),
     # payments: its copy of orders and the payouts they ask for; orders: what payments found and sent (docs/payments.md)
     sub(events.ORDERS, events.ORDER_CREATED, "payments", "handle_order_created"),
     sub(events.ORDERS, events.ORDER_STATUS_CHANGED, "payments", "handle_order_status_changed"),

@@ -15,7 +15,7 @@ from marshmallow import Schema, fields, validate
 
 from gateway import rpc
 from gateway.api import load_body, load_query
-from gateway.errors import ApiError
+from gateway.errors import ApiError, error_response
 from gateway.schemas import StrictSchema
 from gateway.security.caller import client_ip
 from gateway.security.ratelimits import ip_key, limiter
@@ -29,6 +29,11 @@ PASSWORD = dict(validate=validate.Length(min=10, max=256), metadata={"descriptio
 
 def api_token_ttl_seconds():
     return config.env_float("ACCOUNT_TOKEN_TTL_HOURS", 24.0) * 3600
+
+
+def api_token_idle_seconds():
+    """An API token unused this long ends (each use moves its last_seen_at on)."""
+    return config.env_float("ACCOUNT_TOKEN_IDLE_MINUTES", 60.0) * 60
 
 
 def orders():
@@ -58,7 +63,7 @@ def current_account():
     if header.startswith("Bearer "):
         token = header[7:].strip()
         if token.startswith(TOKEN_PREFIX) and len(token) < 100:
-            g.account = orders().account_for_session(hash_token(token))
+            g.account = orders().account_for_session(hash_token(token), api_token_idle_seconds())
     return g.account
 
 
@@ -99,11 +104,46 @@ class SignupSchema(StrictSchema):
 
 class ConfirmSchema(StrictSchema):
     token = fields.String(required=True, validate=validate.Length(min=16, max=100))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=256),
+                             metadata={"description": "the password chosen at the sign-up this link confirms"})
+
+
+CODE = dict(validate=validate.Regexp(r"^[0-9 ]{6,8}$"), metadata={"description": "6 digits from the app"})
 
 
 class AccountLoginSchema(StrictSchema):
     email = fields.String(required=True, validate=validate.Length(min=1, max=254))
     password = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    code = fields.String(**CODE)
+
+
+class PasswordChangeSchema(StrictSchema):
+    current_password = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    password = fields.String(required=True, **PASSWORD)
+
+
+class TotpCodeSchema(StrictSchema):
+    code = fields.String(required=True, **CODE)
+
+
+class TotpDisableSchema(StrictSchema):
+    password = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    code = fields.String(required=True, **CODE)
+
+
+class TotpEnrolmentSchema(Schema):
+    secret = fields.String(required=True, metadata={"description": "base32, shown once"})
+    otpauth_uri = fields.String(required=True)
+
+
+class DestinationConfirmSchema(StrictSchema):
+    token = fields.String(required=True, validate=validate.Length(min=16, max=100))
+
+
+class DestinationSchema(Schema):
+    currency = fields.String()
+    to_account = fields.String()
+    confirmed = fields.Boolean()
 
 
 class ResetRequestSchema(StrictSchema):
@@ -140,6 +180,7 @@ class AccountSchema(Schema):
     email = fields.String(required=True)
     language = fields.String()
     email_confirmed = fields.Boolean()
+    totp_enabled = fields.Boolean()
     created_at = fields.String()
     partner = fields.Nested(AccountPartnerSchema, allow_none=True)
 
@@ -171,11 +212,21 @@ def request_reset(email):
     orders().account_password_reset_request(email, "reset-" + uuid.uuid4().hex)
 
 
-def sign_in(email, password, kind, ttl_seconds):
-    """(token, result) where result is orders' answer: {"ok", "account", "expires_at"} or {"ok": False, "reason"}."""
+def sign_in(email, password, kind, ttl_seconds, code=None):
+    """(token, result) where result is orders' answer: {"ok", "account", "expires_at"} or {"ok": False, "reason"
+    (invalid, unconfirmed, code_required, throttled with retry_after)}."""
     token = new_token() if kind == "api" else secrets.token_urlsafe(32)
-    result = orders().account_sign_in(email, password, hash_token(token), kind, ttl_seconds, client_ip())
+    result = orders().account_sign_in(email, password, hash_token(token), kind, ttl_seconds, client_ip(),
+                                      code or None)
     return token, result
+
+
+def throttled(retry_after):
+    """429 with Retry-After: this e-mail failed too often from this address (docs/security.md)."""
+    response = error_response(429, "too_many_requests",
+                              "too many failed sign-ins for this e-mail from this address: try again later")
+    response.headers["Retry-After"] = str(int(retry_after))
+    return response
 
 
 @bp.post("/signup")
@@ -190,18 +241,23 @@ def signup_api():
 @account_limits
 def confirm_api():
     data = load_body(ConfirmSchema)
-    return jsonify(orders().account_confirm(data["token"]))
+    return jsonify(orders().account_confirm(data["token"], data["password"]))
 
 
 @bp.post("/token")
 @account_limits
 def token_api():
     data = load_body(AccountLoginSchema)
-    token, result = sign_in(data["email"], data["password"], "api", api_token_ttl_seconds())
+    token, result = sign_in(data["email"], data["password"], "api", api_token_ttl_seconds(), data.get("code"))
     if not result["ok"]:
+        if result["reason"] == "throttled":
+            return throttled(result["retry_after"])
         if result["reason"] == "unconfirmed":
             raise ApiError(403, "email_not_confirmed", "confirm your e-mail first: open the link in our letter")
-        raise ApiError(401, "unauthorized", "wrong e-mail or password")
+        if result["reason"] == "code_required":
+            raise ApiError(401, "totp_required", "this account has two-factor codes on: send `code` from the app",
+                           {"code": ["required"]})
+        raise ApiError(401, "unauthorized", "wrong e-mail, password or code")
     return jsonify({"token": token, "expires_at": result["expires_at"], "account": result["account"]})
 
 
@@ -227,11 +283,56 @@ def reset_api():
     return jsonify(orders().account_password_reset(data["token"], data["password"]))
 
 
+@bp.post("/destinations/confirm")
+@account_limits
+def destination_confirm_api():
+    """The link of a withdrawal letter: the new destination is confirmed (no sign-in: the link proves the mailbox)."""
+    data = load_body(DestinationConfirmSchema)
+    return jsonify(orders().confirm_withdrawal_destination(data["token"]))
+
+
 # -- the account ---------------------------------------------------------------------------------------------------
+def _bearer_hash():
+    return hash_token(request.headers["Authorization"][7:].strip())
+
+
 @bp.get("")
 @require_account
 def me():
     return jsonify(current_account())
+
+
+@bp.post("/password")
+@account_limits
+@require_account
+def change_password_api():
+    """A new password (the current one required); every other session ends; a letter tells the address."""
+    data = load_body(PasswordChangeSchema)
+    return jsonify(orders().account_change_password(current_account()["id"], data["current_password"],
+                                                    data["password"], _bearer_hash()))
+
+
+@bp.post("/totp")
+@require_account
+def totp_begin_api():
+    """Start enrolling two-factor codes: the secret (shown once) and its otpauth:// address for the app."""
+    return jsonify(orders().account_totp_begin(current_account()["id"]))
+
+
+@bp.post("/totp/confirm")
+@account_limits
+@require_account
+def totp_confirm_api():
+    data = load_body(TotpCodeSchema)
+    return jsonify(orders().account_totp_confirm(current_account()["id"], data["code"]))
+
+
+@bp.post("/totp/disable")
+@account_limits
+@require_account
+def totp_disable_api():
+    data = load_body(TotpDisableSchema)
+    return jsonify(orders().account_totp_disable(current_account()["id"], data["password"], data["code"]))
 
 
 @bp.get("/orders")
@@ -262,6 +363,10 @@ def document(spec, op):
     for name, schema in (("Signup", SignupSchema), ("AccountConfirm", ConfirmSchema),
                          ("AccountLogin", AccountLoginSchema), ("ResetRequest", ResetRequestSchema),
                          ("PasswordReset", ResetSchema), ("MarkRead", MarkReadSchema), ("Account", AccountSchema),
+                         ("AccountPasswordChange", PasswordChangeSchema), ("AccountTotpCode", TotpCodeSchema),
+                         ("AccountTotpDisable", TotpDisableSchema), ("AccountTotpEnrolment", TotpEnrolmentSchema),
+                         ("AccountDestinationConfirm", DestinationConfirmSchema),
+                         ("AccountDestination", DestinationSchema),
                          ("AccountToken", AccountTokenSchema), ("Accepted", AcceptedSchema)):
         spec.components.schema(name, schema=schema)
     spec.components.security_scheme("account", {"type": "http", "scheme": "bearer",
@@ -280,11 +385,12 @@ def document(spec, op):
         "Sign up: a confirmation letter goes to the e-mail (same answer whether or not it has an account)",
         "Signup", ("202", "Accepted"), ("400", "422", "429"), tag=tag)})
     spec.path("/api/v1/account/confirm", operations={"post": op(
-        "Confirm the e-mail with the token of the letter's link", "AccountConfirm", ("200", "Account"),
-        ("400", "422", "429"), tag=tag)})
+        "Confirm the e-mail with the token of the letter's link and the password chosen at that sign-up",
+        "AccountConfirm", ("200", "Account"), ("400", "422", "429"), tag=tag)})
     spec.path("/api/v1/account/token", operations={
-        "post": op("Sign in: an account bearer token (acc_…)", "AccountLogin", ("200", "AccountToken"),
-                   ("400", "401", "403", "422", "429"), tag=tag),
+        "post": op("Sign in: an account bearer token (acc_…); `code` when the account has two-factor codes on; "
+                   "429 with Retry-After after repeated failures of this e-mail from this address",
+                   "AccountLogin", ("200", "AccountToken"), ("400", "401", "403", "422", "429"), tag=tag),
         "delete": acc(op("Sign out: revoke this token", ok=("200", None), errors=(), tag=tag))})
     spec.path("/api/v1/account/password-reset", operations={"post": op(
         "Ask for a password reset letter (same answer whether or not the e-mail has an account)",
@@ -294,6 +400,21 @@ def document(spec, op):
         "PasswordReset", ("200", "Account"), ("400", "422", "429"), tag=tag)})
     spec.path("/api/v1/account", operations={"get": acc(op(
         "The signed-in account", ok=("200", "Account"), errors=(), tag=tag))})
+    spec.path("/api/v1/account/password", operations={"post": acc(op(
+        "Change the password (the current one required); every other session ends; a letter tells the address",
+        "AccountPasswordChange", ("200", "Account"), ("400", "422", "429"), tag=tag))})
+    spec.path("/api/v1/account/totp", operations={"post": acc(op(
+        "Start enrolling two-factor codes: the secret, shown once", ok=("200", "AccountTotpEnrolment"), errors=("409",),
+        tag=tag))})
+    spec.path("/api/v1/account/totp/confirm", operations={"post": acc(op(
+        "Switch two-factor codes on with a first code from the app", "AccountTotpCode", ("200", "Account"),
+        ("400", "422", "429"), tag=tag))})
+    spec.path("/api/v1/account/totp/disable", operations={"post": acc(op(
+        "Switch two-factor codes off (password and a current code)", "AccountTotpDisable", ("200", "Account"),
+        ("400", "422", "429"), tag=tag))})
+    spec.path("/api/v1/account/destinations/confirm", operations={"post": op(
+        "Confirm a new withdrawal destination with the token of the withdrawal letter's link (once, expires)",
+        "AccountDestinationConfirm", ("200", "AccountDestination"), ("400", "422", "429"), tag=tag)})
     spec.path("/api/v1/account/orders", operations={"get": acc(op(
         "The account's exchanges: every order placed with its confirmed e-mail, newest first",
         ok=("200", "OrderList"), errors=("422",), params=page, tag=tag))})

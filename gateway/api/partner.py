@@ -130,6 +130,9 @@ class WithdrawalSchema(Schema):
     decided_by = fields.String(allow_none=True)
     decided_at = fields.String(allow_none=True)
     created_at = fields.String()
+    destination_confirmed = fields.Boolean(metadata={
+        "description": "false: the partner has not yet confirmed to_account by the link in the withdrawal letter; "
+                       "the withdrawal waits (approving it is a 409)"})
 
 
 class PartnerOverviewSchema(Schema):

@@ -10,6 +10,8 @@ import functools
 import uuid
 from urllib.parse import urlsplit
 
+import segno
+
 from flask import (Blueprint, current_app, flash, g, get_flashed_messages, redirect, render_template, request,
                    session, url_for)
 
@@ -47,6 +49,43 @@ TEXTS = {
     "confirm_button": ("Confirm my e-mail", "Подтвердить e-mail"),
     "confirmed": ("Your e-mail is confirmed. Sign in with the password you chose.",
                   "E-mail подтверждён. Войдите с выбранным паролем."),
+    "confirm_password_hint": ("The password you chose when you signed up: only the person who signed up can "
+                              "confirm.",
+                              "Пароль, выбранный при регистрации: подтвердить может только тот, кто "
+                              "регистрировался."),
+    "wrong_signup_password": ("This is not the password chosen at this sign-up.",
+                              "Это не тот пароль, что был выбран при регистрации."),
+    "code": ("Code from the app", "Код из приложения"),
+    "code_needed": ("Two-factor codes are on for this account: enter your password and the code from the app.",
+                    "Для этой учётной записи включены коды подтверждения: введите пароль и код из приложения."),
+    "throttled": ("Too many failed attempts for this e-mail from your address. Try again in %s s.",
+                  "Слишком много неудачных попыток для этого e-mail с вашего адреса. Повторите через %s с."),
+    "security": ("Security", "Безопасность"),
+    "change_password": ("Change the password", "Сменить пароль"),
+    "current_password": ("Current password", "Текущий пароль"),
+    "password_changed": ("Your password is changed; every other session has ended.",
+                         "Пароль изменён; все прочие сеансы завершены."),
+    "totp": ("Two-factor codes", "Коды подтверждения (2FA)"),
+    "totp_on": ("On: signing in asks for a code from your authenticator app.",
+                "Включены: при входе запрашивается код из приложения-аутентификатора."),
+    "totp_off": ("Off. Turn them on so that a stolen password alone does not open your account.",
+                 "Выключены. Включите их, чтобы одного украденного пароля не хватало для входа."),
+    "totp_start": ("Turn on two-factor codes", "Включить коды подтверждения"),
+    "totp_scan": ("Scan this code with an authenticator app (or type the secret), then enter the code it shows.",
+                  "Отсканируйте код приложением-аутентификатором (или введите секрет) и введите показанный код."),
+    "totp_confirm": ("Turn on", "Включить"),
+    "totp_enabled": ("Two-factor codes are on.", "Коды подтверждения включены."),
+    "totp_disable": ("Turn off", "Выключить"),
+    "totp_disabled": ("Two-factor codes are off.", "Коды подтверждения выключены."),
+    "destination_title": ("Confirm a withdrawal account", "Подтверждение счёта для вывода"),
+    "destination_button": ("Confirm this account for my withdrawals", "Подтвердить этот счёт для выводов"),
+    "destination_done": ("The account is confirmed: withdrawals to it can now be paid.",
+                         "Счёт подтверждён: выводы на него теперь могут быть выплачены."),
+    "w_unconfirmed": ("waiting for your confirmation (see our letter)", "ждёт вашего подтверждения (см. письмо)"),
+    "withdrawal_confirm_mail": ("Withdrawal requested. This account is new: confirm it with the link we have sent "
+                                "to your e-mail; we pay nothing to it before.",
+                                "Вывод заказан. Этот счёт новый: подтвердите его по ссылке из нашего письма; до "
+                                "этого мы ничего на него не выплатим."),
     "bad_link": ("This link is invalid or has expired. Ask for a new letter.",
                  "Ссылка недействительна или устарела. Запросите новое письмо."),
     "reset_title": ("Reset the password", "Сброс пароля"),
@@ -231,14 +270,35 @@ def confirm():
 
 
 @bp.post("/confirm")
+@account_api.account_limits
 def confirm_post():
     tc = texts(current_language())
+    token = (request.form.get("token") or "")[:100]
     try:
-        _orders().account_confirm((request.form.get("token") or "")[:100])
-    except errors.ValidationFailed:
+        _orders().account_confirm(token, (request.form.get("password") or "")[:256])
+    except errors.ValidationFailed as exc:
+        if "password" in exc.fields:
+            return _render("cabinet/confirm.html", 422, token=token, message=tc("wrong_signup_password"))
         return _render("cabinet/notice.html", 400, title=tc("confirm_title"), text=tc("bad_link"), error=True)
     flash(tc("confirmed"), "ok")
     return redirect(url_for("cabinet.signin"), 303)
+
+
+@bp.get("/destination")
+def destination():
+    """The link of a withdrawal letter: a page with a button (a GET changes nothing: mail scanners open links)."""
+    return _render("cabinet/destination.html", token=request.args.get("token", "")[:100])
+
+
+@bp.post("/destination")
+@account_api.account_limits
+def destination_post():
+    tc = texts(current_language())
+    try:
+        _orders().confirm_withdrawal_destination((request.form.get("token") or "")[:100])
+    except errors.ValidationFailed:
+        return _render("cabinet/notice.html", 400, title=tc("destination_title"), text=tc("bad_link"), error=True)
+    return _render("cabinet/notice.html", title=tc("destination_title"), text=tc("destination_done"))
 
 
 # -- sign-in and out -------------------------------------------------------------------------------------------
@@ -255,10 +315,20 @@ def signin_post():
     tc = texts(current_language())
     email = (request.form.get("email") or "").strip()
     target = _safe_next(request.form.get("next"))
-    raw, result = account_api.sign_in(email, request.form.get("password") or "", "web", _session_seconds())
+    code = (request.form.get("code") or "").strip()[:8]
+    raw, result = account_api.sign_in(email, request.form.get("password") or "", "web", _session_seconds(), code)
     if not result["ok"]:
-        message = tc("unconfirmed") if result["reason"] == "unconfirmed" else tc("wrong_credentials")
-        return _render("cabinet/signin.html", 200, form={"email": email}, next=target, message=message)
+        reason = result["reason"]
+        if reason == "throttled":
+            response = current_app.make_response(_render(
+                "cabinet/signin.html", 429, form={"email": email}, next=target, need_code=bool(code),
+                message=tc("throttled") % result["retry_after"]))
+            response.headers["Retry-After"] = str(int(result["retry_after"]))
+            return response
+        message = {"unconfirmed": tc("unconfirmed"), "code_required": tc("code_needed")}.get(
+            reason, tc("wrong_credentials"))
+        return _render("cabinet/signin.html", 200, form={"email": email}, next=target, message=message,
+                       need_code=reason == "code_required" or bool(code))
     old = request.cookies.get(cookie_name())
     if old and len(old) < 100:
         _orders().account_sign_out(account_api.hash_token(old))
@@ -323,7 +393,68 @@ def home():
         partner["link"] = referral_link(partner["code"])
     t = translator(current_language())
     return _render("cabinet/home.html", me=me, exchanges=exchanges["items"], messages=messages, partner=partner,
-                   status_texts={s: t("st_" + s) for s in STATUSES}, request_id=uuid.uuid4().hex)
+                   status_texts={s: t("st_" + s) for s in STATUSES}, request_id=uuid.uuid4().hex,
+                   enrolment=g.pop("totp_enrolment", None))
+
+
+# -- security: password, two-factor codes ---------------------------------------------------------------------
+@bp.post("/password")
+@account_page
+@account_api.account_limits
+def change_password():
+    tc = texts(current_language())
+    raw = request.cookies.get(cookie_name(), "")
+    try:
+        _orders().account_change_password(current_account()["id"], (request.form.get("current_password") or "")[:256],
+                                          (request.form.get("password") or "")[:256],
+                                          account_api.hash_token(raw))
+        flash(tc("password_changed"), "ok")
+    except errors.ValidationFailed as exc:
+        flash("%s: %s" % (tc("not_saved"), _fields_message(exc)), "error")
+    return redirect(url_for("cabinet.home") + "#security", 303)
+
+
+@bp.post("/totp")
+@account_page
+def totp_begin():
+    """Enrolment: the secret and its QR code are shown once, on this answer (not stored in the page session)."""
+    tc = texts(current_language())
+    try:
+        enrolment = _orders().account_totp_begin(current_account()["id"])
+    except errors.Conflict:
+        flash(tc("totp_enabled"), "ok")
+        return redirect(url_for("cabinet.home") + "#security", 303)
+    enrolment["qr"] = segno.make(enrolment["otpauth_uri"], error="m").svg_inline(scale=4, dark="#111",
+                                                                                 light="#fff")
+    g.totp_enrolment = enrolment
+    return home()
+
+
+@bp.post("/totp/confirm")
+@account_page
+@account_api.account_limits
+def totp_confirm():
+    tc = texts(current_language())
+    try:
+        _orders().account_totp_confirm(current_account()["id"], (request.form.get("code") or "")[:8])
+        flash(tc("totp_enabled"), "ok")
+    except errors.ValidationFailed as exc:
+        flash("%s: %s" % (tc("not_saved"), _fields_message(exc)), "error")
+    return redirect(url_for("cabinet.home") + "#security", 303)
+
+
+@bp.post("/totp/disable")
+@account_page
+@account_api.account_limits
+def totp_disable():
+    tc = texts(current_language())
+    try:
+        _orders().account_totp_disable(current_account()["id"], (request.form.get("password") or "")[:256],
+                                       (request.form.get("code") or "")[:8])
+        flash(tc("totp_disabled"), "ok")
+    except errors.ValidationFailed as exc:
+        flash("%s: %s" % (tc("not_saved"), _fields_message(exc)), "error")
+    return redirect(url_for("cabinet.home") + "#security", 303)
 
 
 @bp.post("/partner")
@@ -340,11 +471,12 @@ def withdraw():
     tc = texts(current_language())
     amount = (request.form.get("amount") or "").strip().replace(",", ".")
     try:
-        _orders().request_withdrawal(current_account()["id"], amount, (request.form.get("currency") or "")[:16],
-                                     (request.form.get("to_account") or "")[:200],
-                                     "web-%s" % (request.form.get("request_id") or "")[:64]
-                                     if request.form.get("request_id") else None)
-        flash(tc("withdrawal_sent"), "ok")
+        withdrawal = _orders().request_withdrawal(
+            current_account()["id"], amount, (request.form.get("currency") or "")[:16],
+            (request.form.get("to_account") or "")[:200],
+            "web-%s" % (request.form.get("request_id") or "")[:64] if request.form.get("request_id") else None)
+        flash(tc("withdrawal_sent") if withdrawal.get("destination_confirmed", True)
+              else tc("withdrawal_confirm_mail"), "ok")
     except (errors.ValidationFailed, errors.Conflict, errors.NotFound) as exc:
         flash("%s: %s" % (tc("not_saved"), _fields_message(exc)), "error")
     return redirect(url_for("cabinet.home") + "#withdrawals", 303)

@@ -24,6 +24,9 @@ ORDER_STATUS_CHANGED = "order_status_changed"  # {order, from_status, to_status,
 PARTNER_CREDITED = "partner_credited"          # {partner_account_id, order_id, amount, ...} (partner program)
 ACCOUNT_SIGNUP_REQUESTED = "account_signup_requested"  # {account_id, email, language, token_id, confirm_url}
 PASSWORD_RESET_REQUESTED = "password_reset_requested"  # {account_id, email, language, token_id, reset_url}
+# a security letter to an account: password changed or reset, withdrawal requested (with the link that confirms a
+# new destination); {account_id, email, language, notice, key, link?, expires_at?, withdrawal?}
+ACCOUNT_NOTICE = "account_notice"
 PAYMENT_REJECTED = "payment_rejected"          # orders could not take a matched payment: back to unmatched
 PARTNER_PAYOUT_REQUESTED = "partner_payout_requested"  # an approved partner withdrawal to pay (docs/partners.md)
 

@@ -7,7 +7,11 @@ STATUSES = ("pending", "sending", "sent", "failed")   # of one notification in t
 # The notification matrix L1-L10 (letters), S1-S5 (SMS); L5 is the partner's private message.
 KINDS = ("L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8", "L9", "L10", "S1", "S2", "S3", "S4", "S5")
 ALERT = "ALERT"  # letters to the admin address that belong to no order (settings changed, new sign-in)
-# letters to a customer account: sign-up confirmation and password reset. Always sent (not in settings):
-# without them nobody can sign up or back in.
-ACCOUNT_KINDS = ("SIGNUP", "RESET")
+# letters to a customer account: sign-up confirmation and password reset, and the security notices (password
+# changed or reset, withdrawal requested with the link confirming a new destination). Always sent (not in
+# settings): without them nobody can sign up or back in, and an owner must hear of changes they did not make.
+ACCOUNT_KINDS = ("SIGNUP", "RESET", "PASSWORD", "WITHDRAWAL")
+# which letter an `account_notice` event becomes
+ACCOUNT_NOTICE_KINDS = {"password_changed": "PASSWORD", "password_reset": "PASSWORD",
+                        "withdrawal_requested": "WITHDRAWAL"}
 

@@ -181,6 +181,34 @@ class AccountLetterSchema(Schema):
     expires_at = fields.AwareDateTime(required=True)
 
 
+class AccountNoticeWithdrawalSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    id = fields.Integer(required=True)
+    amount = Money(required=True)
+    currency = fields.String(required=True)
+    to_account = fields.String(required=True)
+
+
+class AccountNoticeSchema(Schema):
+    """`account_notice`: a security letter to an account's address (docs/partners.md): `notice` password_changed,
+    password_reset or withdrawal_requested (with `withdrawal`, and `link` + `expires_at` when its destination is
+    new and must be confirmed); `key` names the occurrence (the notifier sends one letter per key)."""
+    class Meta:
+        unknown = EXCLUDE
+
+    account_id = fields.Integer(required=True)
+    email = fields.Email(required=True)
+    language = fields.String(load_default="en", validate=validate.OneOf(LANGUAGES))
+    notice = fields.String(required=True, validate=validate.OneOf(
+        ["password_changed", "password_reset", "withdrawal_requested"]))
+    key = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    link = fields.Url(require_tld=False, load_default=None, allow_none=True)
+    expires_at = fields.AwareDateTime(load_default=None, allow_none=True)
+    withdrawal = fields.Nested(AccountNoticeWithdrawalSchema, load_default=None, allow_none=True)
+
+
 # -- create an order ---------------------------------------------------------------------------------------------
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")   # stricter than marshmallow's: a real domain
 PHONE_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")

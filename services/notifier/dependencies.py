@@ -104,6 +104,12 @@ class Letters:
         envelope, data = schemas.load_event(schemas.ACCOUNT_LETTER_SCHEMA, payload)
         return self.store.consume_account_letter(consumer, envelope["event_id"], kind, data)
 
+    def account_notice(self, consumer, payload):
+        """PASSWORD / WITHDRAWAL: a security letter to an account's address (password changed or reset, a
+        withdrawal requested, with the link that confirms a new destination)."""
+        envelope, data = schemas.load_event(schemas.ACCOUNT_NOTICE_SCHEMA, payload)
+        return self.store.consume_account_notice(consumer, envelope["event_id"], data)
+
     def stuck_work_found(self, consumer, payload):
         """payments' or orders' `stuck_work_found`: one letter to the admin address listing the new items."""
         envelope, data = schemas.load_event(schemas.STUCK_WORK_FOUND_SCHEMA, payload)

@@ -6,8 +6,8 @@ import re
 from libs import errors, money
 from libs.contracts import events
 from libs.contracts.notifier import ACCOUNT_KINDS
-from libs.contracts.orders import (AccountLetterSchema, OrderCreatedSchema, OrderStatusChangedSchema,
-                                   PartnerCreditedSchema)
+from libs.contracts.orders import (AccountLetterSchema, AccountNoticeSchema, OrderCreatedSchema,
+                                   OrderStatusChangedSchema, PartnerCreditedSchema)
 from libs.contracts.payments import PayoutSucceededAfterResolveSchema
 from libs.contracts.stuck import StuckWorkFoundSchema
 from services.notifier import domain
@@ -17,6 +17,7 @@ ORDER_EVENT_SCHEMAS = {events.ORDER_CREATED: OrderCreatedSchema(),
                        events.ORDER_STATUS_CHANGED: OrderStatusChangedSchema()}
 PARTNER_CREDITED_SCHEMA = PartnerCreditedSchema()
 ACCOUNT_LETTER_SCHEMA = AccountLetterSchema()
+ACCOUNT_NOTICE_SCHEMA = AccountNoticeSchema()
 STUCK_WORK_FOUND_SCHEMA = StuckWorkFoundSchema()
 PAYOUT_LATE_SUCCESS_SCHEMA = PayoutSucceededAfterResolveSchema()
 

@@ -51,6 +51,10 @@ class NotifierService:
     def handle_password_reset_requested(self, payload):
         return self.letters.account_letter("notifier.handle_password_reset_requested", "RESET", payload)
 
+    @reliable_event_handler(events.ORDERS, events.ACCOUNT_NOTICE)
+    def handle_account_notice(self, payload):
+        return self.letters.account_notice("notifier.handle_account_notice", payload)
+
     # One method, two subscriptions (queues differ by source): both services announce stuck work the same way.
     @reliable_event_handler(events.PAYMENTS, events.STUCK_WORK_FOUND)
     @reliable_event_handler(events.ORDERS, events.STUCK_WORK_FOUND)

@@ -14,6 +14,7 @@ import logging
 from libs import errors, inbox, money, outbox
 from libs.audit import actor_name
 from libs.contracts import events
+from libs.contracts.notifier import ACCOUNT_NOTICE_KINDS
 from services.notifier import domain
 from services.notifier.schemas import (attempt_to_wire, message_to_wire, notification_to_wire, plain_order,
                                        settings_to_wire)
@@ -206,6 +207,30 @@ class NotifierStore:
             subject, text, html = self.renderer.render(kind, "email", language, context)
             send = domain.Send(kind, "email", "customer", data["email"], language)
             new_id = self._insert(cur, send, "account:%s:%s" % (kind, data["token_id"]), None, subject, text, html,
+                                  event_id)
+            if new_id:
+                cur.execute("SELECT pg_notify(%s, '')", (WAKE_CHANNEL,))
+        return {"duplicate": False, "queued": [new_id] if new_id else []}
+
+    def consume_account_notice(self, consumer, event_id, data):
+        """PASSWORD / WITHDRAWAL (docs/partners.md): a security letter to the account's address, queued in one
+        transaction with the inbox claim; once per occurrence (`key`) whatever is delivered twice."""
+        kind = ACCOUNT_NOTICE_KINDS[data["notice"]]
+        language = data.get("language") or "en"
+        withdrawal = data.get("withdrawal")
+        if withdrawal:
+            withdrawal = dict(withdrawal, amount=money.to_str(withdrawal["amount"]))
+        expires = data.get("expires_at")
+        context = {"language": language, "site_name": self.renderer.site_name, "notice": data["notice"],
+                   "link": data.get("link"), "withdrawal": withdrawal,
+                   "expires": expires.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+                   if expires else None}
+        with self.db.transaction() as cur:
+            if not inbox.claim(cur, consumer, event_id):
+                return {"duplicate": True, "queued": []}
+            subject, text, html = self.renderer.render(kind, "email", language, context)
+            send = domain.Send(kind, "email", "customer", data["email"], language)
+            new_id = self._insert(cur, send, "account:%s:%s" % (kind, data["key"]), None, subject, text, html,
                                   event_id)
             if new_id:
                 cur.execute("SELECT pg_notify(%s, '')", (WAKE_CHANNEL,))

@@ -12,6 +12,7 @@ The APIs check what comes in against the rules in domain/ and call the store/ fu
 statement; nothing here talks to the database itself.
 """
 import datetime
+import time
 
 from marshmallow import ValidationError
 
@@ -155,38 +156,67 @@ class Catalogue:
 
 class Accounts:
     """Customer accounts: sign-up and confirmation, sign-in sessions (the gateway sends only hashes of session
-    tokens), password resets, the account's orders. Letters carry links to `public_url`."""
+    tokens) throttled per e-mail and address, the optional second factor (TOTP), password resets and changes, the
+    account's orders. Letters carry links to `public_url`."""
 
-    def __init__(self, db, public_url="http://127.0.0.1:8000", confirm_ttl_hours=48.0, reset_ttl_hours=1.0):
+    def __init__(self, db, public_url="http://127.0.0.1:8000", confirm_ttl_hours=48.0, reset_ttl_hours=1.0,
+                 sign_in_policy=None, totp_issuer="Exchanger"):
         self.db = db
         self.public_url = public_url.rstrip("/")
         self.confirm_ttl = datetime.timedelta(hours=confirm_ttl_hours)
         self.reset_ttl = datetime.timedelta(hours=reset_ttl_hours)
+        self.sign_in_policy = sign_in_policy or account_rules.SignInPolicy()
+        self.totp_issuer = totp_issuer
 
     def signup(self, email, password, language="en", request_id=None):
         """The account (unconfirmed) and a confirmation letter. Answers the same whether the e-mail is new, waiting
         for confirmation or already confirmed (no account enumeration); a confirmed account gets no letter.
         Returns {"letter": bool} for the tests and logs, never shown to the caller."""
         email = _checked(account_rules.check_email, email)
-        _checked(account_rules.check_password, password)
+        _checked(account_rules.check_password, password, (email,))
         _checked(account_rules.check_language, language)
         password_hash = passwords.hash_password(password)
         raw = account_rules.new_link_token()
         return account_store.signup(self.db, email, password_hash, language, request_id, raw, self.confirm_ttl,
                                     "%s/account/confirm?token=%s" % (self.public_url, raw))
 
-    def confirm(self, token):
+    def confirm(self, token, password=None):
+        """The sign-up letter's link confirms only with the password chosen at that sign-up: whoever started a
+        sign-up with someone else's address cannot have the owner confirm it for them (docs/security.md)."""
         _checked(account_rules.check_link_token, token)
+        row = account_store.open_confirm_token(self.db, token)
+        if not isinstance(password, str) or not password or len(password) > account_rules.PASSWORD_MAX or \
+                not passwords.verify_password(row["password_hash"], password):
+            account_store.confirm_failed(self.db, row["id"])
+            raise errors.ValidationFailed("wrong password", {"password": [
+                "not the password chosen at this sign-up"]})
         return account_store.confirm(self.db, token)
 
-    def sign_in(self, email, password, session_hash, kind, ttl_seconds, ip=None):
-        """Check the password and open a session (API token or cabinet cookie) whose hash the gateway sends.
-        Returns {"ok": True, "account", "expires_at"} or {"ok": False, "reason": invalid|unconfirmed}."""
+    def sign_in(self, email, password, session_hash, kind, ttl_seconds, ip=None, code=None):
+        """Check the password (and the code of an account with TOTP) and open a session (API token or cabinet
+        cookie) whose hash the gateway sends. Each attempt is counted per (e-mail, address) before it is checked.
+        Returns {"ok": True, "account", "expires_at"} or {"ok": False, "reason": invalid|unconfirmed|code_required|
+        throttled, "retry_after"?}."""
         email = account_rules.sign_in_email(email)
+        key = account_rules.throttle_key(email)
+        claim = account_store.claim_sign_in_attempt(self.db, key, ip or "", self.sign_in_policy)
         account = account_store.account_by_email(self.db, email)
+        if not claim["allowed"]:
+            account_store.audit_sign_in(self.db, account, email, kind, "throttled", ip,
+                                        {"retry_after": claim["retry_after"]})
+            return {"ok": False, "reason": "throttled", "retry_after": claim["retry_after"]}
         good = passwords.verify_password(account["password_hash"] if account else passwords.dummy_hash(),
                                          password or "")
-        return account_store.open_session(self.db, account, good, email, session_hash, kind, ttl_seconds, ip)
+        totp = account_store.totp_row(self.db, account["id"]) if good and account is not None else None
+        if totp is not None and totp["confirmed_at"] is not None:
+            if not code:
+                account_store.audit_sign_in(self.db, account, email, kind, "code_required", ip)
+                return {"ok": False, "reason": "code_required"}
+            if not account_store.totp_use(self.db, account["id"], code, True, time.time()):
+                account_store.audit_sign_in(self.db, account, email, kind, "failed", ip, {"reason": "totp"})
+                return {"ok": False, "reason": "invalid"}
+        return account_store.open_session(self.db, account, good, email, session_hash, kind, ttl_seconds, ip,
+                                          throttle_key=key)
 
     def account_for_session(self, session_hash, idle_seconds=None):
         return account_store.account_for_session(self.db, session_hash, idle_seconds)
@@ -203,10 +233,54 @@ class Accounts:
                                                     "%s/account/reset?token=%s" % (self.public_url, raw))
 
     def reset_password(self, token, password):
+        _checked(account_rules.check_link_token, token)
         _checked(account_rules.check_password, password)
         password_hash = passwords.hash_password(password)
-        _checked(account_rules.check_link_token, token)
         return account_store.reset_password(self.db, token, password_hash)
+
+    def _account(self, account_id):
+        account = account_store.account_row(self.db, account_id)
+        if account is None or not account["active"]:
+            raise errors.NotFound("account not found")
+        return account
+
+    def change_password(self, account_id, current_password, new_password, keep_session_hash=None):
+        """A signed-in account's new password: the current one must be right (422 `current_password`); every
+        other session ends and the address gets a letter."""
+        account = self._account(account_id)
+        if not isinstance(current_password, str) or len(current_password) > account_rules.PASSWORD_MAX or \
+                not passwords.verify_password(account["password_hash"], current_password):
+            account_store.audit_sign_in(self.db, account, account["email"], "password", "wrong_password",
+                                        action="account_password_change")
+            raise errors.ValidationFailed("wrong password", {"current_password": ["wrong password"]})
+        _checked(account_rules.check_password, new_password, (account["email"],))
+        return account_store.change_password(self.db, account_id, passwords.hash_password(new_password),
+                                             keep_session_hash)
+
+    def totp_begin(self, account_id):
+        """Start enrolling a second factor: a new secret shown once ({secret, otpauth_uri}); 409 if it is on."""
+        account = self._account(account_id)
+        secret = account_rules.new_totp_secret()
+        if not account_store.totp_begin(self.db, account_id, secret):
+            raise errors.Conflict("two-factor codes are on already", {"totp": ["enabled"]})
+        return {"secret": secret, "otpauth_uri": account_rules.totp_uri(secret, account["email"], self.totp_issuer)}
+
+    def totp_confirm(self, account_id, code):
+        """The first code from the app switches the second factor on (422 `code` if wrong)."""
+        if not account_store.totp_use(self.db, account_id, code, False, time.time()):
+            raise errors.ValidationFailed("wrong code", {"code": ["wrong or used code, or no enrolment started"]})
+        return account_store.account_wire(self.db, self._account(account_id))
+
+    def totp_disable(self, account_id, password, code):
+        """Switching the second factor off takes the password and a current code."""
+        account = self._account(account_id)
+        if not isinstance(password, str) or len(password) > account_rules.PASSWORD_MAX or \
+                not passwords.verify_password(account["password_hash"], password):
+            raise errors.ValidationFailed("wrong password", {"password": ["wrong password"]})
+        if not account_store.totp_use(self.db, account_id, code, True, time.time()):
+            raise errors.ValidationFailed("wrong code", {"code": ["wrong or used code"]})
+        account_store.totp_disable(self.db, account_id)
+        return account_store.account_wire(self.db, account)
 
     def list_account_orders(self, account_id, limit=50, cursor=None):
         return account_store.list_account_orders(self.db, account_id, limit, cursor)
@@ -216,8 +290,10 @@ class Partners:
     """The partner programme: joining, the partner's cabinet and withdrawals, and what operators and admins do
     (partners, commission rules, deciding withdrawals), each audited."""
 
-    def __init__(self, db):
+    def __init__(self, db, public_url="http://127.0.0.1:8000", destination_ttl_hours=24.0):
         self.db = db
+        self.public_url = public_url.rstrip("/")
+        self.destination_ttl = datetime.timedelta(hours=destination_ttl_hours)
 
     def become_partner(self, account_id):
         """(partner, created)."""
@@ -231,7 +307,14 @@ class Partners:
 
     def request_withdrawal(self, account_id, amount, currency, to_account, request_id=None):
         amount, to_account = _checked(partner_rules.withdrawal_request, amount, currency, to_account)
-        return partner_store.request_withdrawal(self.db, account_id, amount, currency, to_account, request_id)
+        raw = account_rules.new_link_token()
+        link = (raw, "%s/account/destination?token=%s" % (self.public_url, raw), self.destination_ttl)
+        return partner_store.request_withdrawal(self.db, account_id, amount, currency, to_account, request_id,
+                                                destination_link=link)
+
+    def confirm_destination(self, token):
+        _checked(account_rules.check_link_token, token)
+        return partner_store.confirm_destination(self.db, token)
 
     def list_partners(self, filters=None):
         return partner_store.list_partners(self.db, filters or {})
@@ -330,17 +413,24 @@ class CatalogueProvider(ServiceDependency):
         return Catalogue(db)
 
 
+def _public_url(cfg):
+    # Links in letters point at the gateway's public address (the notifier's letters use the same PUBLIC_URL).
+    return cfg.get("PUBLIC_URL") or "http://127.0.0.1:%s" % (cfg.get("GATEWAY_PORT") or 8000)
+
+
 class AccountsProvider(ServiceDependency):
     def build(self, db, cfg):
-        # Links in letters point at the gateway's public address (the notifier's letters use the same PUBLIC_URL).
-        public_url = cfg.get("PUBLIC_URL") or "http://127.0.0.1:%s" % (cfg.get("GATEWAY_PORT") or 8000)
-        return Accounts(db, public_url, _number(cfg, "ACCOUNT_CONFIRM_TTL_HOURS", 48.0),
-                        _number(cfg, "ACCOUNT_RESET_TTL_HOURS", 1.0))
+        policy = account_rules.SignInPolicy(
+            free=_number(cfg, "ACCOUNT_SIGNIN_FREE_FAILURES", 5),
+            base_seconds=_number(cfg, "ACCOUNT_SIGNIN_DELAY_SECONDS", 2.0),
+            max_seconds=_number(cfg, "ACCOUNT_SIGNIN_MAX_DELAY_SECONDS", 900.0))
+        return Accounts(db, _public_url(cfg), _number(cfg, "ACCOUNT_CONFIRM_TTL_HOURS", 48.0),
+                        _number(cfg, "ACCOUNT_RESET_TTL_HOURS", 1.0), policy, cfg.get("TOTP_ISSUER") or "Exchanger")
 
 
 class PartnersProvider(ServiceDependency):
     def build(self, db, cfg):
-        return Partners(db)
+        return Partners(db, _public_url(cfg), _number(cfg, "ACCOUNT_DESTINATION_TTL_HOURS", 24.0))
 
 
 class StuckWorkProvider(ServiceDependency):

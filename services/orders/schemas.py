@@ -115,10 +115,10 @@ def audit_to_wire(row):
 
 
 # -- customer accounts and the partner programme ----------------------------------------------------------------------
-def account_to_wire(row, partner=None):
+def account_to_wire(row, partner=None, totp_enabled=False):
     return {"id": row["id"], "email": row["email"], "language": row["language"],
             "email_confirmed": row["email_confirmed_at"] is not None, "created_at": _iso(row["created_at"]),
-            "partner": partner_to_wire(partner) if partner else None}
+            "partner": partner_to_wire(partner) if partner else None, "totp_enabled": bool(totp_enabled)}
 
 
 def partner_to_wire(row):
@@ -159,6 +159,9 @@ def withdrawal_to_wire(row):
             "late_paid_at": _iso(row.get("late_paid_at")), "late_paid_provider_id": row.get("late_paid_provider_id"),
             "late_paid_shortfall": money.to_str(row["late_paid_shortfall"])
             if row.get("late_paid_shortfall") is not None else None}
+    if "destination_confirmed" in row:
+        # a withdrawal to a destination the partner has not confirmed from their mailbox waits (docs/partners.md)
+        wire["destination_confirmed"] = bool(row["destination_confirmed"])
     if "partner_code" in row:
         wire["partner_code"] = row["partner_code"]
         wire["partner_email"] = row["partner_email"]

@@ -163,12 +163,32 @@ class OrdersService:
         return self.accounts.signup(email, password, language, request_id)
 
     @rpc(expected_exceptions=expected)
-    def account_confirm(self, token):
-        return self.accounts.confirm(token)
+    def account_confirm(self, token, password=None):
+        return self.accounts.confirm(token, password)
 
     @rpc(expected_exceptions=expected)
-    def account_sign_in(self, email, password, session_hash, kind, ttl_seconds, ip=None):
-        return self.accounts.sign_in(email, password, session_hash, kind, ttl_seconds, ip)
+    def account_sign_in(self, email, password, session_hash, kind, ttl_seconds, ip=None, code=None):
+        return self.accounts.sign_in(email, password, session_hash, kind, ttl_seconds, ip, code)
+
+    @rpc(expected_exceptions=expected)
+    def account_change_password(self, account_id, current_password, new_password, keep_session_hash=None):
+        return self.accounts.change_password(account_id, current_password, new_password, keep_session_hash)
+
+    @rpc(expected_exceptions=expected)
+    def account_totp_begin(self, account_id):
+        return self.accounts.totp_begin(account_id)
+
+    @rpc(expected_exceptions=expected)
+    def account_totp_confirm(self, account_id, code):
+        return self.accounts.totp_confirm(account_id, code)
+
+    @rpc(expected_exceptions=expected)
+    def account_totp_disable(self, account_id, password, code):
+        return self.accounts.totp_disable(account_id, password, code)
+
+    @rpc(expected_exceptions=expected)
+    def confirm_withdrawal_destination(self, token):
+        return self.partners.confirm_destination(token)
 
     @rpc(expected_exceptions=expected)
     def account_for_session(self, session_hash, idle_seconds=None):

@@ -167,6 +167,9 @@ def system_env(extra=None):
         # every e2e client shares 127.0.0.1 and the fuzzer sends empty e-mails: the per (address, e-mail) limit
         # of account endpoints would turn later tests away
         "ACCOUNT_RATE_LIMIT": "600 per minute",
+        # the first delay after the free sign-in failures: long enough that parallel attempts of a test all meet
+        # the block on a busy machine (tests/e2e/test_account_security.py)
+        "ACCOUNT_SIGNIN_DELAY_SECONDS": "30",
     })
     env.update(extra or {})
     return env

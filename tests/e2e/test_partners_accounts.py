@@ -17,8 +17,8 @@ def test_sign_up_and_password_reset_letters_arrive_and_their_links_work_once(sys
     assert "Подтвердите" in letter["Subject"] and letter.get_body(("html",)) is not None
     assert system.sql("SELECT count(*) AS n FROM orders.account_tokens WHERE token_hash = encode(sha256(%s), 'hex')",
                       (token.encode(),))[0]["n"] == 1                       # the table has the hash only
-    assert system.api("POST", "/api/v1/account/confirm", json={"token": token}).status_code == 200
-    assert system.api("POST", "/api/v1/account/confirm", json={"token": token}).status_code == 422
+    assert system.api("POST", "/api/v1/account/confirm", json={"token": token, "password": PASSWORD}).status_code == 200
+    assert system.api("POST", "/api/v1/account/confirm", json={"token": token, "password": PASSWORD}).status_code == 422
     bearer = sign_in(system, email)
     me = system.api("GET", "/api/v1/account", token=bearer).json()
     assert me["email"] == email and me["email_confirmed"] and me["language"] == "ru"
@@ -46,7 +46,7 @@ def test_sign_up_and_password_reset_letters_arrive_and_their_links_work_once(sys
                                                                                "password": "third password 789"})
     assert again.status_code == 422 and "token" in again.json()["fields"]
     letters = [m["X-Exchanger-Kind"] for m in Mail(system).letters(to=email)]
-    assert sorted(letters) == ["L1", "RESET", "SIGNUP"]                   # each once
+    assert sorted(letters) == ["L1", "PASSWORD", "RESET", "SIGNUP"]       # each once; PASSWORD: "it was reset"
 
 
 def test_bad_input_is_refused_with_fields_and_writes_nothing(system):

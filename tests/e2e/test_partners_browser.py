@@ -42,6 +42,7 @@ def test_partner_signs_up_shares_the_link_and_sees_the_credit_and_the_message(  
     page.wait_for_selector("#notice-text")
     url, _, _ = letter_link(system, email, "SIGNUP")
     page.goto(url)
+    page.fill("#password", PASSWORD)     # the person who confirms proves the sign-up's password
     page.click("#confirm")
     page.wait_for_url(re.compile(r".*/account/signin$"))
     assert "confirmed" in page.text_content(".flash")

@@ -16,8 +16,9 @@ import requests
 
 from libs.amqp_publish import connect
 from tests.conftest import ARTIFACTS, ROOT, TEST_AMQP_URI, eventually
-from tests.e2e.partners_support import (balance, clear_direction_rule, complete_manual, messages, new_partner,
-                                        order_as_visitor, overview, republish, set_direction_rule, visit_link)
+from tests.e2e.partners_support import (balance, clear_direction_rule, complete_manual, confirm_destination,
+                                        messages, new_partner, order_as_visitor, overview, republish,
+                                        set_direction_rule, visit_link)
 
 L5_QUEUE = "evt-orders-partner_credited--notifier.handle_partner_credited"
 
@@ -163,7 +164,10 @@ def test_concurrent_withdrawals_above_the_balance_at_most_one_succeeds(system, a
         "amount": "2", "currency": "USDT", "to_account": "CAROL-USDT"})
     assert too_small.status_code == 422 and "amount" in too_small.json()["fields"]
 
-    # the operator pays it by hand; a second decision is refused; both are audited
+    # the partner confirms the new destination from the letter; the operator pays it by hand; a second decision
+    # is refused; both are audited
+    assert confirm_destination(system, partner) == {"currency": "USDT", "to_account": "CAROL-USDT",
+                                                    "confirmed": True}
     r = system.api("POST", "/api/v1/admin/withdrawals/%s/approve" % won["id"], token=admin_token,
                    json={"method": "manual", "reference": "TX-77"})
     assert r.status_code == 200 and r.json()["status"] == "approved", r.text
@@ -211,6 +215,7 @@ def test_a_withdrawal_approved_as_a_payout_is_paid_once_through_payments(system,
     to_account = r.json()["account"]
     w = system.api("POST", "/api/v1/partner/withdrawals", token=partner["token"], json={
         "amount": "8", "currency": "USDT", "to_account": to_account}).json()
+    confirm_destination(system, partner)
     r = system.api("POST", "/api/v1/admin/withdrawals/%s/approve" % w["id"], token=admin_token,
                    json={"method": "payout"})
     assert r.status_code == 200 and r.json()["status"] == "approved", r.text
@@ -243,9 +248,10 @@ def test_a_withdrawal_approved_as_a_payout_is_paid_once_through_payments(system,
     assert received() == [D("8")] and status() == "paid" and balance(system, partner) == "2.7"
     audit = system.sql("SELECT action, outcome FROM orders.audit_log WHERE detail->>'withdrawal_id' = %s "
                        "ORDER BY id", (str(w["id"]),))
-    assert [(a["action"], a["outcome"]) for a in audit][1:3] == [("partner_withdrawal_approve", "ok"),
+    assert [(a["action"], a["outcome"]) for a in audit][1:4] == [("partner_destination_confirm", "ok"),
+                                                                 ("partner_withdrawal_approve", "ok"),
                                                                  ("partner_withdrawal_paid", "ok")]
-    assert all(a["outcome"] == "rejected" for a in audit[3:])  # a repeated answer changes nothing
+    assert all(a["outcome"] == "rejected" for a in audit[4:])  # a repeated answer changes nothing
 
 
 def test_an_admin_can_resolve_a_withdrawal_payout_through_the_api(system, admin_token):

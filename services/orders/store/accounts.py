@@ -1,6 +1,9 @@
-"""Customer accounts (docs/partners.md): sign-up and its confirmation, sessions, password resets, and the orders an
-account sees. Only hashes of passwords, link tokens and session tokens are stored; letters leave as outbox events
-the notifier sends."""
+"""Customer accounts (docs/partners.md): sign-up and its confirmation, sessions, password resets and changes, sign-in
+throttling, the optional second factor (TOTP), and the orders an account sees. Only hashes of passwords, link
+tokens and session tokens are stored; letters leave as outbox events the notifier sends."""
+import math
+import secrets
+
 from libs import errors, outbox
 from libs.audit import write_audit
 from libs.contracts import events
@@ -33,7 +36,9 @@ def _request_seen(cur, request_id):
 
 def account_wire(db, account):
     partner = db.fetchone("SELECT * FROM partners WHERE account_id = %s", (account["id"],))
-    return account_to_wire(account, partner)
+    totp = db.fetchone("SELECT 1 FROM account_totp WHERE account_id = %s AND confirmed_at IS NOT NULL",
+                       (account["id"],))
+    return account_to_wire(account, partner, totp is not None)
 
 
 def account_by_email(db, email):
@@ -76,8 +81,36 @@ def _use_token(cur, raw, purpose):
     return row
 
 
+CONFIRM_MAX_FAILURES = 5   # wrong passwords typed with one confirmation link before the link ends
+
+
+def open_confirm_token(db, raw_token):
+    """The open sign-up token of a link (its id and the password hash of that sign-up), or a 422 `token`."""
+    row = db.fetchone("SELECT t.id, t.password_hash, t.used_at, t.expires_at, a.active FROM account_tokens t "
+                      "JOIN accounts a ON a.id = t.account_id WHERE t.token_hash = %s AND t.purpose = 'confirm'",
+                      (rules.token_hash(raw_token),))
+    if row is None or row["used_at"] is not None or row["expires_at"] <= events.utcnow() or not row["active"]:
+        raise errors.ValidationFailed("invalid token", {"token": ["invalid or expired"]})
+    return row
+
+
+def confirm_failed(db, token_id):
+    """A wrong password with a confirmation link: counted; the link ends after CONFIRM_MAX_FAILURES."""
+    with db.transaction() as cur:
+        cur.execute("UPDATE account_tokens SET failed_attempts = failed_attempts + 1, "
+                    "used_at = CASE WHEN failed_attempts + 1 >= %s THEN now() ELSE used_at END "
+                    "WHERE id = %s AND used_at IS NULL RETURNING account_id, failed_attempts",
+                    (CONFIRM_MAX_FAILURES, token_id))
+        row = cur.fetchone()
+        if row:
+            _audit(cur, _customer(row["account_id"]), "account_confirm", {"token_id": token_id,
+                                                                        "failed_attempts": row["failed_attempts"]},
+                   outcome="wrong_password")
+
+
 def confirm(db, raw_token):
-    """The link of the sign-up letter: the e-mail is confirmed and that sign-up's password set."""
+    """The link of the sign-up letter, with the password of that sign-up proven by the caller
+    (services/orders/dependencies.py): the e-mail is confirmed and that password set."""
     with db.transaction() as cur:
         token = _use_token(cur, raw_token, "confirm")
         cur.execute("UPDATE accounts SET email_confirmed_at = COALESCE(email_confirmed_at, now()), "
@@ -88,9 +121,41 @@ def confirm(db, raw_token):
     return account_wire(db, account)
 
 
-def open_session(db, account, password_ok, email, session_hash, kind, ttl_seconds, ip=None):
-    """The end of a sign-in whose password was checked (password_ok): a session whose hash the gateway sends, or
-    the reason there is none. Every attempt is audited."""
+def claim_sign_in_attempt(db, email_key, ip, policy):
+    """Count this sign-in attempt of (e-mail, address) BEFORE the password is checked, unless the pair is blocked:
+    {"allowed": True} or {"allowed": False, "retry_after": seconds}. The row is locked for the check and the count,
+    so parallel attempts queue on it and each sees the count and the block the previous one left (a "check, then
+    count after the answer" would let every parallel request through). A successful sign-in resets the row."""
+    with db.transaction() as cur:
+        cur.execute("INSERT INTO account_signin_throttle (email_key, ip) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    (email_key, ip))
+        cur.execute("SELECT failures, blocked_until, updated_at, now() AS now FROM account_signin_throttle "
+                    "WHERE email_key = %s AND ip = %s FOR UPDATE", (email_key, ip))
+        row = cur.fetchone()
+        if row["blocked_until"] > row["now"]:
+            return {"allowed": False,
+                    "retry_after": max(1, math.ceil((row["blocked_until"] - row["now"]).total_seconds()))}
+        fresh = (row["now"] - row["updated_at"]).total_seconds() > policy.forget_seconds
+        failures = 1 if fresh else row["failures"] + 1
+        cur.execute("UPDATE account_signin_throttle SET failures = %s, updated_at = now(), "
+                    "blocked_until = now() + make_interval(secs => %s) WHERE email_key = %s AND ip = %s",
+                    (failures, policy.delay_after(failures), email_key, ip))
+        if secrets.randbelow(200) == 0:  # now and then, forget pairs nobody has tried for long
+            cur.execute("DELETE FROM account_signin_throttle WHERE updated_at < now() - make_interval(secs => %s) "
+                        "AND blocked_until < now()", (policy.forget_seconds,))
+    return {"allowed": True, "failures": failures}
+
+
+def audit_sign_in(db, account, email, kind, outcome, ip=None, detail=None, action="account_sign_in"):
+    actor = {"name": "account:%s" % account["id"] if account else email[:100], "kind": "customer", "ip": ip}
+    with db.transaction() as cur:
+        _audit(cur, actor, action, dict(detail or {}, kind=kind), outcome=outcome)
+
+
+def open_session(db, account, password_ok, email, session_hash, kind, ttl_seconds, ip=None, throttle_key=None):
+    """The end of a sign-in whose password (and code, if the account has TOTP) was checked (password_ok): a
+    session whose hash the gateway sends, or the reason there is none. Every attempt is audited; a success
+    forgets the failures of (throttle_key, ip)."""
     actor = {"name": "account:%s" % account["id"] if account else email[:100], "kind": "customer", "ip": ip}
     with db.transaction() as cur:
         if not password_ok or account is None or not account["active"]:
@@ -99,6 +164,9 @@ def open_session(db, account, password_ok, email, session_hash, kind, ttl_second
         if account["email_confirmed_at"] is None:
             _audit(cur, actor, "account_sign_in", {"kind": kind}, outcome="unconfirmed")
             return {"ok": False, "reason": "unconfirmed"}
+        if throttle_key is not None:
+            cur.execute("DELETE FROM account_signin_throttle WHERE email_key = %s AND ip = %s",
+                        (throttle_key, ip or ""))
         cur.execute("INSERT INTO account_sessions (token_hash, account_id, kind, ip, expires_at) "
                     "VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s)) "
                     "ON CONFLICT (token_hash) DO NOTHING", (session_hash, account["id"], kind, ip,
@@ -169,7 +237,84 @@ def reset_password(db, raw_token, password_hash):
                     (account["id"],))
         _audit(cur, _customer(account["id"]), "account_password_reset",
                {"token_id": token["id"], "sessions_ended": cur.rowcount})
+        write_notice(cur, account, "password_reset", "password_reset:%s" % token["id"])
     return account_wire(db, account)
+
+
+def write_notice(cur, account, notice, key, **extra):
+    """A security letter to the account's address (the notifier dedupes it on `key`), in the transaction of the
+    change it tells about."""
+    outbox.write_event(cur, SOURCE, events.ACCOUNT_NOTICE, dict(
+        {"account_id": account["id"], "email": account["email"], "language": account["language"],
+         "notice": notice, "key": key}, **extra), aggregate_id="account:%s" % account["id"])
+
+
+def account_row(db, account_id):
+    return db.fetchone("SELECT * FROM accounts WHERE id = %s", (account_id,))
+
+
+def change_password(db, account_id, password_hash, keep_session_hash=None):
+    """A signed-in account chose a new password (its current one checked by the caller): every other session
+    ends, and a letter tells the address."""
+    with db.transaction() as cur:
+        cur.execute("UPDATE accounts SET password_hash = %s, password_changed_at = now(), updated_at = now() "
+                    "WHERE id = %s AND active RETURNING *", (password_hash, account_id))
+        account = cur.fetchone()
+        if account is None:
+            raise errors.NotFound("account not found")
+        cur.execute("UPDATE account_sessions SET revoked_at = now() WHERE account_id = %s AND revoked_at IS NULL "
+                    "AND token_hash IS DISTINCT FROM %s", (account_id, keep_session_hash))
+        ended = cur.rowcount
+        _audit(cur, _customer(account_id), "account_password_change", {"sessions_ended": ended})
+        write_notice(cur, account, "password_changed",
+                     "password_changed:%s:%s" % (account_id, account["password_changed_at"].isoformat()))
+    return account_wire(db, account)
+
+
+# -- the second factor (TOTP) ---------------------------------------------------------------------------------------
+def totp_row(db, account_id):
+    return db.fetchone("SELECT * FROM account_totp WHERE account_id = %s", (account_id,))
+
+
+def totp_begin(db, account_id, secret):
+    """Start (or restart) enrolment with `secret`; False if the account has TOTP on already."""
+    with db.transaction() as cur:
+        cur.execute("INSERT INTO account_totp (account_id, secret) VALUES (%s, %s) "
+                    "ON CONFLICT (account_id) DO UPDATE SET secret = EXCLUDED.secret, created_at = now(), "
+                    "last_step = 0 WHERE account_totp.confirmed_at IS NULL RETURNING account_id",
+                    (account_id, secret))
+        started = cur.fetchone() is not None
+        if started:
+            _audit(cur, _customer(account_id), "account_totp_begin")
+        return started
+
+
+def totp_use(db, account_id, code, confirmed, now_seconds):
+    """Check a code against the account's secret (confirmed=False: the enrolment's first code, which switches TOTP
+    on) and remember its step, under the row's lock: a code is accepted once, even by two parallel calls."""
+    with db.transaction() as cur:
+        cur.execute("SELECT secret, last_step FROM account_totp WHERE account_id = %s AND (confirmed_at IS NOT NULL) "
+                    "= %s FOR UPDATE", (account_id, confirmed))
+        row = cur.fetchone()
+        step = rules.match_totp(row["secret"], code, row["last_step"], now_seconds) if row else None
+        if step is None:
+            if row is not None and not confirmed:
+                _audit(cur, _customer(account_id), "account_totp_enrol", outcome="wrong_code")
+            return False
+        cur.execute("UPDATE account_totp SET last_step = %s, confirmed_at = COALESCE(confirmed_at, now()) "
+                    "WHERE account_id = %s", (step, account_id))
+        if not confirmed:
+            _audit(cur, _customer(account_id), "account_totp_enrol")
+        return True
+
+
+def totp_disable(db, account_id):
+    with db.transaction() as cur:
+        cur.execute("DELETE FROM account_totp WHERE account_id = %s", (account_id,))
+        removed = cur.rowcount == 1
+        if removed:
+            _audit(cur, _customer(account_id), "account_totp_disable")
+        return removed
 
 
 def list_account_orders(db, account_id, limit=50, cursor=None):

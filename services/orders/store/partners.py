@@ -17,7 +17,9 @@ import psycopg2
 from libs import errors, inbox, money, outbox
 from libs.audit import actor_name, write_audit
 from libs.contracts import events
-from services.orders.domain import RuleError, check_same_request, partners as rules, request_hash
+from services.orders.domain import RuleError, accounts as account_rules, check_same_request, partners as rules, \
+    request_hash
+from services.orders.store.accounts import write_notice
 from services.orders.schemas import (admin_partner_to_wire, commission_to_wire, daily_clicks_to_wire,
                                      daily_earnings_to_wire, ledger_to_wire, partner_to_wire, plain, plain_values,
                                      referred_order_to_wire, withdrawal_to_wire)
@@ -202,7 +204,8 @@ def partner_overview(db, account_id, days=90):
         "  FROM partner_ledger WHERE partner_id = %s AND kind = 'credit' "
         "   AND created_at > now() - make_interval(days => %s) GROUP BY 1, 2 ORDER BY 1, 2", (pid, days))]
     withdrawals = [withdrawal_to_wire(r) for r in db.fetchall(
-        "SELECT * FROM partner_withdrawals WHERE partner_id = %s ORDER BY id DESC LIMIT 100", (pid,))]
+        "SELECT w.*, " + DESTINATION_CONFIRMED + " AS destination_confirmed FROM partner_withdrawals w "
+        "WHERE partner_id = %s ORDER BY id DESC LIMIT 100", (pid,))]
     settings = db.fetchone("SELECT min_withdrawal FROM commission_settings WHERE id = 1")
     return {"partner": partner_to_wire(partner), "code": partner["code"], "balances": balances(db, pid),
             "stats": {"clicks": clicks, "clicks_by_day": clicks_by_day, "orders_by_status": by_status,
@@ -224,8 +227,16 @@ def ledger(db, partner_id, limit=200, cursor=None):
 
 
 # -- withdrawals -------------------------------------------------------------------------------------------------------
-def request_withdrawal(db, account_id, amount, currency, to_account, request_id=None):
-    """Hold `amount` of the partner's balance for a withdrawal an operator will approve or reject.
+DESTINATION_CONFIRMED = ("EXISTS (SELECT 1 FROM withdrawal_destinations d WHERE d.partner_id = w.partner_id "
+                         "AND d.currency = w.currency AND d.to_account = w.to_account "
+                         "AND d.confirmed_at IS NOT NULL)")
+
+
+def request_withdrawal(db, account_id, amount, currency, to_account, request_id=None, destination_link=None):
+    """Hold `amount` of the partner's balance for a withdrawal an operator will approve or reject, and tell the
+    account's address in a letter. A destination (currency, to_account) not confirmed yet gets a one-time link
+    in that letter, `destination_link` = (raw token, url, ttl): only its hash is kept; until the link is used the
+    withdrawal waits (decide_withdrawal refuses to approve it).
 
     The partner's row is locked first, so concurrent requests queue and each sees the balance the previous
     one left; the ledger trigger checks it once more (nothing can overdraw, even a path that forgets)."""
@@ -266,10 +277,56 @@ def request_withdrawal(db, account_id, amount, currency, to_account, request_id=
         except psycopg2.errors.CheckViolation:
             # Only if something wrote the ledger without the partner lock: the database still says no.
             raise errors.Conflict("the balance changed meanwhile", {"amount": ["above the balance"]})
+        confirmed = _destination_for(cur, withdrawal, destination_link)
         _audit(cur, _customer(account_id), "partner_withdrawal_request",
                {"withdrawal_id": withdrawal["id"], "amount": money.to_str(amount), "currency": currency,
-                "to_account": to_account})
-    return withdrawal_to_wire(withdrawal)
+                "to_account": to_account, "destination_confirmed": confirmed})
+    return withdrawal_to_wire(dict(withdrawal, destination_confirmed=confirmed))
+
+
+def _destination_for(cur, withdrawal, destination_link):
+    """The withdrawal's letter, with a confirmation link when its destination is new; whether it is confirmed."""
+    cur.execute("INSERT INTO withdrawal_destinations (partner_id, currency, to_account) VALUES (%s, %s, %s) "
+                "ON CONFLICT (partner_id, currency, to_account) DO NOTHING",
+                (withdrawal["partner_id"], withdrawal["currency"], withdrawal["to_account"]))
+    cur.execute("SELECT * FROM withdrawal_destinations WHERE partner_id = %s AND currency = %s AND to_account = %s",
+                (withdrawal["partner_id"], withdrawal["currency"], withdrawal["to_account"]))
+    destination = cur.fetchone()
+    cur.execute("SELECT a.* FROM accounts a JOIN partners p ON p.account_id = a.id WHERE p.id = %s",
+                (withdrawal["partner_id"],))
+    account = cur.fetchone()
+    extra = {"withdrawal": {"id": withdrawal["id"], "amount": money.to_str(withdrawal["amount"]),
+                            "currency": withdrawal["currency"], "to_account": withdrawal["to_account"]}}
+    confirmed = destination["confirmed_at"] is not None
+    if not confirmed and destination_link:
+        raw, url, ttl = destination_link
+        cur.execute("INSERT INTO withdrawal_destination_tokens (token_hash, destination_id, withdrawal_id, "
+                    "expires_at) VALUES (%s, %s, %s, now() + %s)",
+                    (account_rules.token_hash(raw), destination["id"], withdrawal["id"], ttl))
+        extra.update(link=url, expires_at=(events.utcnow() + ttl).isoformat())
+    write_notice(cur, account, "withdrawal_requested", "withdrawal:%s" % withdrawal["id"], **extra)
+    return confirmed
+
+
+def confirm_destination(db, raw_token):
+    """The link of a withdrawal letter: the destination is confirmed (once; every open link of it ends), and the
+    withdrawals waiting for it may be approved."""
+    with db.transaction() as cur:
+        cur.execute("SELECT t.*, d.partner_id, d.currency, d.to_account, p.account_id FROM "
+                    "withdrawal_destination_tokens t JOIN withdrawal_destinations d ON d.id = t.destination_id "
+                    "JOIN partners p ON p.id = d.partner_id WHERE t.token_hash = %s FOR UPDATE OF t",
+                    (account_rules.token_hash(raw_token),))
+        token = cur.fetchone()
+        if token is None or token["used_at"] is not None or token["expires_at"] <= events.utcnow():
+            raise errors.ValidationFailed("invalid token", {"token": ["invalid or expired"]})
+        cur.execute("UPDATE withdrawal_destination_tokens SET used_at = now() WHERE destination_id = %s "
+                    "AND used_at IS NULL", (token["destination_id"],))
+        cur.execute("UPDATE withdrawal_destinations SET confirmed_at = COALESCE(confirmed_at, now()) WHERE id = %s",
+                    (token["destination_id"],))
+        _audit(cur, _customer(token["account_id"]), "partner_destination_confirm",
+               {"destination_id": token["destination_id"], "currency": token["currency"],
+                "to_account": token["to_account"], "withdrawal_id": token["withdrawal_id"]})
+    return {"currency": token["currency"], "to_account": token["to_account"], "confirmed": True}
 
 
 def list_withdrawals(db, filters=None):
@@ -288,7 +345,8 @@ def list_withdrawals(db, filters=None):
         params.append(int(filters["cursor"]))
     limit = max(1, min(int(filters.get("limit") or 50), 500))
     rows = db.fetchall(
-        "SELECT w.*, p.code AS partner_code, a.email AS partner_email FROM partner_withdrawals w "
+        "SELECT w.*, p.code AS partner_code, a.email AS partner_email, " + DESTINATION_CONFIRMED +
+        " AS destination_confirmed FROM partner_withdrawals w "
         "JOIN partners p ON p.id = w.partner_id JOIN accounts a ON a.id = p.account_id" +
         (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY w.id DESC LIMIT %s",
         params + [limit + 1])
@@ -320,16 +378,25 @@ def decide_withdrawal(db, withdrawal_id, action, actor, method=None, reference=N
     except RuleError as exc:
         raise _validation(exc)
     with db.transaction() as cur:
-        cur.execute("UPDATE partner_withdrawals SET status = %s, method = %s, reference = %s, reason = %s, "
-                    "decided_by = %s, decided_at = now() WHERE id = %s AND status = %s RETURNING *",
+        # Money goes only to a destination the partner confirmed from their mailbox: approving waits for it.
+        cur.execute("UPDATE partner_withdrawals w SET status = %s, method = %s, reference = %s, reason = %s, "
+                    "decided_by = %s, decided_at = now() WHERE id = %s AND status = %s "
+                    "AND (%s <> 'approve' OR " + DESTINATION_CONFIRMED + ") RETURNING *",
                     (to_status, method if action == "approve" else None, reference,
-                     reason if action == "reject" else None, actor_name(actor), withdrawal_id, from_status))
+                     reason if action == "reject" else None, actor_name(actor), withdrawal_id, from_status, action))
         row = cur.fetchone()
         if row is None:
-            cur.execute("SELECT status FROM partner_withdrawals WHERE id = %s", (withdrawal_id,))
+            cur.execute("SELECT status, " + DESTINATION_CONFIRMED + " AS destination_confirmed "
+                        "FROM partner_withdrawals w WHERE id = %s", (withdrawal_id,))
             current = cur.fetchone()
             if current is None:
                 raise errors.NotFound("withdrawal not found")
+            if current["status"] == from_status and not current["destination_confirmed"]:
+                _audit(cur, actor, "partner_withdrawal_%s" % action, {
+                    "withdrawal_id": withdrawal_id, "reason": "destination not confirmed"}, outcome="rejected")
+                cur.connection.commit()
+                raise errors.Conflict("the partner has not confirmed this destination yet (the link in their letter)",
+                                      {"to_account": ["not confirmed by the partner yet"]})
             _audit(cur, actor, "partner_withdrawal_%s" % action, {"withdrawal_id": withdrawal_id,
                                                                   "status": current["status"]},
                    outcome="rejected")

@@ -12,7 +12,7 @@ from tests.conftest import TEST_AMQP_URI, eventually
 from tests.e2e.notifier_support import Mail, text_of
 
 PASSWORD = "partner password 123"
-LINK_RE = re.compile(r"(https?://\S+/account/(?:confirm|reset)\?token=([A-Za-z0-9_-]+))")
+LINK_RE = re.compile(r"(https?://\S+/account/(?:confirm|reset|destination)\?token=([A-Za-z0-9_-]+))")
 
 
 def unique_email(prefix="partner"):
@@ -20,7 +20,8 @@ def unique_email(prefix="partner"):
 
 
 def letter_link(system, email, kind):
-    """(url, token) of the newest letter of `kind` (SIGNUP or RESET) the dev SMTP server received for `email`."""
+    """(url, token, letter) of the newest letter of `kind` (SIGNUP, RESET, or WITHDRAWAL with a destination's
+    link) the dev SMTP server received for `email`."""
     mail = Mail(system)
 
     def arrived():
@@ -39,9 +40,17 @@ def sign_up(system, email=None, password=PASSWORD, language="en"):
                                                             "language": language})
     assert r.status_code == 202, r.text
     _, token, _ = letter_link(system, email, "SIGNUP")
-    r = system.api("POST", "/api/v1/account/confirm", json={"token": token})
+    r = system.api("POST", "/api/v1/account/confirm", json={"token": token, "password": password})
     assert r.status_code == 200, r.text
     return {"email": email, "password": password, "account": r.json(), "token": sign_in(system, email, password)}
+
+
+def confirm_destination(system, person):
+    """Open the link of the newest WITHDRAWAL letter: the new destination may now be paid."""
+    _, token, _ = letter_link(system, person["email"], "WITHDRAWAL")
+    r = system.api("POST", "/api/v1/account/destinations/confirm", json={"token": token})
+    assert r.status_code == 200, r.text
+    return r.json()
 
 
 def sign_in(system, email, password=PASSWORD):

@@ -52,15 +52,29 @@ def confirmed_account(container, sql, email=None, password="a good long password
     call(container, "account_signup", email, password, "en")
     account_id = sql("SELECT id FROM orders.accounts WHERE email = %s", (email,))[0]["id"]
     account = call(container, "account_confirm", token_from_outbox(sql, "account_signup_requested", account_id,
-                                                                   "confirm_url"))
+                                                                   "confirm_url"), password)
     account["password"] = password
     return account
 
 
+TRUSTED_DESTINATION = ("USDT", "CAROL-USDT")
+
+
 def partner(container, sql, **kw):
+    """A partner whose withdrawal destination USDT CAROL-USDT is already confirmed (as if from the letter's link:
+    tests/interface/partners/test_account_hardening.py goes through the link itself), so ledger tests can approve."""
     account = confirmed_account(container, sql, **kw)
     account["partner"] = call(container, "become_partner", account["id"])["partner"]
+    sql("INSERT INTO orders.withdrawal_destinations (partner_id, currency, to_account, confirmed_at) "
+        "VALUES (%s, %s, %s, now())", (account["partner"]["id"],) + TRUSTED_DESTINATION)
     return account
+
+
+def notice_events(sql, account_id, notice=None):
+    """The `account_notice` events orders wrote for an account (oldest first): the letters' data."""
+    rows = sql("SELECT payload FROM orders.outbox WHERE event_type = 'account_notice' AND aggregate_id = %s "
+               "ORDER BY seq", ("account:%s" % account_id,))
+    return [r["payload"]["data"] for r in rows if notice is None or r["payload"]["data"]["notice"] == notice]
 
 
 def manual_direction(container):

@@ -39,12 +39,15 @@ def test_sign_up_confirm_and_sign_in(orders, sql):
     # gets the password of the letter they open
     call(orders, "account_signup", email.upper(), "second password 456", "en")
     second = token_from_outbox(sql, "account_signup_requested", account_id, "confirm_url")
-    account = call(orders, "account_confirm", second)
+    with pytest.raises(errors.ValidationFailed) as info:
+        call(orders, "account_confirm", second, "first password 123")   # the link confirms its own sign-up only
+    assert "password" in info.value.fields
+    account = call(orders, "account_confirm", second, "second password 456")
     assert account["email_confirmed"] and account["id"] == account_id and account["partner"] is None
     with pytest.raises(errors.ValidationFailed):
-        call(orders, "account_confirm", token)        # the other letter's link ended with the confirmation
+        call(orders, "account_confirm", token, "first password 123")   # the other link ended with the confirmation
     with pytest.raises(errors.ValidationFailed):
-        call(orders, "account_confirm", second)       # and a link works once
+        call(orders, "account_confirm", second, "second password 456")   # and a link works once
     assert session(orders, email, "first password 123")[1] == {"ok": False, "reason": "invalid"}
     raw, result = session(orders, email, "second password 456")
     assert result["ok"] and result["account"]["email"] == email
@@ -69,7 +72,7 @@ def test_bad_input_and_unknown_accounts(orders, sql):
     assert call(orders, "account_password_reset_request", unique_email()) == {"letter": False}
     for bad in ("x", "y" * 40, None):
         with pytest.raises(errors.ValidationFailed):
-            call(orders, "account_confirm", bad)
+            call(orders, "account_confirm", bad, "a good long password")
     assert me(orders, "nothing") is None
     # a repeated call (nameko may run an RPC twice) sends one letter
     email = unique_email()
