@@ -26,6 +26,17 @@ class TotpCodeSchema(StrictSchema):
     code = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{6}$", error="six digits"))
 
 
+class StepUpSchema(StrictSchema):
+    """The password or a fresh one-time code, asked again before a change that moves money."""
+    password = fields.String(validate=validate.Length(min=1, max=256))
+    code = fields.String(validate=validate.Regexp(r"^[0-9]{6}$", error="six digits"))
+
+    @validates_schema
+    def _one_of(self, data, **kwargs):
+        if ("password" in data) == ("code" in data):
+            raise ValidationError("send either `password` or `code`", "_schema")
+
+
 class ProcessSchema(StrictSchema):
     notice = fields.String(required=True, validate=validate.Length(min=1, max=2000),
                            metadata={"description": "told to the customer"})

@@ -18,18 +18,24 @@ class StaffStore:
     def __init__(self, database):
         self.db = database
 
-    def create(self, username, password, role, totp_required=False, created_by=None):
+    def create(self, username, password, role, totp_required=False, created_by=None, cur=None):
         if role not in ROLES:
             raise ValueError("role must be one of %s" % ", ".join(ROLES))
         check_password(password)
-        with self.db.transaction() as cur:
-            cur.execute("INSERT INTO staff (username, password_hash, role, totp_required, created_by) "
-                        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (username) DO NOTHING RETURNING id",
-                        (username, hasher.hash(password), role, totp_required, created_by))
-            row = cur.fetchone()
-            if row is None:
-                raise ValueError("user %s exists" % username)
-            return row["id"]
+        if cur is not None:
+            return self._insert(cur, username, password, role, totp_required, created_by)
+        with self.db.transaction() as c:
+            return self._insert(c, username, password, role, totp_required, created_by)
+
+    @staticmethod
+    def _insert(cur, username, password, role, totp_required, created_by):
+        cur.execute("INSERT INTO staff (username, password_hash, role, totp_required, created_by) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (username) DO NOTHING RETURNING id",
+                    (username, hasher.hash(password), role, totp_required, created_by))
+        row = cur.fetchone()
+        if row is None:
+            raise ValueError("user %s exists" % username)
+        return row["id"]
 
     def ensure(self, username, password, role="admin"):
         """Create the first admin from the environment at start; never overwrite an existing account."""
@@ -63,7 +69,7 @@ class StaffStore:
 
     def staff_for_token(self, token, idle_minutes=None):
         row = self.db.fetchone(
-            "SELECT s.id, s.username, s.role, s.totp_required, t.scope, t.last_used_at, t.token_hash "
+            "SELECT s.id, s.username, s.role, s.totp_required, t.scope, t.last_used_at, t.token_hash, t.stepped_up_at "
             "FROM api_tokens t JOIN staff s ON s.id = t.staff_id "
             "WHERE t.token_hash = %s AND t.revoked_at IS NULL AND t.expires_at > now() AND s.active",
             (sha256_hex(token),))

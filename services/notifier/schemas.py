@@ -9,6 +9,7 @@ from libs.contracts.notifier import ACCOUNT_KINDS
 from libs.contracts.orders import (AccountLetterSchema, OrderCreatedSchema, OrderStatusChangedSchema,
                                    PartnerCreditedSchema)
 from libs.contracts.payments import PayoutSucceededAfterResolveSchema
+from libs.contracts.security import SecurityChangeSchema
 from libs.contracts.stuck import StuckWorkFoundSchema
 from services.notifier import domain
 
@@ -19,6 +20,7 @@ PARTNER_CREDITED_SCHEMA = PartnerCreditedSchema()
 ACCOUNT_LETTER_SCHEMA = AccountLetterSchema()
 STUCK_WORK_FOUND_SCHEMA = StuckWorkFoundSchema()
 PAYOUT_LATE_SUCCESS_SCHEMA = PayoutSucceededAfterResolveSchema()
+SECURITY_CHANGE_SCHEMA = SecurityChangeSchema()
 
 
 def load_event(schema, payload):
