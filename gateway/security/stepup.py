@@ -5,7 +5,7 @@ a second, stolen session of the same person gains nothing from it.
 
 The API answers a change without a fresh step-up with 401 `step_up_required`; the client calls
 POST /api/v1/auth/step-up with {"password"} or {"code"} and retries. The pages show a prompt that re-posts the form
-with the password or code (page_step_up below)."""
+with the password or code (page_step_up below), marked `X-Step-Up: required`."""
 import datetime
 import functools
 
@@ -99,7 +99,8 @@ def page_step_up(when=None):
                 carried = [(k, v) for k, values in request.form.lists() for v in values if k not in PROMPT_FIELDS]
                 return render_template("admin/step_up.html", action=request.path, carried=carried, error=error,
                                        enrolled=totp_store().status(staff["id"]),
-                                       minutes=current_app.config["STEP_UP_MINUTES"]), 401
+                                       minutes=current_app.config["STEP_UP_MINUTES"]), \
+                    200, {"X-Step-Up": "required"}  # a page, not an error: the browser shows the prompt
             return view(*args, **kwargs)
         wrapper.step_up = True
         wrapper.required_roles = getattr(view, "required_roles", None)
