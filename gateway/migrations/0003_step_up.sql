@@ -2,3 +2,5 @@
 -- password or a fresh one-time code; the answer holds for a few minutes for that one session or token only.
 ALTER TABLE sessions   ADD COLUMN stepped_up_at timestamptz;
 ALTER TABLE api_tokens ADD COLUMN stepped_up_at timestamptz;
+-- Wrong step-up answers of one staff member in the lockout window (gateway/security/stepup.py recent_failures).
+CREATE INDEX audit_log_step_up ON audit_log (actor, created_at) WHERE action = 'step_up';

@@ -54,11 +54,26 @@ def mark(staff):
     staff["stepped_up_at"] = _now()
 
 
+def recent_failures(staff):
+    row = staff_store().db.fetchone(
+        "SELECT count(*) AS n FROM audit_log WHERE actor = %s AND action = 'step_up' AND outcome = 'failed' "
+        "AND created_at > now() - make_interval(mins => %s)",
+        (staff["username"], int(current_app.config["LOCKOUT_WINDOW_MINUTES"])))
+    return row["n"]
+
+
 def step_up(staff, password=None, code=None):
-    """Check the answer, audit it either way, remember it on success."""
+    """Check the answer, audit it either way, remember it on success. After LOCKOUT_THRESHOLD wrong answers
+    within the lockout window no answer is checked (a stolen session cannot guess the password at leisure; the
+    API route is rate-limited besides)."""
+    detail = {"with": "code" if code else "password", "via": staff.get("via")}
+    if recent_failures(staff) >= current_app.config["LOCKOUT_THRESHOLD"]:
+        staff_store().audit(staff["username"], "step_up", outcome="blocked", role=staff["role"], ip=client_ip(),
+                            detail=detail)
+        return False
     ok = check_answer(staff, password, code)
     staff_store().audit(staff["username"], "step_up", outcome="ok" if ok else "failed", role=staff["role"],
-                        ip=client_ip(), detail={"with": "code" if code else "password", "via": staff.get("via")})
+                        ip=client_ip(), detail=detail)
     if ok:
         mark(staff)
     return ok
