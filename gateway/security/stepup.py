@@ -111,6 +111,7 @@ def page_step_up(when=None):
                     if step_up(staff, password=password, code=code):
                         return view(*args, **kwargs)
                     error = "Wrong password or code."
+                g.action_outcome = "step_up_required"   # the request audit says nothing was changed
                 carried = [(k, v) for k, values in request.form.lists() for v in values if k not in PROMPT_FIELDS]
                 return render_template("admin/step_up.html", action=request.path, carried=carried, error=error,
                                        enrolled=totp_store().status(staff["id"]),
