@@ -20,7 +20,8 @@ SAFE = {"GET"}
 # Every route of the URL map falls in exactly one class (first match by path). `staff` routes carry the roles that
 # may call them (gateway.security.caller.require / gateway.pages.staff_page); the others must not.
 CLASSES = [
-    ("staff-sign-in", r"^/admin/(login|login/code|enrol|logout)$|^/api/v1/auth/(token|logout|me|totp|totp/confirm|step-up)$"),
+    ("staff-sign-in", r"^/admin/(login|login/code|enrol|logout)$"
+                      r"|^/api/v1/auth/(token|logout|me|totp|totp/confirm|step-up)$"),
     ("own-account", r"^/admin/account(/password|/totp)?$"),
     ("staff", r"^/admin/|^/api/v1/admin/"),
     ("customer", r"^/$|^/exchange$|^/orders/<token>(/paid|/cancel)?$|^/api/v1/orders(/<token>(/paid|/cancel)?)?$"

@@ -32,8 +32,9 @@ def admin(system, admin_token):
 
 def forget_step_up(system):
     """As if the step-up window had passed for every session and token."""
-    system.sql("UPDATE gateway.api_tokens SET stepped_up_at = now() - interval '1 hour' WHERE stepped_up_at IS NOT NULL")
-    system.sql("UPDATE gateway.sessions SET stepped_up_at = now() - interval '1 hour' WHERE stepped_up_at IS NOT NULL")
+    for table in ("api_tokens", "sessions"):
+        system.sql("UPDATE gateway.%s SET stepped_up_at = now() - interval '1 hour' WHERE stepped_up_at IS NOT NULL"
+                   % table)
 
 
 def alerts_to(system, to, words, containing=""):
@@ -266,8 +267,9 @@ def test_operators_enrol_totp_and_create_staff_requires_it_unless_told(system):
     r = system.api("POST", "/api/v1/auth/token", json={"username": names[""], "password": "pw-%s-long-enough" %
                                                        names[""]})
     assert r.json().get("enrolment_required") is True
-    no_admin = subprocess.run([".venv/bin/python", "-m", "gateway.cli", "create-staff", "cli-adm-" + uuid.uuid4().hex[:6],
-                               "--role", "admin", "--without-totp", "--password-env", "STAFF_PW"], cwd=ROOT,
+    no_admin = subprocess.run([".venv/bin/python", "-m", "gateway.cli", "create-staff",
+                               "cli-adm-" + uuid.uuid4().hex[:6], "--role", "admin", "--without-totp",
+                               "--password-env", "STAFF_PW"], cwd=ROOT,
                               env=dict(system.env, STAFF_PW="a-long-enough-password"), capture_output=True)
     assert no_admin.returncode == 2
 
