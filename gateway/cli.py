@@ -6,7 +6,9 @@ import getpass
 import os
 import sys
 
+from gateway.security.alerts import Alerts
 from gateway.security.staff import ROLES, StaffStore
+from libs.contracts import security
 from libs.db import Database
 
 
@@ -29,8 +31,15 @@ def main(argv=None):
             return 2
         password = os.environ.get(args.password_env) if args.password_env else getpass.getpass("password: ")
         try:
-            store.create(args.username, password or "", args.role, totp_required=not args.without_totp,
-                         created_by="cli")
+            with store.db.transaction() as cur:
+                store.create(args.username, password or "", args.role, totp_required=not args.without_totp,
+                             created_by="cli", cur=cur)
+                # Staff made on the host are announced like staff made in the panel (docs/security.md): the
+                # gateway's sweeper delivers the queued alert.
+                actor = {"name": "cli:%s" % getpass.getuser(), "role": "host", "ip": "localhost"}
+                subject, body = security.change_text(security.change_data(actor, "staff_create", {
+                    "staff": args.username, "role": args.role, "totp_required": not args.without_totp}))
+                Alerts(store.db).queue(cur, "security_change", subject, body)
         except ValueError as exc:
             print("error: %s" % exc, file=sys.stderr)
             return 2

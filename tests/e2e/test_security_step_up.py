@@ -264,6 +264,10 @@ def test_operators_enrol_totp_and_create_staff_requires_it_unless_told(system):
     required = {r["username"]: r["totp_required"] for r in system.sql(
         "SELECT username, totp_required FROM gateway.staff WHERE username = ANY(%s)", (list(names.values()),))}
     assert required == {names[""]: True, names["--without-totp"]: False}
+    # staff made on the host are announced like staff made in the panel
+    for name in names.values():
+        assert system.sql("SELECT 1 FROM gateway.security_alerts WHERE kind = 'security_change' AND body LIKE %s",
+                          ("%staff: " + name + "%",)), name
     r = system.api("POST", "/api/v1/auth/token", json={"username": names[""], "password": "pw-%s-long-enough" %
                                                        names[""]})
     assert r.json().get("enrolment_required") is True
