@@ -134,6 +134,8 @@ class StaffCreateSchema(StrictSchema):
     password = fields.String(required=True, validate=validate.Length(min=12, max=256))
     role = fields.String(required=True, validate=validate.OneOf(["admin", "operator", "analyst"]))
     totp_required = fields.Boolean(load_default=True)
+    email = fields.Email(allow_none=True, load_default=None, validate=validate.Length(max=254),
+                         metadata={"description": "own address: an admin's gets every security alert"})
 
 
 class StaffUpdateSchema(StrictSchema):
@@ -141,6 +143,7 @@ class StaffUpdateSchema(StrictSchema):
     active = fields.Boolean()
     totp_required = fields.Boolean()
     password = fields.String(validate=validate.Length(min=12, max=256))
+    email = fields.Email(allow_none=True, validate=validate.Length(max=254))
 
 
 # -- responses (documentation and tests) ------------------------------------------------------------------------

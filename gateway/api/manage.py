@@ -11,7 +11,7 @@ from gateway.security.alerts import alert_change
 from gateway.security.caller import actor, client_ip, current_staff, require
 from gateway.security.lockout import lockout_store
 from gateway.security.sessions import session_store
-from gateway.security.staff import ADMIN, READ, staff_store
+from gateway.security.staff import ADMIN, KEEP, READ, staff_store
 from gateway.security.stepup import require_step_up
 from gateway.security.totp import totp_store
 
@@ -70,6 +70,7 @@ def update_currency(code):
 # -- staff ---------------------------------------------------------------------------------------------------------
 def _staff_wire(row):
     return {"id": row["id"], "username": row["username"], "role": row["role"], "active": row["active"],
+            "email": row.get("email"),
             "totp_required": row["totp_required"], "totp_enrolled": row.get("totp_enrolled"),
             "locked_until": row["locked_until"].isoformat() if row.get("locked_until") else None,
             "created_at": row["created_at"].isoformat(), "created_by": row.get("created_by")}
@@ -95,11 +96,13 @@ def create_staff():
     data = load_body(StaffCreateSchema)
     me = current_staff()
     store = staff_store()
-    detail = {"staff": data["username"], "role": data["role"], "totp_required": data["totp_required"]}
+    detail = {"staff": data["username"], "role": data["role"], "totp_required": data["totp_required"],
+              "email": data["email"]}
     try:
         with store.db.transaction() as cur:
             staff_id = store.create(data["username"], data["password"], data["role"],
-                                    totp_required=data["totp_required"], created_by=me["username"], cur=cur)
+                                    totp_required=data["totp_required"], created_by=me["username"], cur=cur,
+                                    email=data["email"])
             store.audit(me["username"], "staff_create", role=me["role"], ip=client_ip(), detail=detail, cur=cur)
             alert_change(cur, actor(), "staff_create", detail)
     except ValueError as exc:
@@ -128,7 +131,8 @@ def update_staff(staff_id):
                 raise ApiError(409, "conflict", "the last active admin cannot be disabled or demoted")
         try:
             store.update(target["id"], cur, role=data.get("role"), active=data.get("active"),
-                         totp_required=data.get("totp_required"), password=data.get("password"))
+                         totp_required=data.get("totp_required"), password=data.get("password"),
+                         email=data["email"] if "email" in data else KEEP)
         except ValueError as exc:
             raise ApiError(422, "validation_failed", str(exc), {"password": [str(exc)]})
         ended = 0

@@ -153,7 +153,8 @@ def staff():
 @page_step_up()
 def staff_create():
     body = {"username": request.form.get("username", "").strip(), "password": request.form.get("password", ""),
-            "role": request.form.get("role", ""), "totp_required": request.form.get("totp_required") == "on"}
+            "role": request.form.get("role", ""), "totp_required": request.form.get("totp_required") == "on",
+            "email": request.form.get("email", "").strip() or None}
     _report(internal.call("POST", "/api/v1/admin/staff", body=body), "Staff member %s" % body["username"])
     return redirect(url_for("manage.staff"), 303)
 
@@ -165,6 +166,8 @@ def staff_action(staff_id, action):
     if action == "update":
         body = {"role": request.form.get("role"), "active": request.form.get("active") == "on",
                 "totp_required": request.form.get("totp_required") == "on"}
+        if "email" in request.form:
+            body["email"] = request.form["email"].strip() or None
         if request.form.get("password"):
             body["password"] = request.form["password"]
         result = internal.call("PATCH", "/api/v1/admin/staff/%d" % staff_id, body=body)

@@ -25,6 +25,7 @@ class Alerts:
     def __init__(self, db):
         self.db = db
         self._kick = threading.Event()
+        self._synced = None        # the admins' addresses the notifier last accepted (sync_recipients)
         self._thread = None
         self._lock = threading.Lock()
 
@@ -53,6 +54,14 @@ class Alerts:
                 sent += 1
         return sent
 
+    def sync_recipients(self, admin_emails, call):
+        """Hand the notifier the active admins' own addresses when they differ from what it last accepted (every
+        security alert goes to each); retried at every sweep until it answers."""
+        emails = sorted(admin_emails)
+        if emails != self._synced:
+            call(emails)
+            self._synced = emails
+
     def start(self, app):
         """One daemon sweeper per process, started lazily (gunicorn forks after import)."""
         if self._thread is not None and self._thread.is_alive():
@@ -67,12 +76,20 @@ class Alerts:
         def call(subject, body, alert_id, extra_to, sms=False):
             rpc.client().call("notifier", "send_admin_alert", subject, body, key="gateway-alert:" + alert_id,
                               **dict({"also_to": extra_to} if extra_to else {}, **({"sms": True} if sms else {})))
+        def set_recipients(emails):
+            rpc.client().call("notifier", "set_alert_recipients", emails)
         interval = app.config["ALERT_SWEEP_SECONDS"]
         while True:
+            try:
+                with app.app_context():
+                    self.sync_recipients(app.extensions["staff"].admin_emails(), set_recipients)
+            except Exception:  # noqa: BLE001 - the notifier or the database away: next sweep
+                log.warning("security alert recipients not synced yet", exc_info=True)
             self._kick.wait(interval)
             self._kick.clear()
             try:
                 with app.app_context():
+                    self.sync_recipients(app.extensions["staff"].admin_emails(), set_recipients)
                     while self.deliver_pending(call):
                         pass
             except Exception:  # noqa: BLE001 - the sweeper must survive a database hiccup

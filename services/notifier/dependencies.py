@@ -126,6 +126,9 @@ class Letters:
         return self.store.consume_alert_event(consumer, envelope["event_id"], subject, body,
                                               "security:%s" % envelope["event_id"], sms=True)
 
+    def set_alert_recipients(self, emails):
+        return {"changed": self.store.set_alert_recipients(schemas.load_alert_recipients(emails))}
+
     def admin_alert(self, subject, body, key=None, also_to=None, sms=False):
         """A security notice to the admin address (and to `also_to`); `key` names the occurrence so a repeated
         call queues nothing new (without it, the text is the key)."""

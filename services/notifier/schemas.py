@@ -77,6 +77,14 @@ def check_alert(subject, body, key, also_to):
         raise errors.ValidationFailed("invalid alert", bad)
 
 
+def load_alert_recipients(emails):
+    """The admins' own addresses: a list of e-mail addresses, at most 100 -> sorted, without repeats."""
+    if not isinstance(emails, list) or len(emails) > 100 or not all(
+            isinstance(e, str) and len(e) <= 254 and domain.EMAIL_RE.match(e) for e in emails):
+        raise errors.ValidationFailed("invalid recipients", {"emails": ["a list of up to 100 e-mail addresses"]})
+    return sorted(set(emails))
+
+
 def check_message_sid(message_sid):
     if not domain.is_message_sid(message_sid):
         raise errors.ValidationFailed("invalid callback", {"MessageSid": ["not a message SID"]})

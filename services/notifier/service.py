@@ -93,6 +93,10 @@ class NotifierService:
     def send_admin_alert(self, subject, body, key=None, also_to=None, sms=False):
         return self.letters.admin_alert(subject, body, key, also_to, sms)
 
+    @rpc(expected_exceptions=expected)
+    def set_alert_recipients(self, emails):
+        return self.letters.set_alert_recipients(emails)
+
     # -- Twilio status callbacks (verified by the gateway) ----------------------------------------------------
     @rpc(expected_exceptions=expected)
     def sms_status_callback(self, message_sid, message_status, error_code=None):

@@ -105,6 +105,8 @@ class NotifierStore:
         settings = self.settings(cur)
         if recipients is None:
             recipients = [settings["admin_email"]] if settings["admin_email"] else []
+        # and every admin's own address (the gateway keeps the list: set_alert_recipients, docs/security.md)
+        recipients = list(recipients) + list(settings.get("alert_emails") or [])
         language = language or settings["admin_language"]
         subject_r, text, html = self.renderer.render_alert(language, subject, body)
         ids = []
@@ -122,6 +124,13 @@ class NotifierStore:
         if ids:
             cur.execute("SELECT pg_notify(%s, '')", (WAKE_CHANNEL,))
         return ids
+
+    def set_alert_recipients(self, emails):
+        """The active admins' own addresses, as the gateway knows them; True when the list changed."""
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE settings SET alert_emails = %s WHERE id = 1 AND alert_emails IS DISTINCT FROM %s",
+                        (emails, emails))
+            return cur.rowcount == 1
 
     def consume_alert_event(self, consumer, event_id, subject, body, key, sms=False):
         """An admin letter an event asks for (stuck work, a payout paid after it was resolved failed, a change that

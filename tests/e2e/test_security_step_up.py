@@ -164,6 +164,27 @@ def test_staff_changes_ask_again_and_alert(system, admin_token, admin):
     assert not any(new_password in t for t in letters)
 
 
+def test_every_admins_own_address_gets_the_alerts(system, admin_token, admin):
+    own = "sec-own-%s@example.com" % uuid.uuid4().hex[:10]
+    r = system.sensitive("POST", "/api/v1/admin/staff", token=admin_token, json={
+        "username": "sec-adm-%s" % uuid.uuid4().hex[:8], "password": "a-long-enough-password", "role": "admin",
+        "email": own})
+    assert r.status_code == 201 and r.json()["email"] == own, r.text
+    # the gateway hands the admins' addresses to the notifier at its next sweep
+    eventually(lambda: own in system.sql("SELECT alert_emails FROM notifier.settings")[0]["alert_emails"],
+               timeout=60, message="admin addresses synced")
+    current = system.api("GET", "/api/v1/admin/commission", token=admin_token).json()
+    assert system.sensitive("PUT", "/api/v1/admin/commission", token=admin_token,
+                            json={"min_withdrawal": current["min_withdrawal"]}).status_code == 200
+    for to in (admin["email"], own):
+        alert_arrives(system, to, "the partner commission changed")
+    # disabled, that admin hears no more
+    assert system.sensitive("PATCH", "/api/v1/admin/staff/%s" % r.json()["id"], token=admin_token,
+                            json={"active": False}).status_code == 200
+    eventually(lambda: own not in system.sql("SELECT alert_emails FROM notifier.settings")[0]["alert_emails"],
+               timeout=60, message="disabled admin's address dropped")
+
+
 def test_admin_email_change_alerts_old_and_new_and_alerts_cannot_be_switched_off(system, admin_token, admin):
     new_email = "sec-new-%s@example.com" % uuid.uuid4().hex[:10]
     forget_step_up(system)
