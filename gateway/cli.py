@@ -1,11 +1,14 @@
-"""Staff administration: `python -m gateway.cli create-staff NAME --role operator` (asks for the password),
+"""Staff administration: `python -m gateway.cli create-staff NAME --role operator` (asks for the password; the
+account must enrol TOTP at its first sign-in unless `--without-totp` says otherwise, never for an admin),
 `python -m gateway.cli ensure-admin` (the first admin from EXCHANGER_ADMIN_USER / EXCHANGER_ADMIN_PASSWORD)."""
 import argparse
 import getpass
 import os
 import sys
 
+from gateway.security.alerts import Alerts
 from gateway.security.staff import ROLES, StaffStore
+from libs.contracts import security
 from libs.db import Database
 
 
@@ -16,17 +19,32 @@ def main(argv=None):
     create.add_argument("username")
     create.add_argument("--role", choices=ROLES, default="operator")
     create.add_argument("--password-env", help="read the password from this environment variable")
+    create.add_argument("--without-totp", action="store_true",
+                        help="do not require a second factor of this account (not for admins; roles in "
+                             "GATEWAY_TOTP_REQUIRED_ROLES, operators by default, still must enrol)")
     sub.add_parser("ensure-admin", help="create the first admin from the environment if missing")
     args = parser.parse_args(argv)
     store = StaffStore(Database(schema="gateway", maxconn=1, application_name="gateway-cli"))
     if args.command == "create-staff":
+        if args.without_totp and args.role == "admin":
+            print("error: an admin always signs in with a second factor", file=sys.stderr)
+            return 2
         password = os.environ.get(args.password_env) if args.password_env else getpass.getpass("password: ")
         try:
-            store.create(args.username, password or "", args.role)
+            with store.db.transaction() as cur:
+                store.create(args.username, password or "", args.role, totp_required=not args.without_totp,
+                             created_by="cli", cur=cur)
+                # Staff made on the host are announced like staff made in the panel (docs/security.md): the
+                # gateway's sweeper delivers the queued alert.
+                actor = {"name": "cli:%s" % getpass.getuser(), "role": "host", "ip": "localhost"}
+                subject, body = security.change_text(security.change_data(actor, "staff_create", {
+                    "staff": args.username, "role": args.role, "totp_required": not args.without_totp}))
+                Alerts(store.db).queue(cur, "security_change", subject, body)
         except ValueError as exc:
             print("error: %s" % exc, file=sys.stderr)
             return 2
-        print("created %s (%s)" % (args.username, args.role))
+        print("created %s (%s%s)" % (args.username, args.role,
+                                     "" if args.without_totp else ", must enrol TOTP at the first sign-in"))
         return 0
     user = os.environ.get("EXCHANGER_ADMIN_USER")
     password = os.environ.get("EXCHANGER_ADMIN_PASSWORD")

@@ -23,7 +23,9 @@ def from_env():
         "TOKEN_IDLE_MINUTES": config.env_float("GATEWAY_TOKEN_IDLE_MINUTES", 60.0),
         "PRE_AUTH_MINUTES": config.env_float("GATEWAY_PRE_AUTH_MINUTES", 5.0),
         # Roles that must enrol TOTP at first sign-in (admins always do; per-account flag for the others).
-        "TOTP_REQUIRED_ROLES": [r for r in config.env("GATEWAY_TOTP_REQUIRED_ROLES", "admin").split(",") if r],
+        # Operators pay out, finalize and approve withdrawals: they enrol too unless told otherwise (docs/security.md).
+        "TOTP_REQUIRED_ROLES": [r for r in config.env("GATEWAY_TOTP_REQUIRED_ROLES", "admin,operator").split(",")
+                                if r],
         "TOTP_ISSUER": config.env("GATEWAY_TOTP_ISSUER", "Exchanger"),
         "LOCKOUT_THRESHOLD": config.env_int("GATEWAY_LOCKOUT_THRESHOLD", 5),
         "LOCKOUT_WINDOW_MINUTES": config.env_float("GATEWAY_LOCKOUT_WINDOW_MINUTES", 15.0),
@@ -39,5 +41,8 @@ def from_env():
         # shared token it may require (REPORTING_HTTP_TOKEN on both sides).
         "REPORTING_URL": config.env("REPORTING_URL", "http://127.0.0.1:8104"),
         "REPORTING_HTTP_TOKEN": config.env("REPORTING_HTTP_TOKEN") or None,
+        # How long a step-up (password or code asked again before a change that moves money) holds for one session
+        # or token (gateway/security/stepup.py).
+        "STEP_UP_MINUTES": config.env_float("GATEWAY_STEP_UP_MINUTES", 5.0),
         "ALERT_SWEEP_SECONDS": config.env_float("GATEWAY_ALERT_SWEEP_SECONDS", 10.0),
     }

@@ -26,6 +26,17 @@ class TotpCodeSchema(StrictSchema):
     code = fields.String(required=True, validate=validate.Regexp(r"^[0-9]{6}$", error="six digits"))
 
 
+class StepUpSchema(StrictSchema):
+    """The password or a fresh one-time code, asked again before a change that moves money."""
+    password = fields.String(validate=validate.Length(min=1, max=256))
+    code = fields.String(validate=validate.Regexp(r"^[0-9]{6}$", error="six digits"))
+
+    @validates_schema
+    def _one_of(self, data, **kwargs):
+        if ("password" in data) == ("code" in data):
+            raise ValidationError("send either `password` or `code`", "_schema")
+
+
 class ProcessSchema(StrictSchema):
     notice = fields.String(required=True, validate=validate.Length(min=1, max=2000),
                            metadata={"description": "told to the customer"})
@@ -123,6 +134,8 @@ class StaffCreateSchema(StrictSchema):
     password = fields.String(required=True, validate=validate.Length(min=12, max=256))
     role = fields.String(required=True, validate=validate.OneOf(["admin", "operator", "analyst"]))
     totp_required = fields.Boolean(load_default=True)
+    email = fields.Email(allow_none=True, load_default=None, validate=validate.Length(max=254),
+                         metadata={"description": "own address: an admin's gets every security alert"})
 
 
 class StaffUpdateSchema(StrictSchema):
@@ -130,6 +143,7 @@ class StaffUpdateSchema(StrictSchema):
     active = fields.Boolean()
     totp_required = fields.Boolean()
     password = fields.String(validate=validate.Length(min=12, max=256))
+    email = fields.Email(allow_none=True, validate=validate.Length(max=254))
 
 
 # -- responses (documentation and tests) ------------------------------------------------------------------------

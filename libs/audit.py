@@ -6,6 +6,9 @@ from_status, to_status; payments: payment_id, payout_id, order_id), which the ca
 An actor is the dict the services pass each other: name, kind (staff, customer, system), role, ip."""
 import json
 
+from libs import outbox
+from libs.contracts import events, security
+
 COMMON_COLUMNS = ("actor", "actor_role", "actor_ip", "action", "outcome", "detail")
 
 
@@ -26,6 +29,13 @@ def audit_statement(actor, action, outcome="ok", detail=None, table="audit_log",
     return sql, params
 
 
-def write_audit(cur, actor, action, outcome="ok", detail=None, table="audit_log", **columns):
-    """Write one audit row in the caller's transaction."""
+def write_audit(cur, actor, action, outcome="ok", detail=None, table="audit_log", alert_source=None, **columns):
+    """Write one audit row in the caller's transaction. With `alert_source` (the writing service), a successful
+    staff action that moves money (libs/contracts/security.py ALERTED_ACTIONS) also puts `security_change` in that
+    service's outbox, in the same transaction: the alert to every admin commits with the change or not at all."""
     cur.execute(*audit_statement(actor, action, outcome, detail, table, **columns))
+    # Staff actions only (an actor with a role): an automatic rate update or a timer is no takeover to report.
+    if alert_source is not None and outcome == "ok" and action in security.ALERTED_ACTIONS and \
+            (actor or {}).get("role"):
+        outbox.write_event(cur, alert_source, events.SECURITY_CHANGE,
+                           security.change_data(actor, action, json.loads(json.dumps(detail or {}, default=str))))

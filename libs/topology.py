@@ -55,6 +55,9 @@ SUBSCRIPTIONS = [
     # tells the admin (docs/payments.md, "Resolving a payout by hand")
     sub(events.PAYMENTS, events.PAYOUT_SUCCEEDED_AFTER_RESOLVE, "orders", "handle_payout_succeeded_after_resolve"),
     sub(events.PAYMENTS, events.PAYOUT_SUCCEEDED_AFTER_RESOLVE, "notifier", "handle_payout_succeeded_after_resolve"),
+    # notifier: a change that moves money, or who may move it, alerts every admin (docs/security.md)
+    sub(events.ORDERS, events.SECURITY_CHANGE, "notifier", "handle_security_change"),
+    sub(events.PAYMENTS, events.SECURITY_CHANGE, "notifier", "handle_security_change"),
     # orders: the customer SMS fee announced by the notifier (docs/notifier.md, "Settings")
     sub(events.NOTIFIER, events.SETTINGS_CHANGED, "orders", "handle_settings_changed"),
 ]

@@ -5,7 +5,7 @@ from gateway import rpc
 from gateway.api import load_body, load_query
 from gateway.schemas import (AdminOrdersQuerySchema, CancelSchema, EmptySchema, FinalizeSchema,
                              ProcessSchema)
-from gateway.security.caller import actor, require
+from gateway.security.caller import actor, require, without_order_token
 from gateway.security.staff import ACT, READ
 
 bp = Blueprint("admin_api", __name__, url_prefix="/api/v1/admin")
@@ -24,13 +24,15 @@ def list_orders():
     for key in ("created_from", "created_to", "updated_from", "updated_to"):
         if key in filters:
             filters[key] = filters[key].isoformat()
-    return jsonify(orders().list_orders(filters))
+    result = orders().list_orders(filters)
+    result["items"] = [without_order_token(o) for o in result.get("items", [])]
+    return jsonify(result)
 
 
 @bp.get("/orders/<int:order_id>")
 @require(READ)
 def get_order(order_id):
-    return jsonify(orders().get_order(min(order_id, MAX_ID)))
+    return jsonify(without_order_token(orders().get_order(min(order_id, MAX_ID))))
 
 
 @bp.post("/orders/<int:order_id>/process")

@@ -8,11 +8,12 @@ from flask import Blueprint, current_app, jsonify, request
 
 from gateway.api import load_body
 from gateway.errors import ApiError
-from gateway.schemas import EmptySchema, LoginSchema, TotpCodeSchema
+from gateway.schemas import EmptySchema, LoginSchema, StepUpSchema, TotpCodeSchema
 from gateway.security.caller import client_ip, current_staff
 from gateway.security.ratelimits import code_limits, login_limits
 from gateway.security.signin import code_step, finish_sign_in, password_step
 from gateway.security.staff import staff_store
+from gateway.security.stepup import is_fresh, step_up
 from gateway.security.totp import totp_needed, totp_store
 
 bp = Blueprint("auth_api", __name__, url_prefix="/api/v1/auth")
@@ -69,6 +70,23 @@ def me():
                     "totp_enrolled": totp_store().status(staff["id"])})
 
 
+@bp.post("/step-up")
+@code_limits
+def step_up_token():
+    """Ask again before a change that moves money: the password or a fresh one-time code makes this token able to
+    make such changes for GATEWAY_STEP_UP_MINUTES (docs/security.md)."""
+    staff = current_staff()
+    if staff is None:
+        raise ApiError(401, "unauthorized", "sign in first")
+    if staff.get("scope", "full") != "full":
+        raise ApiError(403, "enrolment_required", "enrol two-factor sign-in first")
+    data = load_body(StepUpSchema)
+    if not step_up(staff, password=data.get("password"), code=data.get("code")):
+        raise ApiError(401, "unauthorized", "wrong password or already used one-time code")
+    minutes = current_app.config["STEP_UP_MINUTES"]
+    return jsonify({"ok": True, "valid_minutes": minutes, "fresh": is_fresh(staff)})
+
+
 @bp.post("/totp")
 @code_limits
 def totp_begin():
@@ -115,5 +133,10 @@ def document(spec, op):
     spec.path("/api/v1/auth/totp/confirm", operations={"post": op(
         "Finish TOTP enrolment with a first code; an enrolment token becomes a full one", "TotpCode",
         ("200", None), ("400", "401", "422", "429"), tag="staff")})
+    spec.components.schema("StepUp", schema=StepUpSchema)
+    spec.path("/api/v1/auth/step-up", operations={"post": op(
+        "Step-up: the password or a fresh one-time code again, before a change that moves money (valid a few "
+        "minutes for this token); such changes answer 401 `step_up_required` without it", "StepUp",
+        ("200", None), ("400", "401", "403", "422", "429"), tag="staff")})
     spec.path("/api/v1/auth/me", operations={"get": op(
         "Who the token belongs to", ok=("200", None), errors=("401",), tag="staff")})

@@ -7,10 +7,12 @@ from gateway.api import load_body
 from gateway.errors import ApiError
 from gateway.schemas import (CurrencyCreateSchema, CurrencyUpdateSchema, DirectionCreateSchema,
                              DirectionUpdateSchema, EmptySchema, StaffCreateSchema, StaffUpdateSchema)
+from gateway.security.alerts import alert_change
 from gateway.security.caller import actor, client_ip, current_staff, require
 from gateway.security.lockout import lockout_store
 from gateway.security.sessions import session_store
-from gateway.security.staff import ADMIN, READ, staff_store
+from gateway.security.staff import ADMIN, KEEP, READ, staff_store
+from gateway.security.stepup import require_step_up
 from gateway.security.totp import totp_store
 
 bp = Blueprint("manage_api", __name__, url_prefix="/api/v1/admin")
@@ -31,12 +33,14 @@ def list_directions():
 
 @bp.post("/directions")
 @require(ADMIN)
+@require_step_up
 def create_direction():
     return jsonify(orders().create_direction(load_body(DirectionCreateSchema), actor())), 201
 
 
 @bp.patch("/directions/<int:direction_id>")
 @require(ADMIN)
+@require_step_up
 def update_direction(direction_id):
     return jsonify(orders().update_direction(min(direction_id, MAX_INT), load_body(DirectionUpdateSchema), actor()))
 
@@ -49,12 +53,14 @@ def list_currencies():
 
 @bp.post("/currencies")
 @require(ADMIN)
+@require_step_up
 def create_currency():
     return jsonify(orders().create_currency(load_body(CurrencyCreateSchema), actor())), 201
 
 
 @bp.patch("/currencies/<code>")
 @require(ADMIN)
+@require_step_up
 def update_currency(code):
     if len(code) > 16:
         raise ApiError(404, "not_found", "currency not found")
@@ -64,6 +70,7 @@ def update_currency(code):
 # -- staff ---------------------------------------------------------------------------------------------------------
 def _staff_wire(row):
     return {"id": row["id"], "username": row["username"], "role": row["role"], "active": row["active"],
+            "email": row.get("email"),
             "totp_required": row["totp_required"], "totp_enrolled": row.get("totp_enrolled"),
             "locked_until": row["locked_until"].isoformat() if row.get("locked_until") else None,
             "created_at": row["created_at"].isoformat(), "created_by": row.get("created_by")}
@@ -84,22 +91,28 @@ def list_staff():
 
 @bp.post("/staff")
 @require(ADMIN)
+@require_step_up
 def create_staff():
     data = load_body(StaffCreateSchema)
     me = current_staff()
+    store = staff_store()
+    detail = {"staff": data["username"], "role": data["role"], "totp_required": data["totp_required"],
+              "email": data["email"]}
     try:
-        staff_id = staff_store().create(data["username"], data["password"], data["role"],
-                                        totp_required=data["totp_required"], created_by=me["username"])
+        with store.db.transaction() as cur:
+            staff_id = store.create(data["username"], data["password"], data["role"],
+                                    totp_required=data["totp_required"], created_by=me["username"], cur=cur,
+                                    email=data["email"])
+            store.audit(me["username"], "staff_create", role=me["role"], ip=client_ip(), detail=detail, cur=cur)
+            alert_change(cur, actor(), "staff_create", detail)
     except ValueError as exc:
         raise ApiError(409, "conflict", str(exc))
-    staff_store().audit(me["username"], "staff_create", role=me["role"], ip=client_ip(),
-                        detail={"staff": data["username"], "role": data["role"],
-                                "totp_required": data["totp_required"]})
     return jsonify(_staff_wire(_get_staff(staff_id))), 201
 
 
 @bp.patch("/staff/<int:staff_id>")
 @require(ADMIN)
+@require_step_up
 def update_staff(staff_id):
     data = load_body(StaffUpdateSchema)
     me = current_staff()
@@ -118,31 +131,36 @@ def update_staff(staff_id):
                 raise ApiError(409, "conflict", "the last active admin cannot be disabled or demoted")
         try:
             store.update(target["id"], cur, role=data.get("role"), active=data.get("active"),
-                         totp_required=data.get("totp_required"), password=data.get("password"))
+                         totp_required=data.get("totp_required"), password=data.get("password"),
+                         email=data["email"] if "email" in data else KEEP)
         except ValueError as exc:
             raise ApiError(422, "validation_failed", str(exc), {"password": [str(exc)]})
         ended = 0
         if data.get("active") is False or "role" in data or "password" in data:
             # Whatever the session was allowed to do before, it must sign in again under the new rules.
             ended = session_store().revoke_all(target["id"], "changed by admin", cur=cur)
-        store.audit(me["username"], "staff_update", role=me["role"], ip=client_ip(), cur=cur,
-                    detail={"staff": target["username"], "changes": {k: ("***" if k == "password" else v)
-                                                                       for k, v in data.items()},
-                            "sessions_ended": ended})
+        detail = {"staff": target["username"], "role_before": target["role"],
+                  "changes": {k: ("***" if k == "password" else v) for k, v in data.items()}, "sessions_ended": ended}
+        store.audit(me["username"], "staff_update", role=me["role"], ip=client_ip(), cur=cur, detail=detail)
+        alert_change(cur, actor(), "staff_update", detail)
     return jsonify(_staff_wire(_get_staff(target["id"])))
 
 
 @bp.post("/staff/<int:staff_id>/reset-totp")
 @require(ADMIN)
+@require_step_up
 def reset_totp(staff_id):
     load_body(EmptySchema)
     me, target = current_staff(), _get_staff(min(staff_id, MAX_INT))
     if target["id"] == me["id"]:
         raise ApiError(409, "conflict", "another admin must reset your second factor")
-    totp_store().reset(target["id"])
-    session_store().revoke_all(target["id"], "two-factor reset")
-    staff_store().audit(me["username"], "staff_reset_totp", role=me["role"], ip=client_ip(),
-                        detail={"staff": target["username"]})
+    store = staff_store()
+    with store.db.transaction() as cur:
+        totp_store().reset(target["id"], cur=cur)
+        session_store().revoke_all(target["id"], "two-factor reset", cur=cur)
+        store.audit(me["username"], "staff_reset_totp", role=me["role"], ip=client_ip(),
+                    detail={"staff": target["username"]}, cur=cur)
+        alert_change(cur, actor(), "staff_reset_totp", {"staff": target["username"], "role": target["role"]})
     return jsonify(_staff_wire(_get_staff(target["id"])))
 
 

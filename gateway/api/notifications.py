@@ -10,8 +10,9 @@ from gateway import rpc
 from gateway.api import load_body, load_query
 from gateway.errors import ApiError
 from gateway.schemas import EmptySchema, StrictSchema
-from gateway.security.caller import actor, client_ip, require
+from gateway.security.caller import actor, client_ip, require, without_letter_body
 from gateway.security.staff import ACT, ADMIN, READ, staff_store
+from gateway.security.stepup import require_step_up
 from libs import config
 from libs.contracts.notifier import ACCOUNT_KINDS, ALERT, CHANNELS, KINDS, STATUSES
 
@@ -129,13 +130,15 @@ class MessageListSchema(Schema):
 @bp.get("/admin/notifications")
 @require(READ)
 def list_notifications():
-    return jsonify(notifier().list_notifications(load_query(NotificationsQuerySchema)))
+    result = notifier().list_notifications(load_query(NotificationsQuerySchema))
+    result["items"] = [without_letter_body(n) for n in result.get("items", [])]
+    return jsonify(result)
 
 
 @bp.get("/admin/notifications/<int:notification_id>")
 @require(READ)
 def get_notification(notification_id):
-    return jsonify(notifier().get_notification(min(notification_id, MAX_ID)))
+    return jsonify(without_letter_body(notifier().get_notification(min(notification_id, MAX_ID))))
 
 
 @bp.post("/admin/notifications/<int:notification_id>/resend")
@@ -163,8 +166,13 @@ def get_settings():
 
 @bp.put("/admin/settings")
 @require(ADMIN)
+@require_step_up
 def put_settings():
     data = load_body(SettingsUpdateSchema)
+    if "admin_email" in data and not data["admin_email"]:
+        # Security alerts go there (docs/security.md): the panel can move them, never switch them off.
+        raise ApiError(422, "validation_failed", "invalid input",
+                       {"admin_email": ["security alerts go to this address: change it, do not remove it"]})
     version = data.pop("version", None)
     who = actor()
     try:

@@ -19,6 +19,7 @@ from gateway.errors import ApiError
 from gateway.schemas import AmountString, StrictSchema
 from gateway.security.caller import actor, require
 from gateway.security.staff import ACT, ADMIN, READ, staff_store
+from gateway.security.stepup import require_step_up
 
 bp = Blueprint("partner_api", __name__, url_prefix="/api/v1")
 
@@ -209,6 +210,7 @@ def get_partner(partner_id):
 
 @bp.put("/admin/partners/<int:partner_id>")
 @require(ADMIN)
+@require_step_up
 def update_partner(partner_id):
     data = load_body(PartnerUpdateSchema)
     pid = min(partner_id, MAX_ID)
@@ -224,6 +226,7 @@ def get_commission():
 
 @bp.put("/admin/commission")
 @require(ADMIN)
+@require_step_up
 def update_commission():
     data = load_body(CommissionUpdateSchema)
     version = data.pop("version", None)
@@ -233,6 +236,7 @@ def update_commission():
 
 @bp.put("/admin/commission/directions/<int:direction_id>")
 @require(ADMIN)
+@require_step_up
 def set_direction_rule(direction_id):
     data = load_body(RuleSchema)
     did = min(direction_id, MAX_INT)
@@ -242,6 +246,7 @@ def set_direction_rule(direction_id):
 
 @bp.delete("/admin/commission/directions/<int:direction_id>")
 @require(ADMIN)
+@require_step_up
 def clear_direction_rule(direction_id):
     did = min(direction_id, MAX_INT)
     return jsonify(_audited("commission.direction", {"direction_id": did, "rule": None},
@@ -256,6 +261,7 @@ def list_withdrawals():
 
 @bp.post("/admin/withdrawals/<int:withdrawal_id>/approve")
 @require(ACT)
+@require_step_up
 def approve(withdrawal_id):
     data = load_body(ApproveSchema)
     wid = min(withdrawal_id, MAX_ID)

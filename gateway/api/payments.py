@@ -9,6 +9,7 @@ from gateway.api import load_body, load_query
 from gateway.schemas import StrictSchema
 from gateway.security.caller import actor, require
 from gateway.security.staff import ACT, ADMIN, READ
+from gateway.security.stepup import require_step_up
 
 bp = Blueprint("payments_api", __name__, url_prefix="/api/v1/admin")
 
@@ -161,6 +162,7 @@ def list_payouts():
 
 @bp.post("/payouts/<int:payout_id>/resolve")
 @require(ADMIN)
+@require_step_up
 def resolve_payout(payout_id):
     data = load_body(ResolvePayoutSchema)
     return jsonify(payments().resolve_payout(min(payout_id, MAX_ID), data["outcome"], data["note"], actor()))
@@ -168,6 +170,7 @@ def resolve_payout(payout_id):
 
 @bp.post("/withdrawal-payouts/<int:payout_id>/resolve")
 @require(ADMIN)
+@require_step_up
 def resolve_withdrawal_payout(payout_id):
     """The same rules as an order's payout: the payment system is asked by key first, refused while a call may be
     in flight, claimed by compare-and-set (docs/payments.md, "Resolving a payout by hand")."""

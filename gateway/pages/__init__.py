@@ -39,7 +39,7 @@ def staff_page(roles):
                     if request.method == "GET" else None
                 return redirect(url_for("signin.login", next=target) if target else url_for("signin.login"))
             g.staff = {"id": session["staff_id"], "username": session["username"], "role": session["role"],
-                       "scope": "full", "via": "session"}
+                       "scope": "full", "via": "session", "stepped_up_at": session["stepped_up_at"]}
             g.auth_session = session
             if session["role"] not in roles:
                 staff_store().audit(session["username"], "forbidden:%s %s" % (request.method, request.path),

@@ -8,6 +8,7 @@ from gateway.pages.signin import _qr_svg
 from gateway.security.caller import client_ip
 from gateway.security.sessions import session_store
 from gateway.security.staff import ADMIN, READ, ROLES, staff_store
+from gateway.security.stepup import page_step_up
 from gateway.security.totp import totp_store
 from libs.contracts.orders import EXCHANGE_TYPES
 
@@ -48,6 +49,7 @@ def settings():
 
 @bp.post("/settings")
 @staff_page(ADMIN)
+@page_step_up()
 def settings_post():
     current = internal.call("GET", "/api/v1/admin/settings")
     if not current.ok:
@@ -86,6 +88,7 @@ def directions():
 
 @bp.post("/directions")
 @staff_page(ADMIN)
+@page_step_up()
 def direction_create():
     body = _form_values(DIRECTION_FIELDS + ("currency_in", "currency_out", "exchange_type"))
     if request.form.get("payment_window_minutes", "").isdigit():
@@ -97,6 +100,7 @@ def direction_create():
 
 @bp.post("/directions/<int:direction_id>")
 @staff_page(ADMIN)
+@page_step_up()
 def direction_update(direction_id):
     body = _form_values(DIRECTION_FIELDS)
     if request.form.get("payment_window_minutes", "").isdigit():
@@ -109,6 +113,7 @@ def direction_update(direction_id):
 
 @bp.post("/currencies")
 @staff_page(ADMIN)
+@page_step_up()
 def currency_create():
     body = _form_values(CURRENCY_FIELDS + ("code", "payment_system"))
     if request.form.get("precision", "").isdigit():
@@ -120,6 +125,7 @@ def currency_create():
 
 @bp.post("/currencies/<code>")
 @staff_page(ADMIN)
+@page_step_up()
 def currency_update(code):
     body = _form_values(CURRENCY_FIELDS)
     if body.get("reserve") == request.form.get("reserve_shown"):
@@ -144,19 +150,24 @@ def staff():
 
 @bp.post("/staff")
 @staff_page(ADMIN)
+@page_step_up()
 def staff_create():
     body = {"username": request.form.get("username", "").strip(), "password": request.form.get("password", ""),
-            "role": request.form.get("role", ""), "totp_required": request.form.get("totp_required") == "on"}
+            "role": request.form.get("role", ""), "totp_required": request.form.get("totp_required") == "on",
+            "email": request.form.get("email", "").strip() or None}
     _report(internal.call("POST", "/api/v1/admin/staff", body=body), "Staff member %s" % body["username"])
     return redirect(url_for("manage.staff"), 303)
 
 
 @bp.post("/staff/<int:staff_id>/<action>")
 @staff_page(ADMIN)
+@page_step_up(lambda staff_id, action: action in ("update", "reset-totp"))
 def staff_action(staff_id, action):
     if action == "update":
         body = {"role": request.form.get("role"), "active": request.form.get("active") == "on",
                 "totp_required": request.form.get("totp_required") == "on"}
+        if "email" in request.form:
+            body["email"] = request.form["email"].strip() or None
         if request.form.get("password"):
             body["password"] = request.form["password"]
         result = internal.call("PATCH", "/api/v1/admin/staff/%d" % staff_id, body=body)

@@ -6,6 +6,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from gateway.pages import internal, staff_page
 from gateway.pages.manage import _report
 from gateway.security.staff import ACT, ADMIN, READ
+from gateway.security.stepup import page_step_up
 
 bp = Blueprint("partners_admin", __name__, url_prefix="/admin")
 
@@ -30,6 +31,7 @@ def partner(partner_id):
 
 @bp.post("/partners/<int:partner_id>")
 @staff_page(ADMIN)
+@page_step_up()
 def partner_update(partner_id):
     percent = request.form.get("percent", "").strip()
     body = {"active": request.form.get("active") == "on"}
@@ -43,6 +45,7 @@ def partner_update(partner_id):
 
 @bp.post("/commission")
 @staff_page(ADMIN)
+@page_step_up()
 def commission_update():
     body = {k: request.form[k].strip() for k in ("percent", "base", "min_withdrawal")
             if request.form.get(k, "").strip()}
@@ -54,6 +57,7 @@ def commission_update():
 
 @bp.post("/commission/directions")
 @staff_page(ADMIN)
+@page_step_up()
 def direction_rule():
     direction_id = request.form.get("direction_id", "")
     if not direction_id.isdigit():
@@ -79,6 +83,7 @@ def withdrawals():
 
 @bp.post("/withdrawals/<int:withdrawal_id>/<action>")
 @staff_page(ACT)
+@page_step_up(lambda withdrawal_id, action: action == "approve")
 def withdrawal_decide(withdrawal_id, action):
     if action == "approve":
         body = {"method": request.form.get("method") or "manual",

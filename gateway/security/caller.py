@@ -58,3 +58,26 @@ def require(roles):
         wrapper.required_roles = roles
         return wrapper
     return decorator
+
+
+# -- least privilege: what analysts do not see (docs/security.md) ----------------------------------------------------
+# An order's token is the customer's key to it (cancel, claim paid, see the account to pay to), and letters carry it
+# in their links; analysts read and export figures and need neither.
+HIDDEN_FROM_ANALYSTS = "hidden for your role"
+
+
+def sees_secrets():
+    staff = current_staff()
+    return staff is not None and staff["role"] != "analyst"
+
+
+def without_order_token(order):
+    if isinstance(order, dict) and not sees_secrets():
+        order = dict(order, token=None)
+    return order
+
+
+def without_letter_body(notification):
+    if isinstance(notification, dict) and not sees_secrets():
+        notification = dict(notification, body_text=HIDDEN_FROM_ANALYSTS, body_html=None)
+    return notification

@@ -38,7 +38,7 @@ class SessionStore:
         if not raw or len(raw) > 100:
             return None
         row = self.db.fetchone(
-            "SELECT x.id_hash, x.staff_id, x.stage, x.created_at, x.last_seen_at, x.expires_at, x.ip, "
+            "SELECT x.id_hash, x.staff_id, x.stage, x.created_at, x.last_seen_at, x.expires_at, x.ip, x.stepped_up_at, "
             "       s.username, s.role, s.active, s.totp_required "
             "  FROM sessions x JOIN staff s ON s.id = x.staff_id "
             " WHERE x.id_hash = %s AND x.revoked_at IS NULL", (sha256_hex(raw),))

@@ -12,24 +12,31 @@ ROLES = ("admin", "operator", "analyst")
 READ = ROLES                      # analysts read and export only
 ACT = ("admin", "operator")       # operators act on requests
 ADMIN = ("admin",)                # admins also change settings, directions and staff
+KEEP = object()                   # "leave this column as it is" in StaffStore.update
 
 
 class StaffStore:
     def __init__(self, database):
         self.db = database
 
-    def create(self, username, password, role, totp_required=False, created_by=None):
+    def create(self, username, password, role, totp_required=False, created_by=None, cur=None, email=None):
         if role not in ROLES:
             raise ValueError("role must be one of %s" % ", ".join(ROLES))
         check_password(password)
-        with self.db.transaction() as cur:
-            cur.execute("INSERT INTO staff (username, password_hash, role, totp_required, created_by) "
-                        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (username) DO NOTHING RETURNING id",
-                        (username, hasher.hash(password), role, totp_required, created_by))
-            row = cur.fetchone()
-            if row is None:
-                raise ValueError("user %s exists" % username)
-            return row["id"]
+        if cur is not None:
+            return self._insert(cur, username, password, role, totp_required, created_by, email)
+        with self.db.transaction() as c:
+            return self._insert(c, username, password, role, totp_required, created_by, email)
+
+    @staticmethod
+    def _insert(cur, username, password, role, totp_required, created_by, email):
+        cur.execute("INSERT INTO staff (username, password_hash, role, totp_required, created_by, email) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (username) DO NOTHING RETURNING id",
+                    (username, hasher.hash(password), role, totp_required, created_by, email))
+        row = cur.fetchone()
+        if row is None:
+            raise ValueError("user %s exists" % username)
+        return row["id"]
 
     def ensure(self, username, password, role="admin"):
         """Create the first admin from the environment at start; never overwrite an existing account."""
@@ -63,7 +70,7 @@ class StaffStore:
 
     def staff_for_token(self, token, idle_minutes=None):
         row = self.db.fetchone(
-            "SELECT s.id, s.username, s.role, s.totp_required, t.scope, t.last_used_at, t.token_hash "
+            "SELECT s.id, s.username, s.role, s.totp_required, t.scope, t.last_used_at, t.token_hash, t.stepped_up_at "
             "FROM api_tokens t JOIN staff s ON s.id = t.staff_id "
             "WHERE t.token_hash = %s AND t.revoked_at IS NULL AND t.expires_at > now() AND s.active",
             (sha256_hex(token),))
@@ -92,13 +99,21 @@ class StaffStore:
     def list(self):
         return self.db.fetchall(
             "SELECT s.id, s.username, s.role, s.active, s.totp_required, s.created_at, s.updated_at, s.created_by, "
-            "       t.confirmed_at IS NOT NULL AS totp_enrolled, l.locked_until "
+            "       s.email, t.confirmed_at IS NOT NULL AS totp_enrolled, l.locked_until "
             "  FROM staff s LEFT JOIN staff_totp t ON t.staff_id = s.id "
             "  LEFT JOIN lockouts l ON l.username = lower(s.username) AND l.locked_until > now() "
             " ORDER BY s.username")
 
-    def update(self, staff_id, cur, role=None, active=None, totp_required=None, password=None):
+    def admin_emails(self):
+        """The own addresses of the active admins: every security alert goes to each (docs/security.md)."""
+        return [r["email"] for r in self.db.fetchall(
+            "SELECT DISTINCT email FROM staff WHERE role = 'admin' AND active AND email IS NOT NULL ORDER BY email")]
+
+    def update(self, staff_id, cur, role=None, active=None, totp_required=None, password=None, email=KEEP):
         sets, params = ["updated_at = now()"], []
+        if email is not KEEP:
+            sets.append("email = %s")
+            params.append(email)
         if role is not None:
             if role not in ROLES:
                 raise ValueError("role must be one of %s" % ", ".join(ROLES))

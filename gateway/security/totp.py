@@ -72,10 +72,13 @@ class TotpStore:
             cur.execute("UPDATE staff_totp SET last_step = %s WHERE staff_id = %s", (step, staff_id))
             return True
 
-    def reset(self, staff_id):
-        with self.db.transaction() as cur:
+    def reset(self, staff_id, cur=None):
+        if cur is not None:
             cur.execute("DELETE FROM staff_totp WHERE staff_id = %s", (staff_id,))
             return cur.rowcount == 1
+        with self.db.transaction() as c:
+            c.execute("DELETE FROM staff_totp WHERE staff_id = %s", (staff_id,))
+            return c.rowcount == 1
 
 
 def totp_needed(staff, cfg):

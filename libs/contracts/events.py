@@ -50,6 +50,9 @@ DIRECTIONS_CHANGED = "directions_changed"
 # payments and orders -> notifier: money work that should have moved on and has not (libs/contracts/stuck.py)
 STUCK_WORK_FOUND = "stuck_work_found"      # {service, items, counts}: one letter to the admin address
 
+# orders and payments -> notifier: a change that moves money, or who may move it, was made (libs/contracts/security.py)
+SECURITY_CHANGE = "security_change"        # {action, what, actor, actor_role, actor_ip, at, detail}
+
 # notifier ->
 SETTINGS_CHANGED = "settings_changed"      # {settings, customer_sms_available, version}
 

@@ -11,6 +11,7 @@
 - `inbox`: the private messages of partners.
 """
 from libs import config
+from libs.contracts import security
 from libs.db import Database
 from libs.dependencies import ServiceDependency, SharedDatabase, pool_size
 from services.notifier import domain, metrics, schemas
@@ -123,7 +124,18 @@ class Letters:
         subject, body, key = domain.late_success_alert(data, envelope["event_id"])
         return self.store.consume_alert_event(consumer, envelope["event_id"], subject, body, key)
 
-    def admin_alert(self, subject, body, key=None, also_to=None):
+    def security_change(self, consumer, payload):
+        """orders' or payments' `security_change` (libs/contracts/security.py): a letter to the admin address and a
+        text to the admin phone where SMS is on. Always sent: no setting switches it off."""
+        envelope, data = schemas.load_event(schemas.SECURITY_CHANGE_SCHEMA, payload)
+        subject, body = security.change_text(data)
+        return self.store.consume_alert_event(consumer, envelope["event_id"], subject, body,
+                                              "security:%s" % envelope["event_id"], sms=True)
+
+    def set_alert_recipients(self, emails):
+        return {"changed": self.store.set_alert_recipients(schemas.load_alert_recipients(emails))}
+
+    def admin_alert(self, subject, body, key=None, also_to=None, sms=False):
         """A security notice to the admin address (and to `also_to`); `key` names the occurrence so a repeated
         call queues nothing new (without it, the text is the key)."""
         schemas.check_alert(subject, body, key, also_to)
@@ -131,7 +143,7 @@ class Letters:
             key = domain.alert_key(subject, body, also_to)
         settings = self.store.get_settings()
         recipients = [a for a in (settings["admin_email"], also_to) if a]
-        return {"queued": self.store.queue_alert(subject, body, key, recipients)}
+        return {"queued": self.store.queue_alert(subject, body, key, recipients, sms=bool(sms))}
 
 
 class LettersProvider(NotifierDependency):

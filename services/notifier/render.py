@@ -77,6 +77,10 @@ class Renderer:
         return self.render("ALERT", "email", language, {
             "language": language, "site_name": self.site_name, "alert_subject": subject, "alert_body": body})
 
+    def render_alert_sms(self, language, subject):
+        return self.render("ALERT", "sms", language, {
+            "language": language, "site_name": self.site_name, "alert_subject": subject})[1]
+
     def render_partner_credit(self, language, credit):
         return self.render("L5", "inbox", language, {"language": language, "site_name": self.site_name,
                                                      "credit": credit})

@@ -9,6 +9,7 @@ from libs.contracts.notifier import ACCOUNT_KINDS
 from libs.contracts.orders import (AccountLetterSchema, AccountNoticeSchema, OrderCreatedSchema,
                                    OrderStatusChangedSchema, PartnerCreditedSchema)
 from libs.contracts.payments import PayoutSucceededAfterResolveSchema
+from libs.contracts.security import SecurityChangeSchema
 from libs.contracts.stuck import StuckWorkFoundSchema
 from services.notifier import domain
 
@@ -20,6 +21,7 @@ ACCOUNT_LETTER_SCHEMA = AccountLetterSchema()
 ACCOUNT_NOTICE_SCHEMA = AccountNoticeSchema()
 STUCK_WORK_FOUND_SCHEMA = StuckWorkFoundSchema()
 PAYOUT_LATE_SUCCESS_SCHEMA = PayoutSucceededAfterResolveSchema()
+SECURITY_CHANGE_SCHEMA = SecurityChangeSchema()
 
 
 def load_event(schema, payload):
@@ -74,6 +76,14 @@ def check_alert(subject, body, key, also_to):
         bad["also_to"] = ["an e-mail address"]
     if bad:
         raise errors.ValidationFailed("invalid alert", bad)
+
+
+def load_alert_recipients(emails):
+    """The admins' own addresses: a list of e-mail addresses, at most 100 -> sorted, without repeats."""
+    if not isinstance(emails, list) or len(emails) > 100 or not all(
+            isinstance(e, str) and len(e) <= 254 and domain.EMAIL_RE.match(e) for e in emails):
+        raise errors.ValidationFailed("invalid recipients", {"emails": ["a list of up to 100 e-mail addresses"]})
+    return sorted(set(emails))
 
 
 def check_message_sid(message_sid):

@@ -65,6 +65,12 @@ class NotifierService:
     def handle_payout_succeeded_after_resolve(self, payload):
         return self.letters.payout_succeeded_after_resolve("notifier.handle_payout_succeeded_after_resolve", payload)
 
+    # A change that moves money, made in orders or payments (libs/contracts/security.py): alert every admin.
+    @reliable_event_handler(events.PAYMENTS, events.SECURITY_CHANGE)
+    @reliable_event_handler(events.ORDERS, events.SECURITY_CHANGE)
+    def handle_security_change(self, payload):
+        return self.letters.security_change("notifier.handle_security_change", payload)
+
     # -- the send log ----------------------------------------------------------------------------------------
     @rpc(expected_exceptions=expected)
     def list_notifications(self, filters=None):
@@ -88,8 +94,12 @@ class NotifierService:
         return self.settings.put(changes, actor, expected_version)
 
     @rpc(expected_exceptions=expected)
-    def send_admin_alert(self, subject, body, key=None, also_to=None):
-        return self.letters.admin_alert(subject, body, key, also_to)
+    def send_admin_alert(self, subject, body, key=None, also_to=None, sms=False):
+        return self.letters.admin_alert(subject, body, key, also_to, sms)
+
+    @rpc(expected_exceptions=expected)
+    def set_alert_recipients(self, emails):
+        return self.letters.set_alert_recipients(emails)
 
     # -- Twilio status callbacks (verified by the gateway) ----------------------------------------------------
     @rpc(expected_exceptions=expected)

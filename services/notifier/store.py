@@ -93,18 +93,21 @@ class NotifierStore:
                                            datetime.datetime.now(datetime.timezone.utc))
         recipients = [a for a in (before.get("admin_email"), after.get("admin_email")) if a]
         self.queue_alert_in(cur, "Notification settings changed", text,
-                            "settings-v%s" % after["version"], recipients, after["admin_language"])
+                            "settings-v%s" % after["version"], recipients, after["admin_language"], sms=True)
 
     # -- alerts ----------------------------------------------------------------------------------------------
-    def queue_alert(self, subject, body, key, recipients=None):
+    def queue_alert(self, subject, body, key, recipients=None, sms=False):
         with self.db.transaction() as cur:
-            return self.queue_alert_in(cur, subject, body, key, recipients)
+            return self.queue_alert_in(cur, subject, body, key, recipients, sms=sms)
 
-    def queue_alert_in(self, cur, subject, body, key, recipients=None, language=None):
-        """A letter to the admin address that belongs to no order. `key` makes a repeated call a no-op."""
+    def queue_alert_in(self, cur, subject, body, key, recipients=None, language=None, sms=False):
+        """A letter to the admin address that belongs to no order. `key` makes a repeated call a no-op. With
+        `sms`, also a text to the admin phone when SMS is on (security changes, docs/security.md)."""
         settings = self.settings(cur)
         if recipients is None:
             recipients = [settings["admin_email"]] if settings["admin_email"] else []
+        # and every admin's own address (the gateway keeps the list: set_alert_recipients, docs/security.md)
+        recipients = list(recipients) + list(settings.get("alert_emails") or [])
         language = language or settings["admin_language"]
         subject_r, text, html = self.renderer.render_alert(language, subject, body)
         ids = []
@@ -113,17 +116,30 @@ class NotifierStore:
             new_id = self._insert(cur, send, "alert:%s:%s" % (key, recipient), None, subject_r, text, html, None)
             if new_id:
                 ids.append(new_id)
+        if sms and settings["sms_enabled"] and self.sms_configured and settings["admin_phone"]:
+            send = domain.Send(domain.ALERT, "sms", "admin", settings["admin_phone"], language)
+            text = self.renderer.render_alert_sms(language, subject)
+            new_id = self._insert(cur, send, "alert:%s:%s" % (key, send.recipient), None, None, text, None, None)
+            if new_id:
+                ids.append(new_id)
         if ids:
             cur.execute("SELECT pg_notify(%s, '')", (WAKE_CHANNEL,))
         return ids
 
-    def consume_alert_event(self, consumer, event_id, subject, body, key):
-        """An admin letter an event asks for (stuck work, a payout paid after it was resolved failed): queued in one
-        transaction with the inbox claim."""
+    def set_alert_recipients(self, emails):
+        """The active admins' own addresses, as the gateway knows them; True when the list changed."""
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE settings SET alert_emails = %s WHERE id = 1 AND alert_emails IS DISTINCT FROM %s",
+                        (emails, emails))
+            return cur.rowcount == 1
+
+    def consume_alert_event(self, consumer, event_id, subject, body, key, sms=False):
+        """An admin letter an event asks for (stuck work, a payout paid after it was resolved failed, a change that
+        moves money): queued in one transaction with the inbox claim."""
         with self.db.transaction() as cur:
             if not inbox.claim(cur, consumer, event_id):
                 return {"duplicate": True, "queued": []}
-            return {"duplicate": False, "queued": self.queue_alert_in(cur, subject, body, key)}
+            return {"duplicate": False, "queued": self.queue_alert_in(cur, subject, body, key, sms=sms)}
 
     # -- consuming events ------------------------------------------------------------------------------------
     def _insert(self, cur, send, dedupe_key, order_id, subject, text, html, event_id, status="pending"):

@@ -454,5 +454,6 @@ class PaymentStore:
     # -- audit -----------------------------------------------------------------------------------------------
     @staticmethod
     def audit(cur, actor, action, payment_id=None, payout_id=None, order_id=None, outcome="ok", detail=None):
-        write_audit(cur, actor, action, outcome, detail, payment_id=payment_id, payout_id=payout_id,
-                    order_id=order_id)
+        # a payout resolved by hand also alerts every admin (libs/contracts/security.py)
+        write_audit(cur, actor, action, outcome, detail, alert_source=events.PAYMENTS, payment_id=payment_id,
+                    payout_id=payout_id, order_id=order_id)

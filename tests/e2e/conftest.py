@@ -91,6 +91,21 @@ class System:
         self._tokens[(username, password)] = token
         return token
 
+    def step_up(self, token=None, username=ADMIN_USER, password=ADMIN_PASSWORD):
+        """Confirm the password again on a token (docs/security.md, "Step-up and alerts"): a change that moves money
+        answers 401 `step_up_required` without it; it holds a few minutes. Returns the token."""
+        token = token or self.login(username, password)
+        for (name, secret), cached in self._tokens.items():
+            if cached == token:
+                username, password = name, secret
+        response = self.api("POST", "/api/v1/auth/step-up", token=token, json={"password": password})
+        assert response.status_code == 200, response.text
+        return token
+
+    def sensitive(self, method, path, token=None, **kwargs):
+        """A change that moves money, made the way an admin client makes it: step up, then the call."""
+        return self.api(method, path, token=self.step_up(token), **kwargs)
+
     def totp_code(self, username=ADMIN_USER):
         """The TOTP code of the earliest step this helper has not used yet (the gateway accepts the current step
         and one either side, each once); waits for the clock only when both are used up."""

@@ -181,11 +181,11 @@ def test_settings_over_http(system, admin_token):
     current = system.api("GET", "/api/v1/admin/settings", token=admin_token)
     assert current.status_code == 200 and current.json()["sms_configured"] is True
     version = current.json()["version"]
-    bad = system.api("PUT", "/api/v1/admin/settings", token=admin_token,
-                     json={"customer_sms_fee": "100", "status": "x"})
+    bad = system.sensitive("PUT", "/api/v1/admin/settings", token=admin_token,
+                           json={"customer_sms_fee": "100", "status": "x"})
     assert bad.status_code == 422 and {"customer_sms_fee", "status"} <= set(bad.json()["fields"])
-    stale = system.api("PUT", "/api/v1/admin/settings", token=admin_token,
-                       json={"customer_sms_fee": "0.5", "version": version - 1 if version > 1 else 10**6})
+    stale = system.sensitive("PUT", "/api/v1/admin/settings", token=admin_token,
+                             json={"customer_sms_fee": "0.5", "version": version - 1 if version > 1 else 10**6})
     assert stale.status_code == 409
     ok = put_settings(system, admin_token, customer_sms_fee="0.5", version=version)
     assert ok["customer_sms_fee"] == "0.5" and ok["version"] == version + 1

@@ -52,12 +52,12 @@ def test_idempotency_key_is_one_global_namespace_and_ignores_the_body(system, di
 def test_withdrawal_keys_are_the_accounts_and_bound_to_the_body(system, admin_token, directions):
     # the default rule pays 10 % of the margin: a few hundredths of a USDT for one order
     before = system.api("GET", "/api/v1/admin/commission", token=admin_token).json()["min_withdrawal"]
-    r = system.api("PUT", "/api/v1/admin/commission", token=admin_token, json={"min_withdrawal": "0.01"})
+    r = system.sensitive("PUT", "/api/v1/admin/commission", token=admin_token, json={"min_withdrawal": "0.01"})
     assert r.status_code == 200, r.text
     try:
         _withdrawal_keys(system, admin_token, directions)
     finally:
-        system.api("PUT", "/api/v1/admin/commission", token=admin_token, json={"min_withdrawal": before})
+        system.sensitive("PUT", "/api/v1/admin/commission", token=admin_token, json={"min_withdrawal": before})
 
 
 def _withdrawal_keys(system, admin_token, directions):

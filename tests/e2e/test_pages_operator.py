@@ -14,7 +14,7 @@ from tests.e2e.browser.fixtures import browser, pages, screenshot, sign_in  # no
 def new_operator(system, totp_required=True):
     username = "op-%s" % uuid.uuid4().hex[:8]
     password = "op-password-%s" % uuid.uuid4().hex[:8]
-    r = system.api("POST", "/api/v1/admin/staff", token=system.login(), json={
+    r = system.sensitive("POST", "/api/v1/admin/staff", token=system.login(), json={
         "username": username, "password": password, "role": "operator", "totp_required": totp_required})
     assert r.status_code == 201, r.text
     return username, password

@@ -108,7 +108,7 @@ def test_operator_sets_a_partners_rule_and_rejects_a_withdrawal_on_the_admin_pag
     complete_manual(system, admin_token, order_as_visitor(system, visit_link(system, partner["link"]),
                                                           ten_percent_of_the_amount))
     eventually(lambda: balance(system, partner) == "10.7")
-    system.api("PUT", "/api/v1/admin/commission", token=admin_token, json={"min_withdrawal": "5"})
+    system.sensitive("PUT", "/api/v1/admin/commission", token=admin_token, json={"min_withdrawal": "5"})
     r = system.api("POST", "/api/v1/partner/withdrawals", token=partner["token"],
                    json={"amount": "10", "currency": "USDT", "to_account": "CAROL-USDT"})
     assert r.status_code == 201, r.text
@@ -126,6 +126,10 @@ def test_operator_sets_a_partners_rule_and_rejects_a_withdrawal_on_the_admin_pag
     page.fill("#p-percent", "2.5")
     page.select_option("#p-base", "amount")
     page.click("#partner-save")
+    # A partner's commission moves money: the page asks for the password again, then saves (docs/security.md).
+    page.wait_for_selector("#step-up-form")
+    page.fill("#step_up_password", ADMIN_PASSWORD)
+    page.click("#step-up-confirm")
     page.wait_for_selector(".flash")
     assert "saved" in page.text_content(".flash")
     assert page.input_value("#p-percent") == "2.5"

@@ -143,7 +143,7 @@ def test_a_self_referral_earns_nothing(system, admin_token, ten_percent_of_the_a
 def test_concurrent_withdrawals_above_the_balance_at_most_one_succeeds(system, admin_token,
                                                                         ten_percent_of_the_amount):
     direction = ten_percent_of_the_amount
-    r = system.api("PUT", "/api/v1/admin/commission", token=admin_token, json={"min_withdrawal": "5"})
+    r = system.sensitive("PUT", "/api/v1/admin/commission", token=admin_token, json={"min_withdrawal": "5"})
     assert r.status_code == 200, r.text
     partner = new_partner(system)
     complete_manual(system, admin_token, order_as_visitor(system, visit_link(system, partner["link"]), direction))
@@ -168,8 +168,8 @@ def test_concurrent_withdrawals_above_the_balance_at_most_one_succeeds(system, a
     # is refused; both are audited
     assert confirm_destination(system, partner) == {"currency": "USDT", "to_account": "CAROL-USDT",
                                                     "confirmed": True}
-    r = system.api("POST", "/api/v1/admin/withdrawals/%s/approve" % won["id"], token=admin_token,
-                   json={"method": "manual", "reference": "TX-77"})
+    r = system.sensitive("POST", "/api/v1/admin/withdrawals/%s/approve" % won["id"], token=admin_token,
+                         json={"method": "manual", "reference": "TX-77"})
     assert r.status_code == 200 and r.json()["status"] == "approved", r.text
     again = system.api("POST", "/api/v1/admin/withdrawals/%s/reject" % won["id"], token=admin_token,
                        json={"reason": "changed my mind"})
@@ -192,8 +192,8 @@ def test_account_tokens_and_staff_tokens_open_only_their_own_doors(system, admin
     assert system.api("GET", "/api/v1/admin/partners", token=partner["token"]).status_code == 401
     assert system.api("GET", "/api/v1/partner", token=admin_token).status_code == 401
     assert system.api("GET", "/api/v1/account/orders").status_code == 401
-    r = system.api("PUT", "/api/v1/admin/partners/%s" % partner["account"]["id"], token=admin_token,
-                   json={"percent": "250"})
+    r = system.sensitive("PUT", "/api/v1/admin/partners/%s" % partner["account"]["id"], token=admin_token,
+                         json={"percent": "250"})
     assert r.status_code == 422
     assert system.api("DELETE", "/api/v1/account/token", token=partner["token"]).status_code == 200
     assert system.api("GET", "/api/v1/partner", token=partner["token"]).status_code == 401
@@ -204,7 +204,7 @@ def test_a_withdrawal_approved_as_a_payout_is_paid_once_through_payments(system,
     """approve(method=payout) -> partner_payout_requested -> payments sends it once with the withdrawal's key ->
     withdrawal_payout_sent -> the withdrawal is `paid`. Redelivering the request moves no more money."""
     direction = ten_percent_of_the_amount
-    r = system.api("PUT", "/api/v1/admin/commission", token=admin_token, json={"min_withdrawal": "5"})
+    r = system.sensitive("PUT", "/api/v1/admin/commission", token=admin_token, json={"min_withdrawal": "5"})
     assert r.status_code == 200, r.text
     partner = new_partner(system)
     complete_manual(system, admin_token, order_as_visitor(system, visit_link(system, partner["link"]), direction))
@@ -216,8 +216,8 @@ def test_a_withdrawal_approved_as_a_payout_is_paid_once_through_payments(system,
     w = system.api("POST", "/api/v1/partner/withdrawals", token=partner["token"], json={
         "amount": "8", "currency": "USDT", "to_account": to_account}).json()
     confirm_destination(system, partner)
-    r = system.api("POST", "/api/v1/admin/withdrawals/%s/approve" % w["id"], token=admin_token,
-                   json={"method": "payout"})
+    r = system.sensitive("POST", "/api/v1/admin/withdrawals/%s/approve" % w["id"], token=admin_token,
+                         json={"method": "payout"})
     assert r.status_code == 200 and r.json()["status"] == "approved", r.text
 
     def received():
@@ -258,8 +258,8 @@ def test_an_admin_can_resolve_a_withdrawal_payout_through_the_api(system, admin_
     """A withdrawal's payout is resolved by the rules of an order's (services/payments/payouts.py); the route is the
     admin's, like the order payouts' one."""
     body = {"outcome": "failed", "note": "checked at the payment system"}
-    missing = system.api("POST", "/api/v1/admin/withdrawal-payouts/999999/resolve", token=admin_token, json=body)
+    missing = system.sensitive("POST", "/api/v1/admin/withdrawal-payouts/999999/resolve", token=admin_token, json=body)
     assert missing.status_code == 404, missing.text
-    bad = system.api("POST", "/api/v1/admin/withdrawal-payouts/1/resolve", token=admin_token,
-                     json={"outcome": "maybe", "note": "x"})
+    bad = system.sensitive("POST", "/api/v1/admin/withdrawal-payouts/1/resolve", token=admin_token,
+                           json={"outcome": "maybe", "note": "x"})
     assert bad.status_code == 422 and "outcome" in bad.json()["fields"]

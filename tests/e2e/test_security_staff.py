@@ -17,7 +17,7 @@ def csrf_of(response):
 def make_staff(system, role, totp_required=False):
     username = "%s-%s" % (role, uuid.uuid4().hex[:8])
     password = "pw-%s-long-enough" % uuid.uuid4().hex[:8]
-    r = system.api("POST", "/api/v1/admin/staff", token=system.login(), json={
+    r = system.sensitive("POST", "/api/v1/admin/staff", token=system.login(), json={
         "username": username, "password": password, "role": role, "totp_required": totp_required})
     assert r.status_code == 201, r.text
     return username, password
@@ -30,7 +30,14 @@ def browser_session(system, username, password):
     r = s.post(system.url + "/admin/login", data={"username": username, "password": password,
                                                   "csrf_token": csrf_of(page)}, allow_redirects=False)
     assert r.status_code == 303, r.text
-    if r.headers["Location"].endswith("/admin/login/code"):
+    if r.headers["Location"].endswith("/admin/enrol"):
+        # Operators (and admins) must enrol a second factor at their first sign-in (docs/security.md).
+        enrol = s.get(system.url + "/admin/enrol")
+        system.totp_secrets[username] = re.search(r'id="totp-secret">([A-Z2-7]+)<', enrol.text).group(1)
+        r = s.post(system.url + "/admin/enrol", data={"code": system.totp_code(username),
+                                                      "csrf_token": csrf_of(enrol)}, allow_redirects=False)
+        assert r.status_code == 303, r.text
+    elif r.headers["Location"].endswith("/admin/login/code"):
         code_page = s.get(system.url + "/admin/login/code")
         r = s.post(system.url + "/admin/login/code", data={"code": system.totp_code(username),
                                                            "csrf_token": csrf_of(code_page)}, allow_redirects=False)

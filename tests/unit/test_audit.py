@@ -41,3 +41,60 @@ def test_write_executes_the_same_statement():
     cur = Cursor()
     write_audit(cur, {"kind": "customer"}, "create", detail={"ip": None}, order_id=5)
     assert cur.seen == audit_statement({"kind": "customer"}, "create", detail={"ip": None}, order_id=5)
+
+
+class RecordingCursor:
+    def __init__(self):
+        self.statements = []
+
+    def execute(self, sql, params=None):
+        if isinstance(sql, str):           # one statement; a batch (bytes) was recorded by mogrify
+            self.statements.append((sql, params))
+
+    def mogrify(self, sql, params):
+        self.statements.append((sql, params))
+        return b"-"
+
+
+def _security_events(cur):
+    return [json.loads(params[4]) for sql, params in cur.statements
+            if sql.startswith("INSERT INTO outbox") and params[2] == "security_change"]
+
+
+@pytest.mark.parametrize("actor, action, outcome, alerted", [
+    ({"name": "mallory", "role": "admin", "ip": "203.0.113.9"}, "currency_update", "ok", True),
+    ({"name": "olga", "role": "operator"}, "partner_withdrawal_approve", "ok", True),
+    ({"name": "olga", "role": "operator"}, "partner_withdrawal_approve", "rejected", False),  # nothing changed
+    ({"name": "rate-engine"}, "direction_update", "ok", False),                             # no staff role
+    ({"name": "mallory", "role": "admin"}, "partner_withdrawal_reject", "ok", False),       # moves no money out
+])
+def test_a_staff_change_that_moves_money_also_writes_its_alert_event(actor, action, outcome, alerted):
+    """docs/security.md: the alert is in the outbox of the transaction that makes the change."""
+    cur = RecordingCursor()
+    write_audit(cur, actor, action, outcome, {"code": "USDT", "changes": {"account": "EVIL"}},
+                alert_source="orders", order_id=None)
+    found = _security_events(cur)
+    assert len(found) == (1 if alerted else 0)
+    if alerted:
+        data = found[0]["data"]
+        assert (found[0]["source"], data["action"], data["actor"], data["actor_role"]) == (
+            "orders", action, actor["name"], actor["role"])
+        assert data["detail"]["changes"] == {"account": "EVIL"}
+    # Without alert_source (the gateway, which queues its own alerts) no event is written.
+    cur = RecordingCursor()
+    write_audit(cur, actor, action, outcome, {}, order_id=None)
+    assert _security_events(cur) == []
+
+
+def test_the_alert_text_names_who_what_when_and_the_change():
+    from libs.contracts import security
+    data = security.change_data({"name": "mallory", "role": "admin", "ip": "203.0.113.9"}, "currency_update",
+                                {"code": "USDT", "changes": {"account": "EVIL-1"}, "before": {"account": "GOOD-1"}})
+    subject, body = security.change_text(data)
+    assert subject == "Security: a currency's payment account or reserve changed (by mallory)"
+    assert "mallory (admin) from 203.0.113.9" in body and "account=GOOD-1" in body and "account=EVIL-1" in body
+    assert set(security.ALERTED_ACTIONS) >= {"direction_update", "currency_update", "commission_update",
+                                              "partner_update", "direction_commission_update",
+                                              "partner_withdrawal_approve", "resolve_payout",
+                                              "resolve_withdrawal_payout", "staff_create", "staff_update",
+                                              "staff_reset_totp"}

@@ -3,6 +3,7 @@ audited in orders.audit_log with its before and after. Reserves, what open order
 the payout account resets one: docs/architecture.md, "Reserves"."""
 from libs import errors
 from libs.audit import write_audit
+from libs.contracts import events
 from services.orders.domain import RuleError, catalogue as rules
 from services.orders.schemas import currency_to_wire, direction_to_wire, plain, plain_values
 
@@ -19,7 +20,9 @@ SELECT d.*, ci.precision AS precision_in, co.precision AS precision_out, ci.name
 
 
 def _audit(cur, actor, action, detail):
-    write_audit(cur, actor, action, "ok", detail, order_id=None, from_status=None, to_status=None)
+    # every catalogue change moves money (where customers pay, rates, fees): each raises an alert to the admins
+    write_audit(cur, actor, action, "ok", detail, alert_source=events.ORDERS, order_id=None, from_status=None,
+                to_status=None)
 
 
 def list_directions(db, active_only=True):

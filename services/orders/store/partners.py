@@ -31,7 +31,8 @@ PAYMENTS = {"name": "payments", "kind": "system"}
 
 
 def _audit(cur, actor, action, detail=None, outcome="ok"):
-    write_audit(cur, actor, action, outcome, detail, order_id=None)
+    # commission changes and approved withdrawals also alert every admin (libs/contracts/security.py)
+    write_audit(cur, actor, action, outcome, detail, alert_source=SOURCE, order_id=None)
 
 
 def _customer(account_id):

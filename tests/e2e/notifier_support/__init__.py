@@ -122,7 +122,7 @@ def consumed(system, order_id):
 
 
 def put_settings(system, token, **changes):
-    response = system.api("PUT", "/api/v1/admin/settings", token=token, json=changes)
+    response = system.sensitive("PUT", "/api/v1/admin/settings", token=token, json=changes)
     assert response.status_code == 200, response.text
     return response.json()
 

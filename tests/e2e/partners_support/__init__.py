@@ -113,13 +113,13 @@ def complete_manual(system, admin_token, order):
 
 
 def set_direction_rule(system, admin_token, direction, percent, base):
-    r = system.api("PUT", "/api/v1/admin/commission/directions/%s" % direction["id"], token=admin_token,
-                   json={"percent": percent, "base": base})
+    r = system.sensitive("PUT", "/api/v1/admin/commission/directions/%s" % direction["id"], token=admin_token,
+                         json={"percent": percent, "base": base})
     assert r.status_code == 200, r.text
 
 
 def clear_direction_rule(system, admin_token, direction):
-    r = system.api("DELETE", "/api/v1/admin/commission/directions/%s" % direction["id"], token=admin_token)
+    r = system.sensitive("DELETE", "/api/v1/admin/commission/directions/%s" % direction["id"], token=admin_token)
     assert r.status_code == 200, r.text
 
 

@@ -153,3 +153,21 @@ def test_customer_sms_fee_is_added_when_the_customer_opts_in_and_sms_is_availabl
     store.apply_sms_fee_setting(str(uuid.uuid4()), "orders.handle_settings_changed",
                                 {"customer_sms_fee": "1.5", "customer_sms_available": False, "version": 8})
     assert create(orders, direction, phone="+4915112345678", sms_opt_in=True)["sms_fee"] == "0"
+
+
+def test_a_staff_change_of_where_customers_pay_commits_its_alert_with_it(orders, db):
+    """docs/security.md: the change, its audit row and `security_change` in the outbox commit together; a change
+    with no staff role (an automatic one) raises none."""
+    code = "S" + uuid.uuid4().hex[:6].upper()
+    admin = {"name": "adm-1", "role": "admin", "ip": "198.51.100.7", "kind": "staff"}
+    call(orders, "create_currency", {"code": code, "name": code, "precision": 2, "payment_system": "testpay",
+                                     "account": "GOOD-1", "active": False}, admin)
+    call(orders, "update_currency", code, {"account": "EVIL-1"}, admin)
+    call(orders, "update_currency", code, {"name": "renamed"}, {"name": "rate-engine"})   # no staff role
+    rows = db.fetchall("SELECT payload FROM outbox WHERE event_type = 'security_change' "
+                       "AND payload->'data'->'detail'->>'code' = %s ORDER BY created_at", (code,))
+    data = [json.loads(r["payload"])["data"] if isinstance(r["payload"], str) else r["payload"]["data"] for r in rows]
+    assert [d["action"] for d in data] == ["currency_create", "currency_update"]
+    assert data[1]["actor"] == "adm-1" and data[1]["actor_ip"] == "198.51.100.7"
+    assert data[1]["detail"]["changes"] == {"account": "EVIL-1"}
+    assert data[1]["detail"]["before"] == {"account": "GOOD-1"}

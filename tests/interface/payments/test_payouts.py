@@ -141,12 +141,17 @@ def test_an_admin_settles_a_payout_in_doubt_but_never_fails_one_the_provider_has
         with pytest.raises(Exception) as refused:
             resolve(payout["id"], "failed", "the bank says no", admin)
         assert "Conflict" in type(refused.value).__name__ or "it was sent" in str(refused.value)
-        done = resolve(payout["id"], "sent", "seen in the bank statement", admin)
+        done = resolve(payout["id"], "sent", "seen in the bank statement #%s" % payout["id"], admin)
     assert done["status"] == "sent" and done["resolved_by"] == "root"
     assert eventually(lambda: env.events_for("payout_sent", moved["id"]))
     audit = env.db.fetchall("SELECT actor, action, outcome FROM audit_log WHERE payout_id = %s ORDER BY id",
                             (payout["id"],))
     assert [(a["action"], a["outcome"]) for a in audit] == [("resolve_payout", "rejected"), ("resolve_payout", "ok")]
+    # The accepted resolve, not the refused one, alerts every admin: `security_change` committed with it.
+    alerts = env.db.fetchall("SELECT payload->'data' AS data FROM outbox WHERE event_type = 'security_change' "
+                             "AND payload->'data'->>'actor' = 'root' AND payload->'data'->'detail'->>'note' = %s",
+                             ("seen in the bank statement #%s" % payout["id"],))
+    assert [(a["data"]["action"], a["data"]["actor_role"]) for a in alerts] == [("resolve_payout", "admin")]
     assert_paid_once(env, moved)
 
 

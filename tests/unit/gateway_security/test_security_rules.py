@@ -74,3 +74,19 @@ def test_security_headers_on_pages_and_json():
         assert r.headers["X-Content-Type-Options"] == "nosniff"
         assert r.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
         assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_the_admins_addresses_are_handed_to_the_notifier_when_they_change_until_it_answers():
+    from gateway.security.alerts import Alerts
+    alerts, calls = Alerts(None), []
+
+    def down(emails):
+        raise RuntimeError("notifier down")
+    try:
+        alerts.sync_recipients(["b@example.com", "a@example.com"], down)
+    except RuntimeError:
+        pass
+    alerts.sync_recipients(["b@example.com", "a@example.com"], calls.append)     # retried at the next sweep
+    alerts.sync_recipients(["a@example.com", "b@example.com"], calls.append)     # same list: no call
+    alerts.sync_recipients([], calls.append)                                     # the last admin address removed
+    assert calls == [["a@example.com", "b@example.com"], []]
