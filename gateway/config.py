@@ -40,4 +40,6 @@ def from_env():
         "REPORTING_URL": config.env("REPORTING_URL", "http://127.0.0.1:8104"),
         "REPORTING_HTTP_TOKEN": config.env("REPORTING_HTTP_TOKEN") or None,
         "ALERT_SWEEP_SECONDS": config.env_float("GATEWAY_ALERT_SWEEP_SECONDS", 10.0),
+        # The monitors' rates file (docs/monitors.md): each worker asks orders at most this often whether it changed.
+        "MONITOR_EXPORT_CHECK_SECONDS": config.env_float("MONITOR_EXPORT_CHECK_SECONDS", 1.0),
     }

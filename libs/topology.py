@@ -56,6 +56,8 @@ SUBSCRIPTIONS = [
     sub(events.PAYMENTS, events.PAYOUT_SUCCEEDED_AFTER_RESOLVE, "notifier", "handle_payout_succeeded_after_resolve"),
     # orders: the customer SMS fee announced by the notifier (docs/notifier.md, "Settings")
     sub(events.NOTIFIER, events.SETTINGS_CHANGED, "orders", "handle_settings_changed"),
+    # orders: the monitors' rates file rendered again after a catalogue or reserve change (docs/monitors.md)
+    sub(events.ORDERS, events.DIRECTIONS_CHANGED, "orders", "handle_directions_changed"),
 ]
 
 # Handlers that exist only in the test suite register themselves here at import (see tests/).

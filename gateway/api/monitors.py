@@ -1,0 +1,151 @@
+"""The rates file the monitors read (docs/monitors.md): `GET /rates.xml` (the Estandards/BestChange format) and its
+JSON twin `GET /rates.json`. Public, no sign-in.
+
+The orders service keeps the document rendered with a version (services/orders/store/monitor_export.py); each
+gateway worker holds the last version in memory and asks orders at most once per MONITOR_EXPORT_CHECK_SECONDS
+whether it changed (a version comparison: the document travels only when it did). Meanwhile every request is
+answered from memory, and a conditional GET with the current ETag or Last-Modified gets a bodyless 304. A monitor
+polling every few seconds therefore costs no query and no RPC of its own.
+"""
+import email.utils
+import logging
+import threading
+import time
+from datetime import datetime
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from marshmallow import Schema, fields
+
+from gateway import rpc
+from gateway.api import load_body
+from gateway.schemas import StrictSchema
+from gateway.security.caller import actor, require
+from gateway.security.staff import ADMIN, READ
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("monitors", __name__)
+
+
+class ExportCache:
+    """The last document this worker got from orders, and when it last asked."""
+
+    def __init__(self):
+        self.version = None
+        self.xml = b""
+        self.json = b""
+        self.etag = None
+        self.last_modified = None       # HTTP date of when the document last changed
+        self.checked_at = 0.0
+        self._lock = threading.Lock()
+
+    def current(self, check_seconds):
+        """The document, asking orders first when the last check is older than `check_seconds`. Only one thread
+        of the worker asks; the others answer from memory meanwhile (if it has anything yet)."""
+        due = time.monotonic() - self.checked_at >= check_seconds
+        if due or self.version is None:
+            blocking = self.version is None       # nothing to serve yet: wait for the first answer
+            if self._lock.acquire(blocking=blocking):
+                try:
+                    if self.version is None or time.monotonic() - self.checked_at >= check_seconds:
+                        self._refresh()
+                finally:
+                    self._lock.release()
+        return self
+
+    def _refresh(self):
+        try:
+            answer = rpc.service("orders").monitor_export_document(self.version)
+        except Exception:
+            if self.version is None:
+                raise
+            # orders unreachable: keep serving the last document (checked again at the next beat)
+            log.warning("the monitors' file could not be checked: serving version %s", self.version, exc_info=True)
+            self.checked_at = time.monotonic()
+            return
+        if not answer["unchanged"]:
+            self.xml = answer["xml"].encode("utf-8")
+            self.json = answer["json"].encode("utf-8")
+            self.version = answer["version"]
+            self.etag = "mx-%d" % answer["version"]
+            changed = datetime.fromisoformat(answer["rendered_at"])
+            self.last_modified = email.utils.format_datetime(changed, usegmt=True)
+        self.checked_at = time.monotonic()
+
+
+def _cache():
+    return current_app.extensions.setdefault("monitor_export", ExportCache())
+
+
+def _answer(body_of, mimetype):
+    cache = _cache().current(current_app.config["MONITOR_EXPORT_CHECK_SECONDS"])
+    etag = cache.etag + ("-j" if mimetype == "application/json" else "-x")
+    response = Response(status=200, mimetype=mimetype)
+    response.set_etag(etag)
+    response.headers["Last-Modified"] = cache.last_modified
+    # Revalidate every time (the answer may change with the next rate): a 304 costs nothing here.
+    response.headers["Cache-Control"] = "no-cache"
+    if request.if_none_match and etag in request.if_none_match:
+        response.status_code = 304
+        return response
+    if not request.if_none_match and request.headers.get("If-Modified-Since") == cache.last_modified:
+        response.status_code = 304
+        return response
+    response.set_data(body_of(cache))
+    return response
+
+
+@bp.get("/rates.xml")
+def rates_xml():
+    return _answer(lambda cache: cache.xml, "application/xml")
+
+
+@bp.get("/rates.json")
+def rates_json():
+    return _answer(lambda cache: cache.json, "application/json")
+
+
+# -- the admin's side: the state of the file and the maintenance switch (audited by orders and here) -------------
+@bp.get("/api/v1/admin/monitors")
+@require(READ)
+def monitors_state():
+    return jsonify(rpc.service("orders").monitor_export_state())
+
+
+@bp.put("/api/v1/admin/monitors/maintenance")
+@require(ADMIN)
+def set_maintenance():
+    data = load_body(MaintenanceSchema)
+    return jsonify(rpc.service("orders").set_monitor_maintenance(data["maintenance"], actor()))
+
+
+class MaintenanceSchema(StrictSchema):
+    maintenance = fields.Boolean(required=True, metadata={
+        "description": "true: the monitors' file is an empty <rates/> until switched off"})
+
+
+class MonitorStateSchema(Schema):
+    version = fields.Integer(metadata={"description": "grows with every change of the document"})
+    rendered_at = fields.String(metadata={"description": "when the document last changed"})
+    items = fields.Integer(metadata={"description": "directions listed"})
+    maintenance = fields.Boolean()
+    maintenance_changed_at = fields.String(allow_none=True)
+    maintenance_changed_by = fields.String(allow_none=True)
+
+
+def document(spec, op):
+    """Adds this module's paths to the OpenAPI document (called by gateway/openapi.py)."""
+    for path, mimetype, what in (("/rates.xml", "application/xml", "Estandards/BestChange XML"),
+                                 ("/rates.json", "application/json", "JSON: {rates: [item...]}")):
+        spec.path(path, operations={"get": {
+            "summary": "The rates file for the monitors (%s; docs/monitors.md)" % what, "tags": ["monitors"],
+            "responses": {"200": {"description": "the rates", "content": {mimetype: {}}},
+                          "304": {"description": "not changed since the ETag or Last-Modified sent"}}}})
+    spec.components.schema("MonitorMaintenance", schema=MaintenanceSchema)
+    spec.components.schema("MonitorState", schema=MonitorStateSchema)
+    spec.path("/api/v1/admin/monitors", operations={"get": op(
+        "The monitors' file: version, when it changed, directions listed, the maintenance switch",
+        ok=("200", "MonitorState"), errors=(), secured=True, tag="admin")})
+    spec.path("/api/v1/admin/monitors/maintenance", operations={"put": op(
+        "Switch maintenance on (the monitors' file is empty) or off (admin; audited)", "MonitorMaintenance",
+        ("200", "MonitorState"), ("400", "422"), secured=True, tag="admin")})
