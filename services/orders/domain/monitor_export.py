@@ -22,7 +22,6 @@ from libs.monitor_rates import render_rates_xml
 OPERATOR_TYPES = ("semi_auto", "manual")
 DIRECTION_FLAGS = ("juridical", "verifying", "cardverify")
 RATE_PLACES = 8   # decimals of the side of in/out that is not 1
-_ONE = Decimal(1)
 
 
 def listed(row):
@@ -30,22 +29,20 @@ def listed(row):
                 and row["monitor_code_in"] and row["monitor_code_out"])
 
 
-def net_rate(rate_in, rate_out, fee_percent):
-    """The to-currency the customer gets per 1 of the from-currency, the fee taken (exact)."""
-    with localcontext() as ctx:
-        ctx.prec = 60
-        return rate_out * (Decimal(100) - fee_percent) / Decimal(100) / rate_in
-
-
-def in_out(rate):
-    """(in, out) strings for a net rate: 1 -> rate (rounded down) when a unit of the from-currency buys at least
-    one of the to-currency, else 1/rate (rounded up) -> 1."""
+def in_out(rate_in, rate_out, fee_percent):
+    """(in, out) strings of a direction, its fee taken: "1" -> what one unit of the from-currency buys (rounded
+    down) when that is at least 1, else what buys one unit of the to-currency (rounded up) -> "1". Each division
+    rounds in the same direction as its result, so the file never promises more than the order gives."""
+    give = rate_in * Decimal(100)
+    get = rate_out * (Decimal(100) - fee_percent)
     quantum = Decimal(1).scaleb(-RATE_PLACES)
     with localcontext() as ctx:
         ctx.prec = 60
-        if rate >= _ONE:
-            return "1", money.to_str(rate.quantize(quantum, rounding=ROUND_FLOOR))
-        return money.to_str((_ONE / rate).quantize(quantum, rounding=ROUND_CEILING)), "1"
+        if get >= give:
+            ctx.rounding = ROUND_FLOOR
+            return "1", money.to_str((get / give).quantize(quantum, rounding=ROUND_FLOOR))
+        ctx.rounding = ROUND_CEILING
+        return money.to_str((give / get).quantize(quantum, rounding=ROUND_CEILING)), "1"
 
 
 def params(row):
@@ -57,7 +54,7 @@ def params(row):
 
 
 def item(row):
-    give, get = in_out(net_rate(row["rate_in"], row["rate_out"], row["fee"]))
+    give, get = in_out(row["rate_in"], row["rate_out"], row["fee"])
     available = max(row["available"], Decimal(0))
     return {
         "from": row["monitor_code_in"],

@@ -47,7 +47,8 @@ def refresh(db):
         text = xml.decode("utf-8")
         if text != current["xml"]:
             cur.execute("UPDATE monitor_export SET xml = %s, json = %s, items = %s, version = version + 1, "
-                        "rendered_at = now() WHERE id = 1", (text, json_text, count))
+                        "rendered_at = greatest(date_trunc('second', now()), rendered_at + interval '1 second') "
+                        "WHERE id = 1", (text, json_text, count))
         cur.execute("SELECT " + STATE_COLUMNS + " FROM monitor_export WHERE id = 1")
         return _state(cur.fetchone())
 
