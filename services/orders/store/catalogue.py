@@ -170,6 +170,17 @@ def add_missing(db, currencies, directions):
                 (cin, cout, kind, rate_in, rate_out, fee, lo, hi, window))
 
 
+def add_missing_monitor_codes(db, codes):
+    """{currency: monitor code} set where the currency has none and the code is free (the demo data)."""
+    with db.transaction() as cur:
+        for code, monitor_code in codes.items():
+            cur.execute("UPDATE currencies SET monitor_code = %s WHERE code = %s AND monitor_code IS NULL "
+                        "AND NOT EXISTS (SELECT 1 FROM currencies WHERE monitor_code = %s)",
+                        (monitor_code, code, monitor_code))
+            if cur.rowcount:
+                publish_directions_changed(cur, directions_of_currency(cur, code), "currency_updated")
+
+
 def hold_reserve(cur, code, amount):
     """Hold `amount` of the currency's reserve for a new order, in the order's transaction: compare and add in one
     statement, so concurrent orders queue on the currency's row and each sees what the previous ones hold.
