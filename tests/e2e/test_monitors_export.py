@@ -8,6 +8,8 @@ from lxml import etree
 
 from libs.monitor_rates import parse_rates_xml
 from tests.conftest import eventually
+from tests.e2e.browser.fixtures import browser, pages, screenshot, sign_in  # noqa: F401 - pytest fixtures
+from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USER
 
 XSD = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "monitor_rates.xsd")
 
@@ -105,3 +107,46 @@ def test_maintenance_empties_the_file_until_switched_off(system, admin_token):
         assert off.status_code == 200, off.text
     eventually(lambda: parse_rates_xml(system.api("GET", "/rates.xml").content), timeout=30,
                message="the directions back after maintenance")
+
+
+def test_the_panel_edits_codes_flags_city_and_the_switch(system, pages, admin_token):  # noqa: F811
+    direction, code_in = _coded_direction(system, admin_token)
+    eventually(lambda: _mine(system, code_in), timeout=30, message="the new direction in /rates.xml")
+    page = pages.new_page()
+    sign_in(page, system, ADMIN_USER, ADMIN_PASSWORD)
+    page.goto(system.url + "/admin/directions")
+    assert page.get_attribute("#rates-xml-preview", "href") == "/rates.xml"
+
+    currency_form = "#currency-%s" % direction["currency_in"]
+    page.fill(currency_form + " input[name=monitor_code]", "PANEL" + code_in[3:])
+    page.click(currency_form + " button")
+    page.wait_for_selector(".flash")
+    assert "saved" in page.text_content(".flash")
+    page.fill(currency_form + " input[name=monitor_code]", "not a code")
+    page.click(currency_form + " button")
+    page.wait_for_selector(".flash")
+    assert "monitor_code" in page.text_content(".flash")
+
+    direction_form = "#direction-%d" % direction["id"]
+    page.uncheck(direction_form + " input[name=monitor_params][value=juridical]")
+    page.check(direction_form + " input[name=monitor_params][value=cardverify]")
+    page.fill(direction_form + " input[name=city]", "")
+    page.click(direction_form + " button")
+    page.wait_for_selector(".flash")
+    assert "saved" in page.text_content(".flash")
+    [item] = eventually(lambda: [i for i in _mine(system, "PANEL" + code_in[3:]) if i["param"] == [
+        "manual", "cardverify"]], timeout=30, message="the panel's edits in /rates.xml")
+    assert item["city"] is None
+
+    try:
+        page.click("#maintenance-form button")
+        page.wait_for_selector("[data-maintenance]")
+        assert page.text_content("[data-maintenance]").startswith("on")
+        eventually(lambda: system.api("GET", "/rates.xml").content.strip().endswith(b"<rates/>"), timeout=30,
+                   message="an empty file in maintenance")
+        screenshot(page, "monitors-panel")
+    finally:
+        system.api("PUT", "/api/v1/admin/monitors/maintenance", token=admin_token, json={"maintenance": False})
+    audit = system.sql("SELECT actor FROM orders.audit_log WHERE action = 'monitor_maintenance' ORDER BY id DESC "
+                       "LIMIT 2")
+    assert {a["actor"] for a in audit} == {ADMIN_USER}
