@@ -20,6 +20,7 @@ Prints one JSON line, last: {"directions", "clients", "p50_ms", "p99_ms", "p99_3
 """
 import argparse
 import concurrent.futures
+import http.client
 import importlib.util
 import json
 import os
@@ -27,6 +28,7 @@ import statistics
 import sys
 import threading
 import time
+import urllib.parse
 
 import psycopg2
 import psycopg2.extras
@@ -107,24 +109,30 @@ def wait_for(url, check, timeout=60.0, interval=0.01):
 
 
 def load(url, clients, seconds, conditional):
-    """Latencies (ms) of GET /rates.xml from `clients` threads for `seconds`, and the bytes of one answer."""
+    """Latencies (ms) of GET /rates.xml from `clients` threads for `seconds`, and the bytes of one answer. Each
+    client keeps one connection (http.client: the lightest client at hand, as it shares the cores it measures)."""
     etag = requests.get(url + "/rates.xml", timeout=10).headers.get("ETag")
+    target = urllib.parse.urlsplit(url)
     stop = time.perf_counter() + seconds
     sizes = []
 
     def client():
-        session = requests.Session()
+        conn = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=10)
         headers = {"If-None-Match": etag} if conditional else {}
         out = []
-        while time.perf_counter() < stop:
-            t0 = time.perf_counter()
-            response = session.get(url + "/rates.xml", headers=headers, timeout=10)
-            body = response.content
-            out.append((time.perf_counter() - t0) * 1000.0)
-            if response.status_code not in (200, 304):
-                raise RuntimeError("GET /rates.xml: %s" % response.status_code)
-            if not sizes and response.status_code == 200:
-                sizes.append(len(body))
+        try:
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                conn.request("GET", "/rates.xml", headers=headers)
+                response = conn.getresponse()
+                body = response.read()
+                out.append((time.perf_counter() - t0) * 1000.0)
+                if response.status not in (200, 304):
+                    raise RuntimeError("GET /rates.xml: %s" % response.status)
+                if not sizes and response.status == 200:
+                    sizes.append(len(body))
+        finally:
+            conn.close()
         return out
 
     started = time.perf_counter()
@@ -133,6 +141,27 @@ def load(url, clients, seconds, conditional):
     elapsed = time.perf_counter() - started
     latencies = sorted(x for r in results for x in r)
     return latencies, elapsed, (sizes[0] if sizes else 0)
+
+
+def server_histogram(url):
+    """{bucket upper bound (s): count} of the gateway's own time for /rates.xml (exchanger_http_request_seconds,
+    from before_request to after_request: the handler, without queueing for the worker or the socket)."""
+    out = {}
+    for line in requests.get(url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("exchanger_http_request_seconds_bucket") and 'route="/rates.xml"' in line:
+            bound = line.split('le="')[1].split('"')[0]
+            out[float("inf") if bound == "+Inf" else float(bound)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def server_p99_le(before, after):
+    """The smallest histogram bound under which 99 % of the requests between two readings were handled (ms)."""
+    delta = {b: after.get(b, 0) - before.get(b, 0) for b in after}
+    total = delta.get(float("inf"), 0)
+    for bound in sorted(delta):
+        if total and delta[bound] >= 0.99 * total:
+            return bound * 1000.0
+    return None
 
 
 def pct(values, p):
@@ -168,7 +197,9 @@ def main(argv=None):
     ids = seed(args.database_url, args.directions)
     try:
         seeded_ms, items = wait_for(url, lambda items: len(items) >= len(ids))
+        histogram_before = server_histogram(url)
         full, full_s, size = load(url, args.clients, args.seconds, conditional=False)
+        handler_p99 = server_p99_le(histogram_before, server_histogram(url))
         cond, _, _ = load(url, args.clients, max(2.0, args.seconds / 3), conditional=True)
         before = {(i["from"], i["to"], tuple(i["param"])): i["out"] for i in items}
         change_all(args.database_url, ids)
@@ -185,6 +216,9 @@ def main(argv=None):
         "p50_304_ms": pct(cond, 50), "p99_304_ms": pct(cond, 99), "requests_304": len(cond),
         "listed_after_seed_ms": round(seeded_ms, 1), "reflect_ms": round(reflect_ms, 1),
         "recompute_ms": recompute_ms,
+        # the gateway's own handling time (its metrics histogram: a bucket bound, not an exact figure), and the
+        # machine's load while measuring: the client shares the cores with the system it measures
+        "handler_p99_ms_le": handler_p99, "loadavg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
     }
     if note:
         result["recompute_note"] = note

@@ -41,5 +41,5 @@ def from_env():
         "REPORTING_HTTP_TOKEN": config.env("REPORTING_HTTP_TOKEN") or None,
         "ALERT_SWEEP_SECONDS": config.env_float("GATEWAY_ALERT_SWEEP_SECONDS", 10.0),
         # The monitors' rates file (docs/monitors.md): each worker asks orders at most this often whether it changed.
-        "MONITOR_EXPORT_CHECK_SECONDS": config.env_float("MONITOR_EXPORT_CHECK_SECONDS", 1.0),
+        "MONITOR_EXPORT_CHECK_SECONDS": config.env_float("MONITOR_EXPORT_CHECK_SECONDS", 0.5),
     }
