@@ -1,0 +1,79 @@
+"""/rates.xml and /rates.json in the gateway (gateway/api/monitors.py; docs/monitors.md, "Caching"): answered from
+the worker's memory, orders asked only when the check is due and the document fetched only when its version moved,
+conditional GETs answered 304, the last document served while orders does not answer. Orders is a stub here."""
+import pytest
+
+from gateway.api import monitors
+
+XML = '<?xml version="1.0" encoding="UTF-8"?>\n<rates/>\n'
+
+
+class OrdersStub:
+    def __init__(self):
+        self.version, self.xml, self.calls, self.down = 1, XML, [], False
+
+    def monitor_export_document(self, known_version):
+        self.calls.append(known_version)
+        if self.down:
+            raise TimeoutError("orders does not answer")
+        if known_version == self.version:
+            return {"version": self.version, "rendered_at": "2026-12-03T12:00:0%d+00:00" % self.version,
+                    "unchanged": True}
+        return {"version": self.version, "rendered_at": "2026-12-03T12:00:0%d+00:00" % self.version,
+                "unchanged": False, "items": 0, "maintenance": False, "xml": self.xml,
+                "json": '{"rates":[]}'}
+
+
+@pytest.fixture
+def setup(monkeypatch):
+    from gateway import create_app
+    app = create_app({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "SECRET_KEY": "x" * 32,
+                      "MONITOR_EXPORT_CHECK_SECONDS": 3600})
+    orders = OrdersStub()
+    monkeypatch.setattr(monitors.rpc, "service", lambda name: orders)
+    return app, app.test_client(), orders
+
+
+def test_served_from_memory_with_validators(setup):
+    app, client, orders = setup
+    first = client.get("/rates.xml")
+    assert first.status_code == 200 and first.data.decode() == XML
+    assert first.mimetype == "application/xml" and first.headers["Cache-Control"] == "no-cache"
+    assert first.headers["ETag"] == '"mx-1-x"'
+    assert first.headers["Last-Modified"] == "Thu, 03 Dec 2026 12:00:01 GMT"
+    for _ in range(5):
+        assert client.get("/rates.xml").status_code == 200
+    assert client.get("/rates.json").json == {"rates": []}
+    assert orders.calls == [None]          # one question to orders for all of them: the check is not due
+
+
+def test_conditional_gets_are_answered_304_without_a_body(setup):
+    app, client, orders = setup
+    etag = client.get("/rates.xml").headers["ETag"]
+    again = client.get("/rates.xml", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.data == b"" and again.headers["ETag"] == etag
+    since = client.get("/rates.xml", headers={"If-Modified-Since": "Thu, 03 Dec 2026 12:00:01 GMT"})
+    assert since.status_code == 304
+    assert client.get("/rates.xml", headers={"If-None-Match": '"mx-0-x"'}).status_code == 200
+    assert client.get("/rates.json", headers={"If-None-Match": etag}).status_code == 200   # the XML's tag
+
+
+def test_a_new_version_is_fetched_when_the_check_is_due_and_only_then(setup):
+    app, client, orders = setup
+    etag = client.get("/rates.xml").headers["ETag"]
+    orders.version, orders.xml = 2, XML.replace("<rates/>", "<rates><!-- 2 --></rates>")
+    assert client.get("/rates.xml").data.decode() == XML                # not due: the document in memory
+    app.config["MONITOR_EXPORT_CHECK_SECONDS"] = 0
+    changed = client.get("/rates.xml", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and b"<!-- 2 -->" in changed.data and changed.headers["ETag"] == '"mx-2-x"'
+    assert client.get("/rates.xml").status_code == 200
+    assert orders.calls == [None, 1, 2]     # the version known is sent: an unchanged file does not travel again
+
+
+def test_the_last_document_is_served_while_orders_does_not_answer(setup):
+    app, client, orders = setup
+    client.get("/rates.xml")
+    app.config["MONITOR_EXPORT_CHECK_SECONDS"] = 0
+    orders.down = True
+    answer = client.get("/rates.xml")
+    assert answer.status_code == 200 and answer.data.decode() == XML
