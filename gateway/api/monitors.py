@@ -4,10 +4,12 @@ JSON twin `GET /rates.json`. Public, no sign-in.
 The orders service keeps the document rendered with a version (services/orders/store/monitor_export.py); each
 gateway worker holds the last version in memory and asks orders at most once per MONITOR_EXPORT_CHECK_SECONDS
 whether it changed (a version comparison: the document travels only when it did). Meanwhile every request is
-answered from memory, and a conditional GET with the current ETag or Last-Modified gets a bodyless 304. A monitor
+answered from memory (gzip-compressed once per version for clients that accept it), and a conditional GET with
+the current ETag or Last-Modified gets a bodyless 304. A monitor
 polling every few seconds therefore costs no query and no RPC of its own.
 """
 import email.utils
+import gzip
 import logging
 import threading
 import time
@@ -34,6 +36,8 @@ class ExportCache:
         self.version = None
         self.xml = b""
         self.json = b""
+        self.xml_gzip = b""             # compressed once per version: monitors that accept gzip get 1/10 the bytes
+        self.json_gzip = b""
         self.etag = None
         self.last_modified = None       # HTTP date of when the document last changed
         self.checked_at = 0.0
@@ -66,6 +70,8 @@ class ExportCache:
         if not answer["unchanged"]:
             self.xml = answer["xml"].encode("utf-8")
             self.json = answer["json"].encode("utf-8")
+            self.xml_gzip = gzip.compress(self.xml, compresslevel=6, mtime=0)
+            self.json_gzip = gzip.compress(self.json, compresslevel=6, mtime=0)
             self.version = answer["version"]
             self.etag = "mx-%d" % answer["version"]
             changed = datetime.fromisoformat(answer["rendered_at"])
@@ -77,32 +83,39 @@ def _cache():
     return current_app.extensions.setdefault("monitor_export", ExportCache())
 
 
-def _answer(body_of, mimetype):
+def _answer(kind, mimetype):
     cache = _cache().current(current_app.config["MONITOR_EXPORT_CHECK_SECONDS"])
-    etag = cache.etag + ("-j" if mimetype == "application/json" else "-x")
+    compressed = "gzip" in request.accept_encodings
+    # one tag per representation (XML or JSON, plain or gzip), as a strong ETag must
+    etag = "%s-%s%s" % (cache.etag, kind[0], "-gz" if compressed else "")
     response = Response(status=200, mimetype=mimetype)
     response.set_etag(etag)
     response.headers["Last-Modified"] = cache.last_modified
     # Revalidate every time (the answer may change with the next rate): a 304 costs nothing here.
     response.headers["Cache-Control"] = "no-cache"
+    response.headers["Vary"] = "Accept-Encoding"
     if request.if_none_match and etag in request.if_none_match:
         response.status_code = 304
         return response
     if not request.if_none_match and request.headers.get("If-Modified-Since") == cache.last_modified:
         response.status_code = 304
         return response
-    response.set_data(body_of(cache))
+    if compressed:
+        response.headers["Content-Encoding"] = "gzip"
+        response.set_data(getattr(cache, kind + "_gzip"))
+    else:
+        response.set_data(getattr(cache, kind))
     return response
 
 
 @bp.get("/rates.xml")
 def rates_xml():
-    return _answer(lambda cache: cache.xml, "application/xml")
+    return _answer("xml", "application/xml")
 
 
 @bp.get("/rates.json")
 def rates_json():
-    return _answer(lambda cache: cache.json, "application/json")
+    return _answer("json", "application/json")
 
 
 # -- the admin's side: the state of the file and the maintenance switch (audited by orders and here) -------------

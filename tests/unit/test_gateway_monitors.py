@@ -1,6 +1,8 @@
 """/rates.xml and /rates.json in the gateway (gateway/api/monitors.py; docs/monitors.md, "Caching"): answered from
 the worker's memory, orders asked only when the check is due and the document fetched only when its version moved,
 conditional GETs answered 304, the last document served while orders does not answer. Orders is a stub here."""
+import gzip
+
 import pytest
 
 from gateway.api import monitors
@@ -77,3 +79,14 @@ def test_the_last_document_is_served_while_orders_does_not_answer(setup):
     orders.down = True
     answer = client.get("/rates.xml")
     assert answer.status_code == 200 and answer.data.decode() == XML
+
+
+def test_clients_that_accept_gzip_get_it_compressed_once_per_version(setup):
+    app, client, orders = setup
+    plain = client.get("/rates.xml")
+    packed = client.get("/rates.xml", headers={"Accept-Encoding": "gzip, deflate"})
+    assert packed.headers["Content-Encoding"] == "gzip" and gzip.decompress(packed.data) == plain.data
+    assert packed.headers["Vary"] == "Accept-Encoding" and "Content-Encoding" not in plain.headers
+    assert packed.headers["ETag"] == '"mx-1-x-gz"' != plain.headers["ETag"]
+    assert client.get("/rates.xml", headers={"Accept-Encoding": "gzip", "If-None-Match": '"mx-1-x-gz"'}) \
+        .status_code == 304
