@@ -7,7 +7,8 @@
    `directions_changed` event the orders service publishes for a change (its outbox), then waits until
    /rates.xml lists them all.
 2. `--clients` (16) concurrent clients GET /rates.xml for `--seconds` each (full answers, then conditional GETs
-   with the ETag: 304); p50/p99 of each, requests per second, bytes per answer.
+   with the ETag: 304); p50/p99 of each, requests per second, bytes per answer. `--gzip`: the clients accept
+   gzip, as most monitors do (bytes is then the compressed size).
 3. Changes the rate of every bench direction in one transaction (as the rate engine would, with the same event)
    and measures until /rates.xml shows all of them changed: reflect_ms (the event through the outbox and broker,
    one render, the gateway's next version check).
@@ -107,10 +108,11 @@ def wait_for(url, check, timeout=60.0, interval=0.01):
         time.sleep(interval)
 
 
-def load(url, clients, seconds, conditional):
+def load(url, clients, seconds, conditional, compressed=False):
     """Latencies (ms) of GET /rates.xml from `clients` threads for `seconds`, and the bytes of one answer. Each
     client keeps one connection (http.client: the lightest client at hand, as it shares the cores it measures)."""
-    etag = requests.get(url + "/rates.xml", timeout=10).headers.get("ETag")
+    etag = requests.get(url + "/rates.xml", timeout=10,
+                        headers={"Accept-Encoding": "gzip" if compressed else "identity"}).headers.get("ETag")
     target = urllib.parse.urlsplit(url)
     stop = time.perf_counter() + seconds
     sizes = []
@@ -118,6 +120,8 @@ def load(url, clients, seconds, conditional):
     def client():
         conn = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=10)
         headers = {"If-None-Match": etag} if conditional else {}
+        if compressed:
+            headers["Accept-Encoding"] = "gzip"
         out = []
         try:
             while time.perf_counter() < stop:
@@ -189,6 +193,7 @@ def main(argv=None):
     parser.add_argument("--directions", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--gzip", action="store_true", help="the clients accept gzip (as most monitors do)")
     parser.add_argument("--keep", action="store_true", help="leave the bench directions in place")
     args = parser.parse_args(argv)
     url = args.url.rstrip("/")
@@ -197,9 +202,9 @@ def main(argv=None):
     try:
         seeded_ms, items = wait_for(url, lambda items: len(items) >= len(ids))
         histogram_before = server_histogram(url)
-        full, full_s, size = load(url, args.clients, args.seconds, conditional=False)
+        full, full_s, size = load(url, args.clients, args.seconds, conditional=False, compressed=args.gzip)
         handler_p99 = server_p99_le(histogram_before, server_histogram(url))
-        cond, _, _ = load(url, args.clients, max(2.0, args.seconds / 3), conditional=True)
+        cond, _, _ = load(url, args.clients, max(2.0, args.seconds / 3), conditional=True, compressed=args.gzip)
         before = {(i["from"], i["to"], tuple(i["param"])): i["out"] for i in items}
         change_all(args.database_url, ids)
         reflect_ms, _ = wait_for(url, lambda now: len(now) >= len(ids) and all(
@@ -209,7 +214,7 @@ def main(argv=None):
         if not args.keep:
             remove(args.database_url)
     result = {
-        "directions": len(ids), "clients": args.clients, "requests": len(full),
+        "directions": len(ids), "clients": args.clients, "gzip": args.gzip, "requests": len(full),
         "p50_ms": pct(full, 50), "p99_ms": pct(full, 99), "max_ms": round(full[-1], 2),
         "mean_ms": round(statistics.fmean(full), 2), "rps": round(len(full) / full_s, 1), "bytes": size,
         "p50_304_ms": pct(cond, 50), "p99_304_ms": pct(cond, 99), "requests_304": len(cond),

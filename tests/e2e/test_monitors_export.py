@@ -52,7 +52,8 @@ def test_rates_xml_lists_validates_and_follows_changes(system, admin_token):
     assert item == {"from": code_in, "to": "MXB" + code_in[3:], "in": "2", "out": "1", "amount": "777.5",
                     "minamount": "2", "maxamount": "300", "param": ["manual", "juridical"], "city": "MSK"}
 
-    response = system.api("GET", "/rates.xml")
+    response = system.api("GET", "/rates.xml")   # requests accepts gzip, as most monitors do
+    assert response.headers["Content-Encoding"] == "gzip" and response.headers["Vary"] == "Accept-Encoding"
     etree.XMLSchema(etree.parse(XSD)).assertValid(etree.fromstring(response.content))
     # the two forms carry the same items (read together: a later change may move both)
     eventually(lambda: parse_rates_xml(system.api("GET", "/rates.xml").content) == _json_items(system),
