@@ -3,6 +3,7 @@ the format's XSD and reads back equal to /rates.json, follows an admin's edits, 
 and is emptied by the maintenance switch; the panel shows the switch and links the preview."""
 import os
 import uuid
+from decimal import Decimal
 
 from lxml import etree
 
@@ -18,6 +19,8 @@ def _json_items(system):
     out = []
     for entry in system.api("GET", "/rates.json").json()["rates"]:
         entry = dict(entry)
+        for key in ("in", "out", "amount", "minamount", "maxamount"):
+            entry[key] = Decimal(entry[key])
         entry["param"] = [p.strip() for p in entry.pop("param", "").split(",") if p.strip()]
         entry.setdefault("city", None)
         out.append(entry)
@@ -49,8 +52,8 @@ def _mine(system, code_in):
 def test_rates_xml_lists_validates_and_follows_changes(system, admin_token):
     direction, code_in = _coded_direction(system, admin_token)
     [item] = eventually(lambda: _mine(system, code_in), timeout=30, message="the new direction in /rates.xml")
-    assert item == {"from": code_in, "to": "MXB" + code_in[3:], "in": "2", "out": "1", "amount": "777.5",
-                    "minamount": "2", "maxamount": "300", "param": ["manual", "juridical"], "city": "MSK"}
+    assert item == {"from": code_in, "to": "MXB" + code_in[3:], "in": 2, "out": 1, "amount": Decimal("777.5"),
+                    "minamount": 2, "maxamount": 300, "param": ["manual", "juridical"], "city": "MSK"}
 
     response = system.api("GET", "/rates.xml")   # requests accepts gzip, as most monitors do
     assert response.headers["Content-Encoding"] == "gzip" and response.headers["Vary"] == "Accept-Encoding"
@@ -70,7 +73,7 @@ def test_rates_xml_lists_validates_and_follows_changes(system, admin_token):
     changed = system.api("PATCH", "/api/v1/admin/directions/%d" % direction["id"], token=admin_token,
                          json={"rate_in": "1", "rate_out": "0.25"})
     assert changed.status_code == 200, changed.text
-    eventually(lambda: _mine(system, code_in)[0]["in"] == "4", timeout=30, message="the new rate in /rates.xml")
+    eventually(lambda: _mine(system, code_in)[0]["in"] == 4, timeout=30, message="the new rate in /rates.xml")
     assert system.api("GET", "/rates.xml", headers={"If-None-Match": etag}).status_code == 200
 
     # left out once its currency has no monitor code

@@ -3,6 +3,7 @@ writer of libs/monitor_rates.py, and the XSD of the format kept in tests/fixture
 import json
 import os
 from decimal import Decimal
+from decimal import Decimal as D
 
 import pytest
 from lxml import etree
@@ -31,25 +32,25 @@ def row(**over):
 
 def test_an_auto_direction_is_written_with_its_reserve_and_limits():
     assert export.item(row()) == {
-        "from": "USDTTRC20", "to": "SBERRUB", "in": "1", "out": "95.5", "amount": "150000.12",
-        "minamount": "10", "maxamount": "5000", "param": [], "city": None}
+        "from": "USDTTRC20", "to": "SBERRUB", "in": D("1"), "out": D("95.5"), "amount": D("150000.12"),
+        "minamount": D("10"), "maxamount": D("5000"), "param": [], "city": None}
 
 
 def test_the_fee_is_in_the_rate_and_rounded_against_the_exchanger():
     # 95.5 less 1.5 % = 94.0675 exactly; 10/3 rounds down on the `out` side
-    assert export.in_out(Decimal(1), Decimal("95.5"), Decimal("1.5")) == ("1", "94.0675")
-    assert export.in_out(Decimal(3), Decimal(10), Decimal(0)) == ("1", "3.33333333")
-    assert export.in_out(Decimal(2), Decimal(2), Decimal(0)) == ("1", "1")
+    assert export.in_out(D(1), D("95.5"), D("1.5")) == (D(1), D("94.0675"))
+    assert export.in_out(D(3), D(10), D(0)) == (D(1), D("3.33333333"))
+    assert export.in_out(D(2), D(2), D(0)) == (D(1), D(1))
 
 
 def test_a_rate_below_one_is_written_as_how_much_to_give_for_one_rounded_up():
-    assert export.in_out(Decimal("95000"), Decimal("1"), Decimal("0")) == ("95000", "1")
+    assert export.in_out(D("95000"), D("1"), D("0")) == (D("95000"), D(1))
     # 1 of the to-currency costs 3 / 0.999 = 3.003003003...: rounded up, never down
-    assert export.in_out(Decimal(3), Decimal(1), Decimal("0.1")) == ("3.00300301", "1")
+    assert export.in_out(D(3), D(1), D("0.1")) == (D("3.00300301"), D(1))
 
 
 def test_a_reserve_below_what_open_orders_hold_shows_as_zero():
-    assert export.item(row(available=Decimal("-5")))["amount"] == "0"
+    assert export.item(row(available=D("-5")))["amount"] == D(0)
 
 
 @pytest.mark.parametrize("kind, flags", [("auto", []), ("semi_auto", ["manual"]), ("manual", ["manual"])])
@@ -85,7 +86,8 @@ def test_the_rendered_file_validates_against_the_xsd_and_reads_back_equal(schema
     schema.assertValid(etree.fromstring(xml))
     items = export.items(rows)
     assert count == 3 and parse_rates_xml(xml) == items
-    assert items[2]["in"] == "9600000" and items[2]["out"] == "1"
+    assert items[2]["in"] == D("9600000") and items[2]["out"] == D(1)
+    assert b"<in>9600000</in><out>1</out><amount>1.23456789</amount>" in xml
     assert json.loads(json_text)["rates"][1] == {
         "from": "BTC", "to": "CASHRUB", "in": "1", "out": "9500000", "amount": "150000.12", "minamount": "10",
         "maxamount": "5000", "param": "manual, verifying, floating", "city": "MSK"}
@@ -99,7 +101,7 @@ def test_an_empty_file_validates_too(schema):
 def test_the_xsd_refuses_what_the_monitors_would_not_read(schema):
     bad = render_rates_xml([dict(export.item(row()), param=["express"])])
     assert not schema.validate(etree.fromstring(bad))
-    bad = render_rates_xml([dict(export.item(row()), out="9.5e1")])
+    bad = render_rates_xml([dict(export.item(row()), out=D("95"))]).replace(b"<out>95</out>", b"<out>9.5e1</out>")
     assert not schema.validate(etree.fromstring(bad))
 
 
@@ -107,15 +109,22 @@ def test_the_reader_takes_another_exchangers_file_and_refuses_what_is_not_one():
     other = (b'<?xml version="1.0"?>\n<rates>\n<item><from>PMUSD</from><to>CARDRUB</to><in>1</in><out>91.2</out>'
              b'<amount>100000</amount><minamount>50</minamount><maxamount>1000</maxamount>'
              b'<fromfee>1 USD</fromfee><param>manual,verifying</param></item>\n</rates>')
-    assert parse_rates_xml(other) == [{"from": "PMUSD", "to": "CARDRUB", "in": "1", "out": "91.2",
-                                       "amount": "100000", "minamount": "50", "maxamount": "1000",
+    assert parse_rates_xml(other) == [{"from": "PMUSD", "to": "CARDRUB", "in": D(1), "out": D("91.2"),
+                                       "amount": D("100000"), "minamount": D("50"), "maxamount": D("1000"),
                                        "param": ["manual", "verifying"], "city": None}]
+    # limits written with their currency, a decimal comma, no reserve: read as numbers, amount None
+    [loose] = parse_rates_xml(b"<rates><item><from>BTC</from><to>CASHRUB</to><in>1</in><out>5400000,5</out>"
+                              b"<minamount>0.01 BTC</minamount><maxamount>2 BTC</maxamount></item></rates>")
+    assert (loose["out"], loose["minamount"], loose["maxamount"], loose["amount"]) == \
+        (D("5400000.5"), D("0.01"), D(2), None)
     with pytest.raises(RatesFileError):
         parse_rates_xml(b"<html/>")
     with pytest.raises(RatesFileError):
         parse_rates_xml(b"<rates><item><from>A1</from></item></rates>")
     with pytest.raises(RatesFileError):
         parse_rates_xml(b"not xml")
+    with pytest.raises(RatesFileError):
+        parse_rates_xml(b"<rates><item><from>A1</from><to>B2</to><in>1</in><out>NaN</out></item></rates>")
 
 
 def test_codes_are_escaped_never_injected():

@@ -22,6 +22,7 @@ from libs.monitor_rates import render_rates_xml
 OPERATOR_TYPES = ("semi_auto", "manual")
 DIRECTION_FLAGS = ("juridical", "verifying", "cardverify")
 RATE_PLACES = 8   # decimals of the side of in/out that is not 1
+_ONE = Decimal(1)
 
 
 def listed(row):
@@ -30,9 +31,9 @@ def listed(row):
 
 
 def in_out(rate_in, rate_out, fee_percent):
-    """(in, out) strings of a direction, its fee taken: "1" -> what one unit of the from-currency buys (rounded
-    down) when that is at least 1, else what buys one unit of the to-currency (rounded up) -> "1". Each division
-    rounds in the same direction as its result, so the file never promises more than the order gives."""
+    """(in, out) of a direction, its fee taken: 1 -> what one unit of the from-currency buys (rounded down) when
+    that is at least 1, else what buys one unit of the to-currency (rounded up) -> 1. Each division rounds in the
+    same direction as its result, so the file never promises more than the order gives."""
     give = rate_in * Decimal(100)
     get = rate_out * (Decimal(100) - fee_percent)
     quantum = Decimal(1).scaleb(-RATE_PLACES)
@@ -40,9 +41,14 @@ def in_out(rate_in, rate_out, fee_percent):
         ctx.prec = 60
         if get >= give:
             ctx.rounding = ROUND_FLOOR
-            return "1", money.to_str((get / give).quantize(quantum, rounding=ROUND_FLOOR))
+            return _ONE, _trim((get / give).quantize(quantum, rounding=ROUND_FLOOR))
         ctx.rounding = ROUND_CEILING
-        return money.to_str((give / get).quantize(quantum, rounding=ROUND_CEILING)), "1"
+        return _trim((give / get).quantize(quantum, rounding=ROUND_CEILING)), _ONE
+
+
+def _trim(value):
+    """The same number without trailing zeros (94.06750000 -> 94.0675), never in exponent form."""
+    return Decimal(money.to_str(value))
 
 
 def params(row):
@@ -54,16 +60,16 @@ def params(row):
 
 
 def item(row):
+    """The item of a listed direction (libs/monitor_rates.py form: amounts as Decimal)."""
     give, get = in_out(row["rate_in"], row["rate_out"], row["fee"])
-    available = max(row["available"], Decimal(0))
     return {
         "from": row["monitor_code_in"],
         "to": row["monitor_code_out"],
         "in": give,
         "out": get,
-        "amount": money.to_str(money.round_down(available, row["precision_out"])),
-        "minamount": money.to_str(row["min_amount"]),
-        "maxamount": money.to_str(row["max_amount"]),
+        "amount": _trim(money.round_down(max(row["available"], Decimal(0)), row["precision_out"])),
+        "minamount": _trim(row["min_amount"]),
+        "maxamount": _trim(row["max_amount"]),
         "param": params(row),
         "city": row["city"],
     }
@@ -83,11 +89,12 @@ def render(rows, maintenance=False):
 
 
 def render_json(listed_items):
-    """The JSON twin: {"rates": [item...]}, `param` written as in the XML (comma-separated, left out when none),
-    `city` left out when none."""
+    """The JSON twin: {"rates": [item...]}, numbers as strings written as in the XML, `param` as in the XML
+    (comma-separated, left out when none), `city` left out when none."""
     out = []
     for one in listed_items:
-        entry = {key: one[key] for key in ("from", "to", "in", "out", "amount", "minamount", "maxamount")}
+        entry = {"from": one["from"], "to": one["to"]}
+        entry.update((key, money.to_str(one[key])) for key in ("in", "out", "amount", "minamount", "maxamount"))
         if one["param"]:
             entry["param"] = ", ".join(one["param"])
         if one["city"]:

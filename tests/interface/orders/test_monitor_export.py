@@ -5,6 +5,7 @@ its own items among whatever else the shared database lists."""
 import datetime
 import time
 import uuid
+from decimal import Decimal as D
 
 import pytest
 from nameko.testing.services import entrypoint_hook
@@ -60,12 +61,12 @@ def test_a_new_direction_appears_and_follows_its_edits_and_reserve(orders, db):
     direction, code_in, code_out = coded_direction(orders, exchange_type="semi_auto")
     document = wait_for(orders, lambda d: items_of(d, code_in))
     assert items_of(document, code_in) == [{
-        "from": code_in, "to": code_out, "in": "1", "out": "2", "amount": "5000", "minamount": "10",
-        "maxamount": "1000", "param": ["manual"], "city": None}]
+        "from": code_in, "to": code_out, "in": D(1), "out": D(2), "amount": D(5000), "minamount": D(10),
+        "maxamount": D(1000), "param": ["manual"], "city": None}]
 
     call(orders, "update_direction", direction["id"], {"monitor_params": ["cardverify"], "city": "MSK",
                                                        "rate_out": "2.5"}, ADMIN)
-    document = wait_for(orders, lambda d: items_of(d, code_in) and items_of(d, code_in)[0]["out"] == "2.5")
+    document = wait_for(orders, lambda d: items_of(d, code_in) and items_of(d, code_in)[0]["out"] == D("2.5"))
     assert items_of(document, code_in)[0]["param"] == ["manual", "cardverify"]
     assert items_of(document, code_in)[0]["city"] == "MSK"
 
@@ -74,7 +75,7 @@ def test_a_new_direction_appears_and_follows_its_edits_and_reserve(orders, db):
         "system": "sandbox", "account": "EXCH-%s" % direction["currency_out"], "currency": direction["currency_out"],
         "balance": "1234.5", "observed_at": datetime.datetime.now(datetime.timezone.utc).isoformat()}))
     assert Orders(db).apply_balance(envelope["event_id"], "orders.handle_balance_changed", data)
-    wait_for(orders, lambda d: items_of(d, code_in) and items_of(d, code_in)[0]["amount"] == "1234.5")
+    wait_for(orders, lambda d: items_of(d, code_in) and items_of(d, code_in)[0]["amount"] == D("1234.5"))
 
     # without a monitor code the monitors cannot place the currency: the direction leaves the file
     call(orders, "update_currency", direction["currency_out"], {"monitor_code": None}, ADMIN)
