@@ -46,4 +46,5 @@ def create_app(config=None):
     app.register_blueprint(stuck_pages.bp)
     from gateway.api import monitors  # the monitors' rates file (docs/monitors.md)
     app.register_blueprint(monitors.bp)
+    app.wsgi_app = monitors.RatesFastPath(app, app.wsgi_app)
     return app

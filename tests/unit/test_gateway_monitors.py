@@ -90,3 +90,30 @@ def test_clients_that_accept_gzip_get_it_compressed_once_per_version(setup):
     assert packed.headers["ETag"] == '"mx-1-x-gz"' != plain.headers["ETag"]
     assert client.get("/rates.xml", headers={"Accept-Encoding": "gzip", "If-None-Match": '"mx-1-x-gz"'}) \
         .status_code == 304
+
+
+@pytest.mark.parametrize("path, headers", [
+    ("/rates.xml", {}), ("/rates.json", {}), ("/rates.xml", {"Accept-Encoding": "gzip"}),
+    ("/rates.xml", {"If-None-Match": '"mx-1-x"'}), ("/rates.xml", {"If-None-Match": '"mx-0-x", "mx-1-x"'}),
+    ("/rates.xml", {"If-Modified-Since": "Thu, 03 Dec 2026 12:00:01 GMT"})])
+def test_the_fast_path_answers_as_the_flask_view_does(setup, path, headers):
+    """Between version checks the WSGI fast path answers without Flask; when a check is due Flask does. A client
+    cannot tell them apart: same status, headers (security headers included) and body."""
+    app, client, orders = setup
+    client.get(path)                                     # holds version 1; the next check is not due
+    fast = client.get(path, headers=headers)
+    app.config["MONITOR_EXPORT_CHECK_SECONDS"] = 0       # due: through Flask (orders says unchanged)
+    slow = client.get(path, headers=headers)
+    assert orders.calls == [None, 1]
+    assert (fast.status_code, fast.data) == (slow.status_code, slow.data)
+    assert dict(fast.headers) == dict(slow.headers)
+    head = client.head(path, headers=headers)
+    assert head.data == b"" and head.status_code == fast.status_code
+
+
+def test_the_fast_path_leaves_every_other_request_to_flask(setup):
+    app, client, orders = setup
+    client.get("/rates.xml")
+    assert client.post("/rates.xml").status_code in (400, 405)    # Flask's answer (CSRF first, then the method)
+    assert client.get("/rates.xml/").status_code == 404
+    assert client.get("/healthz").status_code == 200
