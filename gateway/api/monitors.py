@@ -8,6 +8,7 @@ answered from memory (gzip-compressed once per version for clients that accept i
 the current ETag or Last-Modified gets a bodyless 304. A monitor
 polling every few seconds therefore costs no query and no RPC of its own.
 """
+import collections
 import email.utils
 import gzip
 import logging
@@ -31,17 +32,16 @@ log = logging.getLogger(__name__)
 bp = Blueprint("monitors", __name__)
 
 
+# One version of the document in every form a client may ask for; replaced whole, never changed, so a thread
+# reading it while another fetches the next version never pairs one version's body with another's ETag.
+Snapshot = collections.namedtuple("Snapshot", "version etag last_modified xml json xml_gzip json_gzip")
+
+
 class ExportCache:
-    """The last document this worker got from orders, and when it last asked."""
+    """The last document this worker got from orders (`snapshot`), and when it last asked."""
 
     def __init__(self):
-        self.version = None
-        self.xml = b""
-        self.json = b""
-        self.xml_gzip = b""             # compressed once per version: monitors that accept gzip get 1/10 the bytes
-        self.json_gzip = b""
-        self.etag = None
-        self.last_modified = None       # HTTP date of when the document last changed
+        self.snapshot = None
         self.checked_at = 0.0
         self._lock = threading.Lock()
 
@@ -49,38 +49,37 @@ class ExportCache:
         return time.monotonic() - self.checked_at >= check_seconds
 
     def current(self, check_seconds):
-        """The document, asking orders first when the last check is older than `check_seconds`. Only one thread
+        """The snapshot, asking orders first when the last check is older than `check_seconds`. Only one thread
         of the worker asks; the others answer from memory meanwhile (if it has anything yet)."""
-        due = time.monotonic() - self.checked_at >= check_seconds
-        if due or self.version is None:
-            blocking = self.version is None       # nothing to serve yet: wait for the first answer
+        if self.snapshot is None or self.due(check_seconds):
+            blocking = self.snapshot is None       # nothing to serve yet: wait for the first answer
             if self._lock.acquire(blocking=blocking):
                 try:
-                    if self.version is None or time.monotonic() - self.checked_at >= check_seconds:
+                    if self.snapshot is None or self.due(check_seconds):
                         self._refresh()
                 finally:
                     self._lock.release()
-        return self
+        return self.snapshot
 
     def _refresh(self):
+        known = self.snapshot.version if self.snapshot else None
         try:
-            answer = rpc.service("orders").monitor_export_document(self.version)
+            answer = rpc.service("orders").monitor_export_document(known)
         except Exception:
-            if self.version is None:
+            if self.snapshot is None:
                 raise
             # orders unreachable: keep serving the last document (checked again at the next beat)
-            log.warning("the monitors' file could not be checked: serving version %s", self.version, exc_info=True)
+            log.warning("the monitors' file could not be checked: serving version %s", known, exc_info=True)
             self.checked_at = time.monotonic()
             return
         if not answer["unchanged"]:
-            self.xml = answer["xml"].encode("utf-8")
-            self.json = answer["json"].encode("utf-8")
-            self.xml_gzip = gzip.compress(self.xml, compresslevel=6, mtime=0)
-            self.json_gzip = gzip.compress(self.json, compresslevel=6, mtime=0)
-            self.version = answer["version"]
-            self.etag = "mx-%d" % answer["version"]
+            xml, json_text = answer["xml"].encode("utf-8"), answer["json"].encode("utf-8")
             changed = datetime.fromisoformat(answer["rendered_at"])
-            self.last_modified = email.utils.format_datetime(changed, usegmt=True)
+            self.snapshot = Snapshot(
+                answer["version"], "mx-%d" % answer["version"], email.utils.format_datetime(changed, usegmt=True),
+                xml, json_text,
+                # compressed once per version: monitors that accept gzip get a twentieth of the bytes
+                gzip.compress(xml, compresslevel=6, mtime=0), gzip.compress(json_text, compresslevel=6, mtime=0))
         self.checked_at = time.monotonic()
 
 
@@ -91,30 +90,30 @@ def _cache(app=None):
 KINDS = {"/rates.xml": ("xml", "application/xml"), "/rates.json": ("json", "application/json")}
 
 
-def representation(cache, kind, accept_encoding, if_none_match, if_modified_since):
+def representation(snapshot, kind, accept_encoding, if_none_match, if_modified_since):
     """(status, headers, body) of one answer from the document in memory: the one rule for the Flask view and
     the WSGI fast path. One ETag per representation (XML or JSON, plain or gzip), as a strong ETag must."""
     compressed = "gzip" in parse_accept_header(accept_encoding or "")
-    etag = "%s-%s%s" % (cache.etag, kind[0], "-gz" if compressed else "")
+    etag = "%s-%s%s" % (snapshot.etag, kind[0], "-gz" if compressed else "")
     # revalidate every time (the next rate may differ): a 304 costs nothing here. A 304 carries what RFC 9110
     # asks of it (ETag, Cache-Control, Vary), not Last-Modified, as werkzeug's own 304 does.
     headers = [("ETag", quote_etag(etag)), ("Cache-Control", "no-cache"), ("Vary", "Accept-Encoding")]
     if if_none_match:
         if parse_etags(if_none_match).contains(etag):
             return 304, headers, b""
-    elif if_modified_since == cache.last_modified:
+    elif if_modified_since == snapshot.last_modified:
         return 304, headers, b""
-    headers.insert(1, ("Last-Modified", cache.last_modified))
+    headers.insert(1, ("Last-Modified", snapshot.last_modified))
     if compressed:
         headers.append(("Content-Encoding", "gzip"))
-        return 200, headers, getattr(cache, kind + "_gzip")
-    return 200, headers, getattr(cache, kind)
+        return 200, headers, getattr(snapshot, kind + "_gzip")
+    return 200, headers, getattr(snapshot, kind)
 
 
 def _answer(path):
     kind, mimetype = KINDS[path]
-    cache = _cache().current(current_app.config["MONITOR_EXPORT_CHECK_SECONDS"])
-    status, headers, body = representation(cache, kind, request.headers.get("Accept-Encoding"),
+    snapshot = _cache().current(current_app.config["MONITOR_EXPORT_CHECK_SECONDS"])
+    status, headers, body = representation(snapshot, kind, request.headers.get("Accept-Encoding"),
                                            request.headers.get("If-None-Match"),
                                            request.headers.get("If-Modified-Since"))
     response = Response(body, status=status, mimetype=mimetype)
@@ -156,11 +155,12 @@ class RatesFastPath:
         if path not in KINDS or method not in ("GET", "HEAD"):
             return self.wsgi_app(environ, start_response)
         cache = _cache(self.app)
-        if cache.version is None or cache.due(self.app.config["MONITOR_EXPORT_CHECK_SECONDS"]):
+        snapshot = cache.snapshot
+        if snapshot is None or cache.due(self.app.config["MONITOR_EXPORT_CHECK_SECONDS"]):
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
         kind, mimetype = KINDS[path]
-        status, headers, body = representation(cache, kind, environ.get("HTTP_ACCEPT_ENCODING"),
+        status, headers, body = representation(snapshot, kind, environ.get("HTTP_ACCEPT_ENCODING"),
                                                environ.get("HTTP_IF_NONE_MATCH"),
                                                environ.get("HTTP_IF_MODIFIED_SINCE"))
         headers = headers + self.security
