@@ -44,4 +44,7 @@ def create_app(config=None):
     from gateway.pages import stuck as stuck_pages
     app.register_blueprint(stuck_api.bp)
     app.register_blueprint(stuck_pages.bp)
+    from gateway.api import monitors  # the monitors' rates file (docs/monitors.md)
+    app.register_blueprint(monitors.bp)
+    app.wsgi_app = monitors.RatesFastPath(app, app.wsgi_app)
     return app

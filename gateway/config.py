@@ -45,4 +45,6 @@ def from_env():
         # or token (gateway/security/stepup.py).
         "STEP_UP_MINUTES": config.env_float("GATEWAY_STEP_UP_MINUTES", 5.0),
         "ALERT_SWEEP_SECONDS": config.env_float("GATEWAY_ALERT_SWEEP_SECONDS", 10.0),
+        # The monitors' rates file (docs/monitors.md): each worker asks orders at most this often whether it changed.
+        "MONITOR_EXPORT_CHECK_SECONDS": config.env_float("MONITOR_EXPORT_CHECK_SECONDS", 0.5),
     }

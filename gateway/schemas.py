@@ -101,6 +101,10 @@ class DirectionUpdateSchema(StrictSchema):
     max_amount = AmountString()
     payment_window_minutes = fields.Integer(strict=True, validate=validate.Range(min=1, max=10080))
     active = fields.Boolean()
+    # the monitors' file (docs/monitors.md): the direction's own flags and its city (cash directions; null clears)
+    monitor_params = fields.List(fields.String(validate=validate.OneOf(["juridical", "verifying", "cardverify"])),
+                                 validate=validate.Length(max=3))
+    city = fields.String(allow_none=True, validate=validate.Regexp(r"^([A-Z0-9]{2,16})?$"))
 
 
 class DirectionCreateSchema(DirectionUpdateSchema):
@@ -119,6 +123,8 @@ class CurrencyUpdateSchema(StrictSchema):
     active = fields.Boolean()
     account = fields.String(validate=validate.Length(min=1, max=100))
     payment_system = fields.String(validate=validate.Regexp(r"^[a-z0-9_]{1,32}$"))
+    # the code the monitors know the currency by (USDTTRC20, SBERRUB, CARDRUB...; docs/monitors.md); null clears
+    monitor_code = fields.String(allow_none=True, validate=validate.Regexp(r"^([A-Z0-9]{2,20})?$"))
 
 
 class CurrencyCreateSchema(CurrencyUpdateSchema):

@@ -60,6 +60,8 @@ SUBSCRIPTIONS = [
     sub(events.PAYMENTS, events.SECURITY_CHANGE, "notifier", "handle_security_change"),
     # orders: the customer SMS fee announced by the notifier (docs/notifier.md, "Settings")
     sub(events.NOTIFIER, events.SETTINGS_CHANGED, "orders", "handle_settings_changed"),
+    # orders: the monitors' rates file rendered again after a catalogue or reserve change (docs/monitors.md)
+    sub(events.ORDERS, events.DIRECTIONS_CHANGED, "orders", "handle_directions_changed"),
 ]
 
 # Handlers that exist only in the test suite register themselves here at import (see tests/).

@@ -16,6 +16,7 @@ bp = Blueprint("manage", __name__, url_prefix="/admin")
 
 DIRECTION_FIELDS = ("rate_in", "rate_out", "fee", "min_amount", "max_amount")
 CURRENCY_FIELDS = ("name", "reserve", "account")
+MONITOR_FLAGS = ("juridical", "verifying", "cardverify")   # the direction's own flags in the monitors' file
 
 
 def _report(result, what):
@@ -82,8 +83,26 @@ def settings_post():
 def directions():
     dirs = internal.call("GET", "/api/v1/admin/directions")
     currencies = internal.call("GET", "/api/v1/admin/currencies")
-    return render_template("admin/directions.html", directions=dirs, currencies=currencies,
-                           exchange_types=EXCHANGE_TYPES)
+    monitors = internal.call("GET", "/api/v1/admin/monitors")
+    return render_template("admin/directions.html", directions=dirs, currencies=currencies, monitors=monitors,
+                           exchange_types=EXCHANGE_TYPES, monitor_flags=MONITOR_FLAGS)
+
+
+@bp.post("/monitors/maintenance")
+@staff_page(ADMIN)
+def monitor_maintenance():
+    """The maintenance switch of the monitors' file (docs/monitors.md); audited by orders and the gateway."""
+    on = request.form.get("maintenance") == "on"
+    _report(internal.call("PUT", "/api/v1/admin/monitors/maintenance", body={"maintenance": on}),
+            "Maintenance %s" % ("on" if on else "off"))
+    return redirect(url_for("manage.directions"), 303)
+
+
+def _cleared_or_set(body, name):
+    """A monitor code or city: sent when edited; emptied, it is cleared (null)."""
+    value = request.form.get(name, "").strip()
+    if name in request.form and value != request.form.get(name + "_shown", "").strip():
+        body[name] = value or None
 
 
 @bp.post("/directions")
@@ -106,6 +125,8 @@ def direction_update(direction_id):
     if request.form.get("payment_window_minutes", "").isdigit():
         body["payment_window_minutes"] = int(request.form["payment_window_minutes"])
     body["active"] = request.form.get("active") == "on"
+    body["monitor_params"] = [f for f in MONITOR_FLAGS if f in request.form.getlist("monitor_params")]
+    _cleared_or_set(body, "city")
     _report(internal.call("PATCH", "/api/v1/admin/directions/%d" % direction_id, body=body),
             "Direction %d" % direction_id)
     return redirect(url_for("manage.directions"), 303)
@@ -115,7 +136,7 @@ def direction_update(direction_id):
 @staff_page(ADMIN)
 @page_step_up()
 def currency_create():
-    body = _form_values(CURRENCY_FIELDS + ("code", "payment_system"))
+    body = _form_values(CURRENCY_FIELDS + ("code", "payment_system", "monitor_code"))
     if request.form.get("precision", "").isdigit():
         body["precision"] = int(request.form["precision"])
     body["active"] = request.form.get("active") == "on"
@@ -132,6 +153,7 @@ def currency_update(code):
         # Untouched: the form only carries the reserve back. Sent, it would restate the old account's balance
         # as the new account's reserve (docs/architecture.md, "Reserves").
         del body["reserve"]
+    _cleared_or_set(body, "monitor_code")
     body["active"] = request.form.get("active") == "on"
     result = internal.call("PATCH", "/api/v1/admin/currencies/%s" % code[:16], body=body)
     _report(result, "Currency %s" % code[:16])

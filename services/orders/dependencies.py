@@ -6,7 +6,8 @@ shared connection pool (libs/dependencies.py).
 - `catalogue`: directions and currencies, read by customers and changed by admins;
 - `accounts`: customer accounts and their sessions;
 - `partners`: the partner programme (partners, commission rules, the ledger, withdrawals);
-- `stuck_work`: partner withdrawals approved for a payout and never answered: the check, the list, the repair.
+- `stuck_work`: partner withdrawals approved for a payout and never answered: the check, the list, the repair;
+- `monitor_export`: the monitors' rates file kept rendered, and the maintenance switch (docs/monitors.md).
 
 The APIs check what comes in against the rules in domain/ and call the store/ functions, which hold every SQL
 statement; nothing here talks to the database itself.
@@ -26,7 +27,7 @@ from services.orders.domain import RuleError, accounts as account_rules, catalog
 from services.orders.domain import partners as partner_rules, stuck as stuck_rules
 from services.orders.store import accounts as account_store, catalogue as catalogue_store
 from services.orders.store import orders as order_store, partners as partner_store
-from services.orders.store import stuck as stuck_store
+from services.orders.store import monitor_export as monitor_store, stuck as stuck_store
 
 # The same schema the gateway loads the request with (libs/contracts/orders.py), built once.
 CREATE_ORDER = OrderCreateCallSchema()
@@ -401,6 +402,37 @@ class StuckWork:
 def _number(cfg, key, default):
     value = cfg.get(key)
     return float(value) if value not in (None, "") else default
+
+
+class MonitorExport:
+    """The monitors' rates file: rendered again when the catalogue or a reserve changed (directions_changed, and a
+    timer for what open orders hold), read by the gateway by version, emptied by the maintenance switch."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def refresh(self, payloads=None):
+        """Render the file again. Idempotent (a render reads the catalogue as it is now), so a batch of
+        directions_changed events, repeated or not, needs one render and no inbox."""
+        return monitor_store.refresh(self.db)
+
+    def document(self, known_version=None):
+        if known_version is not None and (isinstance(known_version, bool) or not isinstance(known_version, int)):
+            raise errors.ValidationFailed("invalid version", {"known_version": ["must be an integer"]})
+        return monitor_store.document(self.db, known_version)
+
+    def state(self):
+        return monitor_store.state(self.db)
+
+    def set_maintenance(self, on, actor):
+        if not isinstance(on, bool):
+            raise errors.ValidationFailed("invalid switch", {"maintenance": ["must be true or false"]})
+        return monitor_store.set_maintenance(self.db, on, actor)
+
+
+class MonitorExportProvider(ServiceDependency):
+    def build(self, db, cfg):
+        return MonitorExport(db)
 
 
 class OrdersProvider(ServiceDependency):

@@ -39,6 +39,9 @@ def direction_to_wire(row):
         "name_in": row["name_in"],
         "name_out": row["name_out"],
         "active": row["active"],
+        # the monitors' file (docs/monitors.md): the direction's own flags and its city (cash directions)
+        "monitor_params": list(row["monitor_params"] or []),
+        "city": row["city"],
     }
 
 
@@ -49,7 +52,9 @@ def currency_to_wire(row):
             # below 0 when the balance fell under what open orders are owed: admins see by how much
             "available": money.to_str(row["reserve"] - row["held"]),
             # false after the payout account changed, until its balance arrives (the reserve is 0 meanwhile)
-            "reserve_known": row["reserve_observed_at"] is not None, "active": row["active"]}
+            "reserve_known": row["reserve_observed_at"] is not None, "active": row["active"],
+            # the code the monitors know the currency by (docs/monitors.md); None: left out of the file
+            "monitor_code": row["monitor_code"]}
 
 
 _SNAPSHOT = OrderSnapshotSchema()

@@ -23,9 +23,15 @@ DIRECTIONS = [
 ]
 
 
+# The demo's codes in the monitors' conventions (docs/monitors.md), so /rates.xml lists the demo directions; set
+# only where a currency has none and no other currency uses the code (an admin's choice is never overwritten).
+MONITOR_CODES = {"USD": "WIREUSD", "EUR": "WIREEUR", "RUB": "CARDRUB", "USDT": "USDTTRC20"}
+
+
 def seed(db=None):
     db = db or Database(schema="orders", maxconn=1)
     catalogue.add_missing(db, CURRENCIES, DIRECTIONS)
+    catalogue.add_missing_monitor_codes(db, MONITOR_CODES)
     return db
 
 

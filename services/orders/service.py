@@ -2,14 +2,14 @@
 events. Each only routes to one of the APIs in dependencies.py."""
 from libs import errors
 from libs.contracts import events
-from libs.messaging import reliable_event_handler
+from libs.messaging import batch_event_handler, reliable_event_handler
 from libs.metrics import EntrypointMetrics
 from libs.outbox import OutboxRelayProvider
 from libs.rpc import rpc
 from libs.timers import config_timer
 from services.orders import schemas
-from services.orders.dependencies import (AccountsProvider, CatalogueProvider, OrdersProvider, PartnersProvider,
-                                           StuckWorkProvider)
+from services.orders.dependencies import (AccountsProvider, CatalogueProvider, MonitorExportProvider, OrdersProvider,
+                                           PartnersProvider, StuckWorkProvider)
 
 expected = errors.EXPECTED
 
@@ -22,6 +22,7 @@ class OrdersService:
     accounts = AccountsProvider()
     partners = PartnersProvider()
     stuck_work = StuckWorkProvider()
+    monitor_export = MonitorExportProvider()
     relay = OutboxRelayProvider()
     metrics = EntrypointMetrics()
 
@@ -117,6 +118,28 @@ class OrdersService:
     @rpc(expected_exceptions=expected)
     def update_currency(self, code, changes, actor):
         return self.catalogue.update_currency(code, changes, errors.staff_actor(actor))
+
+    # -- the monitors' rates file (docs/monitors.md) -------------------------------------------------------------------
+    @rpc(expected_exceptions=expected)
+    def monitor_export_document(self, known_version=None):
+        return self.monitor_export.document(known_version)
+
+    @rpc(expected_exceptions=expected)
+    def monitor_export_state(self):
+        return self.monitor_export.state()
+
+    @rpc(expected_exceptions=expected)
+    def set_monitor_maintenance(self, on, actor):
+        return self.monitor_export.set_maintenance(on, errors.staff_actor(actor))
+
+    @batch_event_handler(events.ORDERS, events.DIRECTIONS_CHANGED)
+    def handle_directions_changed(self, payloads):
+        return self.monitor_export.refresh(payloads)
+
+    # what open orders hold moves the file's `amount` without an event: rendered again on this beat
+    @config_timer("MONITOR_EXPORT_REFRESH_SECONDS", 10.0, eager=True)
+    def refresh_monitor_export(self):
+        return self.monitor_export.refresh()
 
     # -- payments events (libs/contracts/payments.py) ------------------------------------------------------------------
     @reliable_event_handler(events.PAYMENTS, events.PAYMENT_RECEIVED)

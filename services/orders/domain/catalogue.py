@@ -8,9 +8,14 @@ from libs import money
 from libs.contracts.orders import EXCHANGE_TYPES
 from services.orders.domain import RuleError
 
-DIRECTION_FIELDS = ("rate_in", "rate_out", "fee", "min_amount", "max_amount", "payment_window_minutes", "active")
-CURRENCY_FIELDS = ("name", "reserve", "active", "account", "payment_system")
+DIRECTION_FIELDS = ("rate_in", "rate_out", "fee", "min_amount", "max_amount", "payment_window_minutes", "active",
+                    "monitor_params", "city")
+CURRENCY_FIELDS = ("name", "reserve", "active", "account", "payment_system", "monitor_code")
 _CURRENCY_CODE = re.compile(r"^[A-Z0-9]{2,16}$")
+# The monitors' conventions (docs/monitors.md): what migration 0011 checks too, so the admin hears it by field.
+_MONITOR_CODE = re.compile(r"^[A-Z0-9]{2,20}$")
+_CITY = re.compile(r"^[A-Z0-9]{2,16}$")
+MONITOR_PARAMS = ("juridical", "verifying", "cardverify")
 
 
 def changeable_values(data, allowed, fields):
@@ -35,6 +40,10 @@ def changeable_values(data, allowed, fields):
                 if not isinstance(value, bool):
                     raise money.AmountError("must be true or false")
                 out[key] = value
+            elif key in ("monitor_code", "city"):
+                out[key] = monitor_code(value, key)   # None clears it
+            elif key == "monitor_params":
+                out[key] = monitor_params(value)
             else:
                 if not isinstance(value, str) or not 1 <= len(value.strip()) <= 100:
                     raise money.AmountError("must be 1 to 100 characters")
@@ -42,6 +51,29 @@ def changeable_values(data, allowed, fields):
         except money.AmountError as exc:
             fields.setdefault(key, []).append(str(exc))
     return out
+
+
+def monitor_code(value, key="monitor_code"):
+    """A currency's monitor code or a direction's city, written as the monitors write them; None or "" clears it.
+    Not upper-cased or trimmed for the caller: what is stored is what was sent, or a 400 says why."""
+    if value is None or value == "":
+        return None
+    pattern, rule = (_MONITOR_CODE, "2 to 20 capital letters or digits (e.g. USDTTRC20, SBERRUB, CARDRUB)") \
+        if key == "monitor_code" else (_CITY, "2 to 16 capital letters or digits (e.g. MSK)")
+    if not isinstance(value, str) or not pattern.match(value):
+        raise money.AmountError(rule)
+    return value
+
+
+def monitor_params(value):
+    """The direction's own monitor flags, each once, in the monitors' order (manual and floating are not set
+    here: they follow from the exchange type and the floating switch)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise money.AmountError("must be a list of %s" % ", ".join(MONITOR_PARAMS))
+    unknown = [v for v in value if v not in MONITOR_PARAMS]
+    if unknown:
+        raise money.AmountError("unknown flag %s: only %s" % (", ".join(unknown), ", ".join(MONITOR_PARAMS)))
+    return [flag for flag in MONITOR_PARAMS if flag in value]
 
 
 def new_direction(data):

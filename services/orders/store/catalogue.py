@@ -6,6 +6,7 @@ from libs.audit import write_audit
 from libs.contracts import events
 from services.orders.domain import RuleError, catalogue as rules
 from services.orders.schemas import currency_to_wire, direction_to_wire, plain, plain_values
+from services.orders.store.monitor_export import directions_of_currency, publish_directions_changed
 
 # A direction with what its currencies add (precision, names, the reserve of the one paid out and what open orders
 # do not hold of it, where customers pay) and whether it can take orders now.
@@ -64,14 +65,16 @@ def create_direction(db, currency_in, currency_out, exchange_type, values, actor
             raise errors.ValidationFailed("unknown currency", missing)
         cur.execute(
             "INSERT INTO directions (currency_in, currency_out, exchange_type, rate_in, rate_out, fee, min_amount, "
-            "max_amount, payment_window_minutes, active) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "max_amount, payment_window_minutes, active, monitor_params, city) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (currency_in, currency_out, exchange_type) DO NOTHING RETURNING id",
             (currency_in, currency_out, exchange_type, values["rate_in"], values["rate_out"], values.get("fee", 0),
              values["min_amount"], values["max_amount"], values.get("payment_window_minutes", 30),
-             values.get("active", True)))
+             values.get("active", True), values.get("monitor_params", []), values.get("city")))
         row = cur.fetchone()
         if row is None:
             raise errors.Conflict("this direction exists already")
+        publish_directions_changed(cur, [row["id"]], "direction_created")
         _audit(cur, actor, "direction_create", dict(plain_values(values), currency_in=currency_in,
                                                     currency_out=currency_out, exchange_type=exchange_type,
                                                     direction_id=row["id"]))
@@ -95,15 +98,29 @@ def update_direction(db, direction_id, values, actor):
                     ", updated_at = now() WHERE id = %(id)s", dict(values, id=direction_id))
         _audit(cur, actor, "direction_update", {"direction_id": direction_id, "changes": plain_values(values),
                                                 "before": plain_values({k: before[k] for k in values})})
+        publish_directions_changed(cur, [direction_id], "direction_updated")
     return get_direction(db, direction_id)
+
+
+def _check_monitor_code_free(cur, code, values):
+    """A monitor code names one currency (UNIQUE in the table): said by field, not as a failed insert."""
+    if values.get("monitor_code"):
+        cur.execute("SELECT code FROM currencies WHERE monitor_code = %s AND code <> %s",
+                    (values["monitor_code"], code))
+        other = cur.fetchone()
+        if other:
+            raise errors.ValidationFailed("monitor code in use", {
+                "monitor_code": ["already the monitor code of %s" % other["code"]]})
 
 
 def create_currency(db, code, precision, values, actor):
     with db.transaction() as cur:
-        cur.execute("INSERT INTO currencies (code, name, precision, payment_system, account, reserve, active) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (code) DO NOTHING RETURNING code",
+        _check_monitor_code_free(cur, code, values)
+        cur.execute("INSERT INTO currencies (code, name, precision, payment_system, account, reserve, active, "
+                    "monitor_code) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (code) DO NOTHING "
+                    "RETURNING code",
                     (code, values["name"], precision, values["payment_system"], values["account"],
-                     values.get("reserve", 0), values.get("active", True)))
+                     values.get("reserve", 0), values.get("active", True), values.get("monitor_code")))
         if cur.fetchone() is None:
             raise errors.Conflict("this currency exists already")
         _audit(cur, actor, "currency_create", dict(plain_values(values), code=code, precision=precision))
@@ -117,6 +134,7 @@ def update_currency(db, code, values, actor):
         if before is None:
             raise errors.NotFound("currency not found")
         reset = rules.reserve_reset(before, values)
+        _check_monitor_code_free(cur, code, values)
         if values:
             sets = ["%s = %%(%s)s" % (k, k) for k in values]
             if reset:
@@ -130,6 +148,8 @@ def update_currency(db, code, values, actor):
             if reset:
                 detail.update(reserve_reset=True, reserve_before=plain(before["reserve"]))
             _audit(cur, actor, "currency_update", detail)
+            # its monitor code, activity or reserve shows in the monitors' file
+            publish_directions_changed(cur, directions_of_currency(cur, code), "currency_updated")
     currency = get_currency(db, code)
     if reset:
         currency["notice"] = rules.reserve_reset_notice(currency["payment_system"], currency["account"])
@@ -151,6 +171,17 @@ def add_missing(db, currencies, directions):
                 "min_amount, max_amount, payment_window_minutes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (currency_in, currency_out, exchange_type) DO NOTHING",
                 (cin, cout, kind, rate_in, rate_out, fee, lo, hi, window))
+
+
+def add_missing_monitor_codes(db, codes):
+    """{currency: monitor code} set where the currency has none and the code is free (the demo data)."""
+    with db.transaction() as cur:
+        for code, monitor_code in codes.items():
+            cur.execute("UPDATE currencies SET monitor_code = %s WHERE code = %s AND monitor_code IS NULL "
+                        "AND NOT EXISTS (SELECT 1 FROM currencies WHERE monitor_code = %s)",
+                        (monitor_code, code, monitor_code))
+            if cur.rowcount:
+                publish_directions_changed(cur, directions_of_currency(cur, code), "currency_updated")
 
 
 def hold_reserve_statement(code, amount):

@@ -11,6 +11,7 @@ from libs.db import execute_batch
 from services.orders.domain import RuleError, check_same_request, orders as rules, request_hash
 from services.orders.schemas import audit_to_wire, history_to_wire, order_to_wire
 from services.orders.store import catalogue, partners
+from services.orders.store.monitor_export import directions_of_currency, publish_directions_changed
 
 SOURCE = events.ORDERS
 EXPIRY_TIMER = {"kind": "system", "name": "expiry-timer"}
@@ -402,7 +403,11 @@ def apply_balance(db, event_id, consumer, data):
                     "AND (reserve_observed_at IS NULL OR reserve_observed_at <= %s)",
                     (data["balance"], data["observed_at"], data["currency"], data["system"], data["account"],
                      data["observed_at"]))
-        return cur.rowcount == 1
+        if cur.rowcount != 1:
+            return False
+        # the reserve is the `amount` of the monitors' file (docs/monitors.md)
+        publish_directions_changed(cur, directions_of_currency(cur, data["currency"]), "reserve")
+        return True
 
 
 def apply_sms_fee_setting(db, event_id, consumer, data):
