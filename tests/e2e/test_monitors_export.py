@@ -30,12 +30,12 @@ def _json_items(system):
 def _coded_direction(system, token):
     tag = uuid.uuid4().hex[:6].upper()
     for side in ("A", "B"):
-        created = system.api("POST", "/api/v1/admin/currencies", token=token, json={
+        created = system.sensitive("POST", "/api/v1/admin/currencies", token=token, json={
             "code": "X%s%s" % (side, tag), "name": "Monitor %s" % side, "precision": 2, "payment_system": "sandbox",
             "account": "EXCH-X%s%s" % (side, tag), "reserve": "777.5", "monitor_code": "MX%s%s" % (side, tag)})
         assert created.status_code == 201, created.text
         assert created.json()["monitor_code"] == "MX%s%s" % (side, tag)
-    direction = system.api("POST", "/api/v1/admin/directions", token=token, json={
+    direction = system.sensitive("POST", "/api/v1/admin/directions", token=token, json={
         "currency_in": "XA" + tag, "currency_out": "XB" + tag, "exchange_type": "manual", "rate_in": "1",
         "rate_out": "0.5", "fee": "0", "min_amount": "2", "max_amount": "300", "monitor_params": ["juridical"],
         "city": "MSK"})
@@ -70,24 +70,24 @@ def test_rates_xml_lists_validates_and_follows_changes(system, admin_token):
     assert system.api("GET", "/rates.xml", headers={"If-Modified-Since": modified}).status_code == 304
     assert system.api("GET", "/rates.json", headers={"If-None-Match": etag}).status_code == 200  # another body
 
-    changed = system.api("PATCH", "/api/v1/admin/directions/%d" % direction["id"], token=admin_token,
+    changed = system.sensitive("PATCH", "/api/v1/admin/directions/%d" % direction["id"], token=admin_token,
                          json={"rate_in": "1", "rate_out": "0.25"})
     assert changed.status_code == 200, changed.text
     eventually(lambda: _mine(system, code_in)[0]["in"] == 4, timeout=30, message="the new rate in /rates.xml")
     assert system.api("GET", "/rates.xml", headers={"If-None-Match": etag}).status_code == 200
 
     # left out once its currency has no monitor code
-    cleared = system.api("PATCH", "/api/v1/admin/currencies/%s" % direction["currency_in"], token=admin_token,
+    cleared = system.sensitive("PATCH", "/api/v1/admin/currencies/%s" % direction["currency_in"], token=admin_token,
                          json={"monitor_code": None})
     assert cleared.status_code == 200 and cleared.json()["monitor_code"] is None
     eventually(lambda: not _mine(system, code_in), timeout=30, message="the uncoded direction gone")
 
 
 def test_a_bad_monitor_code_is_refused_by_field(system, admin_token):
-    response = system.api("PATCH", "/api/v1/admin/currencies/USD", token=admin_token,
+    response = system.sensitive("PATCH", "/api/v1/admin/currencies/USD", token=admin_token,
                           json={"monitor_code": "wire usd"})
     assert response.status_code == 422 and "monitor_code" in response.text
-    response = system.api("PATCH", "/api/v1/admin/directions/1", token=admin_token,
+    response = system.sensitive("PATCH", "/api/v1/admin/directions/1", token=admin_token,
                           json={"monitor_params": ["manual"]})
     assert response.status_code == 422 and "monitor_params" in response.text
 
@@ -123,20 +123,17 @@ def test_the_panel_edits_codes_flags_city_and_the_switch(system, pages, admin_to
 
     currency_form = "#currency-%s" % direction["currency_in"]
     page.fill(currency_form + " input[name=monitor_code]", "PANEL" + code_in[3:])
-    page.click(currency_form + " button")
-    page.wait_for_selector(".flash")
+    _submit(page, currency_form + " button")
     assert "saved" in page.text_content(".flash")
     page.fill(currency_form + " input[name=monitor_code]", "not a code")
-    page.click(currency_form + " button")
-    page.wait_for_selector(".flash")
+    _submit(page, currency_form + " button")
     assert "monitor_code" in page.text_content(".flash")
 
     direction_form = "#direction-%d" % direction["id"]
     page.uncheck(direction_form + " input[name=monitor_params][value=juridical]")
     page.check(direction_form + " input[name=monitor_params][value=cardverify]")
     page.fill(direction_form + " input[name=city]", "")
-    page.click(direction_form + " button")
-    page.wait_for_selector(".flash")
+    _submit(page, direction_form + " button")
     assert "saved" in page.text_content(".flash")
     [item] = eventually(lambda: [i for i in _mine(system, "PANEL" + code_in[3:]) if i["param"] == [
         "manual", "cardverify"]], timeout=30, message="the panel's edits in /rates.xml")
@@ -154,3 +151,14 @@ def test_the_panel_edits_codes_flags_city_and_the_switch(system, pages, admin_to
     audit = system.sql("SELECT actor FROM orders.audit_log WHERE action = 'monitor_maintenance' ORDER BY id DESC "
                        "LIMIT 2")
     assert {a["actor"] for a in audit} == {ADMIN_USER}
+
+
+def _submit(page, button):
+    """Submit a catalogue form; the first change of a session asks for the password again (step-up,
+    docs/security.md), and the prompt posts the same form once confirmed."""
+    page.click(button)
+    page.wait_for_selector(".flash, #step-up-form")
+    if page.query_selector("#step-up-form"):
+        page.fill("#step_up_password", ADMIN_PASSWORD)
+        page.click("#step-up-confirm")
+        page.wait_for_selector(".flash")

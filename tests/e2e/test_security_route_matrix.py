@@ -28,10 +28,12 @@ CLASSES = [
                  r"|^/api/v1/directions$"),
     ("customer-account", r"^/account/|^/api/v1/account(/|$)|^/api/v1/partner(/withdrawals)?$"),
     ("webhook", r"^/api/v1/webhooks/twilio$"),
+    ("monitors", r"^/rates\.(xml|json)$"),
     ("infrastructure", r"^/(healthz|readyz|metrics)$|^/static/<path:filename>$|^/api/v1/(openapi\.json|echo)$"),
 ]
 # Groups of staff routes only admins may change (the operator row of the matrix).
-ADMIN_ONLY_GROUPS = ("settings", "staff", "sessions", "directions", "currencies", "commission", "partners", "audit")
+ADMIN_ONLY_GROUPS = ("settings", "staff", "sessions", "directions", "currencies", "commission", "partners", "audit",
+                     "monitors")
 # What moves money (docs/security.md): each such change asks for a step-up.
 STEP_UP = [
     ("POST", "/api/v1/admin/directions"), ("PATCH", "/api/v1/admin/directions/<int:direction_id>"),
