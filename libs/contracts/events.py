@@ -16,7 +16,8 @@ ORDERS = "orders"
 PAYMENTS = "payments"
 NOTIFIER = "notifier"
 REPORTING = "reporting"
-SOURCES = (ORDERS, PAYMENTS, NOTIFIER, REPORTING)
+RATES = "rates"
+SOURCES = (ORDERS, PAYMENTS, NOTIFIER, REPORTING, RATES)
 
 # orders ->
 ORDER_CREATED = "order_created"                # {order}
@@ -46,6 +47,11 @@ DIRECTIONS_CHANGED = "directions_changed"
 
 # payments and orders -> notifier: money work that should have moved on and has not (libs/contracts/stuck.py)
 STUCK_WORK_FOUND = "stuck_work_found"      # {service, items, counts}: one letter to the admin address
+
+# rates -> orders: the rate engine's verdicts on directions with a formula (libs/contracts/rates.py)
+RATES_COMPUTED = "rates_computed"          # {items: [{direction_id, seq, rate_in, rate_out, frozen, reason}]}
+# rates -> notifier: directions a guard has just frozen: one letter to the admin address
+DIRECTIONS_FROZEN = "directions_frozen"    # {items: [{direction_id, pair, reason, code}]}
 
 # notifier ->
 SETTINGS_CHANGED = "settings_changed"      # {settings, customer_sms_available, version}
