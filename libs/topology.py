@@ -54,6 +54,10 @@ SUBSCRIPTIONS = [
     # tells the admin (docs/payments.md, "Resolving a payout by hand")
     sub(events.PAYMENTS, events.PAYOUT_SUCCEEDED_AFTER_RESOLVE, "orders", "handle_payout_succeeded_after_resolve"),
     sub(events.PAYMENTS, events.PAYOUT_SUCCEEDED_AFTER_RESOLVE, "notifier", "handle_payout_succeeded_after_resolve"),
+    # the rate engine (docs/rates.md): orders applies its verdicts on directions; the notifier mails the admin the
+    # directions a guard froze
+    sub(events.RATES, events.RATES_COMPUTED, "orders", "handle_rates_computed"),
+    sub(events.RATES, events.DIRECTIONS_FROZEN, "notifier", "handle_directions_frozen"),
     # orders: the customer SMS fee announced by the notifier (docs/notifier.md, "Settings")
     sub(events.NOTIFIER, events.SETTINGS_CHANGED, "orders", "handle_settings_changed"),
 ]

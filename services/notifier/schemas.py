@@ -9,6 +9,7 @@ from libs.contracts.notifier import ACCOUNT_KINDS
 from libs.contracts.orders import (AccountLetterSchema, OrderCreatedSchema, OrderStatusChangedSchema,
                                    PartnerCreditedSchema)
 from libs.contracts.payments import PayoutSucceededAfterResolveSchema
+from libs.contracts.rates import DirectionsFrozenSchema
 from libs.contracts.stuck import StuckWorkFoundSchema
 from services.notifier import domain
 
@@ -19,6 +20,7 @@ PARTNER_CREDITED_SCHEMA = PartnerCreditedSchema()
 ACCOUNT_LETTER_SCHEMA = AccountLetterSchema()
 STUCK_WORK_FOUND_SCHEMA = StuckWorkFoundSchema()
 PAYOUT_LATE_SUCCESS_SCHEMA = PayoutSucceededAfterResolveSchema()
+DIRECTIONS_FROZEN_SCHEMA = DirectionsFrozenSchema()
 
 
 def load_event(schema, payload):

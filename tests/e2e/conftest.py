@@ -141,7 +141,7 @@ def system_env(extra=None):
         "EXPIRY_SWEEP_SECONDS": "1",
         "GATEWAY_METRICS_DIR": os.path.join(ROOT, "var", "e2e-prometheus"),
         "PUBLIC_URL": "http://127.0.0.1:%d" % GATEWAY_PORT,
-        "GATEWAY_READY_SERVICES": os.environ.get("E2E_READY_SERVICES", "orders,notifier,payments,reporting"),
+        "GATEWAY_READY_SERVICES": os.environ.get("E2E_READY_SERVICES", "orders,notifier,payments,reporting,rates"),
         # payments: poll the test sandbox often; settle payouts in doubt quickly (tests/e2e/test_payments_*.py)
         "SANDBOX_URL": "http://127.0.0.1:%d" % SANDBOX_PORT,
         "SANDBOX_TIMEOUT_SECONDS": "2",

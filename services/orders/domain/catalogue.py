@@ -8,7 +8,8 @@ from libs import money
 from libs.contracts.orders import EXCHANGE_TYPES
 from services.orders.domain import RuleError
 
-DIRECTION_FIELDS = ("rate_in", "rate_out", "fee", "min_amount", "max_amount", "payment_window_minutes", "active")
+DIRECTION_FIELDS = ("rate_in", "rate_out", "fee", "min_amount", "max_amount", "payment_window_minutes", "active",
+                    "floating")
 CURRENCY_FIELDS = ("name", "reserve", "active", "account", "payment_system")
 _CURRENCY_CODE = re.compile(r"^[A-Z0-9]{2,16}$")
 
@@ -31,7 +32,7 @@ def changeable_values(data, allowed, fields):
                 if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10080:
                     raise money.AmountError("must be 1 to 10080 minutes")
                 out[key] = value
-            elif key == "active":
+            elif key in ("active", "floating"):
                 if not isinstance(value, bool):
                     raise money.AmountError("must be true or false")
                 out[key] = value

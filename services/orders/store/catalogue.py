@@ -1,8 +1,9 @@
 """Directions and currencies: what customers choose from and admins change (docs/pages.md). Every change is
 audited in orders.audit_log with its before and after. Reserves, what open orders hold of them, and why an edit of
 the payout account resets one: docs/architecture.md, "Reserves"."""
-from libs import errors
+from libs import errors, inbox, outbox
 from libs.audit import write_audit
+from libs.contracts import events
 from services.orders.domain import RuleError, catalogue as rules
 from services.orders.schemas import currency_to_wire, direction_to_wire, plain, plain_values
 
@@ -20,6 +21,56 @@ SELECT d.*, ci.precision AS precision_in, co.precision AS precision_out, ci.name
 
 def _audit(cur, actor, action, detail):
     write_audit(cur, actor, action, "ok", detail, order_id=None, from_status=None, to_status=None)
+
+
+def directions_changed(cur, direction_ids, reason):
+    """`directions_changed` in the caller's transaction: whoever caches the catalogue (the monitors' export)
+    refreshes these directions."""
+    if direction_ids:
+        outbox.write_event(cur, events.ORDERS, events.DIRECTIONS_CHANGED,
+                           {"direction_ids": sorted(set(direction_ids)), "reason": reason})
+
+
+RATE_ENGINE = {"kind": "system", "name": "rate-engine"}
+
+
+def apply_engine_rates(db, event_id, consumer, items):
+    """The rate engine's verdicts (libs/contracts/rates.py), with the inbox claim in one transaction. Each applies
+    only if its seq is above the direction's rate_engine_seq (compare-and-set: a repeated or older verdict changes
+    nothing). A rate sets rate_in/rate_out; a frozen verdict keeps the last rate and stops the direction. Freezes
+    and thaws are audited; every changed direction goes out in one `directions_changed`."""
+    with db.transaction() as cur:
+        if not inbox.claim(cur, consumer, event_id):
+            return []
+        changed = []
+        for item in items:
+            cur.execute(
+                "SELECT id, rate_in, rate_out, rate_frozen, frozen_reason FROM directions WHERE id = %s "
+                "AND rate_engine_seq < %s FOR UPDATE", (item["direction_id"], item["seq"]))
+            before = cur.fetchone()
+            if before is None:
+                continue   # unknown direction, or a newer verdict is applied already
+            frozen = bool(item["frozen"])
+            new_rates = not frozen and item["rate_in"] is not None and item["rate_out"] is not None
+            cur.execute(
+                "UPDATE directions SET rate_engine_seq = %(seq)s, rate_frozen = %(frozen)s, "
+                "frozen_reason = %(reason)s, "
+                "rate_in = CASE WHEN %(new_rates)s THEN %(rate_in)s ELSE rate_in END, "
+                "rate_out = CASE WHEN %(new_rates)s THEN %(rate_out)s ELSE rate_out END, "
+                "rate_updated_at = CASE WHEN %(new_rates)s AND (rate_in <> %(rate_in)s OR rate_out <> %(rate_out)s) "
+                "THEN now() ELSE rate_updated_at END, updated_at = now() WHERE id = %(id)s",
+                {"seq": item["seq"], "frozen": frozen, "reason": item["reason"] if frozen else None,
+                 "new_rates": new_rates, "rate_in": item["rate_in"], "rate_out": item["rate_out"],
+                 "id": item["direction_id"]})
+            moved = new_rates and (before["rate_in"] != item["rate_in"] or before["rate_out"] != item["rate_out"])
+            if frozen != before["rate_frozen"]:
+                _audit(cur, RATE_ENGINE, "direction_freeze" if frozen else "direction_thaw", {
+                    "direction_id": item["direction_id"], "reason": item["reason"], "code": item.get("code"),
+                    "seq": item["seq"]})
+            if moved or frozen != before["rate_frozen"] or (frozen and item["reason"] != before["frozen_reason"]):
+                changed.append(item["direction_id"])
+        directions_changed(cur, changed, "rate_engine")
+    return changed
 
 
 def list_directions(db, active_only=True):
@@ -72,6 +123,7 @@ def create_direction(db, currency_in, currency_out, exchange_type, values, actor
         _audit(cur, actor, "direction_create", dict(plain_values(values), currency_in=currency_in,
                                                     currency_out=currency_out, exchange_type=exchange_type,
                                                     direction_id=row["id"]))
+        directions_changed(cur, [row["id"]], "operator")
     return get_direction(db, row["id"])
 
 
@@ -88,10 +140,13 @@ def update_direction(db, direction_id, values, actor):
                                      values.get("max_amount", before["max_amount"]))
         except RuleError as exc:
             raise errors.ValidationFailed(exc.message, exc.fields)
+        rate_moved = any(k in values and values[k] != before[k] for k in ("rate_in", "rate_out"))
         cur.execute("UPDATE directions SET " + ", ".join("%s = %%(%s)s" % (k, k) for k in values) +
+                    (", rate_updated_at = now()" if rate_moved else "") +
                     ", updated_at = now() WHERE id = %(id)s", dict(values, id=direction_id))
         _audit(cur, actor, "direction_update", {"direction_id": direction_id, "changes": plain_values(values),
                                                 "before": plain_values({k: before[k] for k in values})})
+        directions_changed(cur, [direction_id], "operator")
     return get_direction(db, direction_id)
 
 
