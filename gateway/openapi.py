@@ -107,6 +107,8 @@ def build_spec():
     partner.document(spec, _op)
     from gateway.api import stuck  # stuck money work (docs/architecture.md, "Stuck work")
     stuck.document(spec, _op)
+    from gateway.api import rates  # the rate engine's panel (docs/rates.md)
+    rates.document(spec, _op)
     return spec
 
 

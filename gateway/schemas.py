@@ -90,6 +90,8 @@ class DirectionUpdateSchema(StrictSchema):
     max_amount = AmountString()
     payment_window_minutes = fields.Integer(strict=True, validate=validate.Range(min=1, max=10080))
     active = fields.Boolean()
+    floating = fields.Boolean(metadata={"description": "true: the rate when the payment arrives decides the "
+                                                       "amount paid out (docs/rates.md)"})
 
 
 class DirectionCreateSchema(DirectionUpdateSchema):
@@ -155,6 +157,9 @@ class DirectionSchema(Schema):
     payment_window_minutes = fields.Integer()
     precision_in = fields.Integer()
     precision_out = fields.Integer()
+    floating = fields.Boolean(metadata={"description": "the rate at payment decides (else the order keeps its own)"})
+    rate_frozen = fields.Boolean(metadata={"description": "the rate engine stopped the direction: no new orders"})
+    frozen_reason = fields.String(allow_none=True)
 
 
 class PayToSchema(Schema):
@@ -190,6 +195,8 @@ class OrderSchema(Schema):
     expires_at = fields.String(required=True)
     created_at = fields.String(required=True)
     updated_at = fields.String()
+    floating = fields.Boolean(metadata={"description": "the direction's rate when the payment arrives decides "
+                                                       "amount_out"})
     history = fields.List(fields.Nested(HistoryItemSchema))
 
 
