@@ -85,8 +85,8 @@ def load_formula_input(data, default_jump, default_spread):
     quote = data.get("quote", "out_per_in")
     if quote not in guards.QUOTES:
         fields["quote"] = ["one of %s" % ", ".join(guards.QUOTES)]
-    jump = load_percent(data.get("max_jump_percent", default_jump), "max_jump_percent", fields)
-    spread = load_percent(data.get("max_spread_percent", default_spread), "max_spread_percent", fields)
+    jump = load_percent(data.get("max_jump_percent", str(default_jump)), "max_jump_percent", fields)
+    spread = load_percent(data.get("max_spread_percent", str(default_spread)), "max_spread_percent", fields)
     expected = data.get("expected_version")
     if expected is not None and (isinstance(expected, bool) or not isinstance(expected, int)):
         fields["expected_version"] = ["an integer"]

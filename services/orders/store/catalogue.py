@@ -112,11 +112,11 @@ def create_direction(db, currency_in, currency_out, exchange_type, values, actor
             raise errors.ValidationFailed("unknown currency", missing)
         cur.execute(
             "INSERT INTO directions (currency_in, currency_out, exchange_type, rate_in, rate_out, fee, min_amount, "
-            "max_amount, payment_window_minutes, active) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "max_amount, payment_window_minutes, active, floating) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (currency_in, currency_out, exchange_type) DO NOTHING RETURNING id",
             (currency_in, currency_out, exchange_type, values["rate_in"], values["rate_out"], values.get("fee", 0),
              values["min_amount"], values["max_amount"], values.get("payment_window_minutes", 30),
-             values.get("active", True)))
+             values.get("active", True), values.get("floating", False)))
         row = cur.fetchone()
         if row is None:
             raise errors.Conflict("this direction exists already")
