@@ -88,7 +88,7 @@ class Engine:
         with self._lock:
             fresh, stale = self.fresh_values()
             updates, frozen_now = [], []
-            for row in self.store.formulas():
+            for row in self.store.engine_formulas():
                 try:
                     tree = self.tree(row)
                 except language.FormulaError as exc:   # saved by an older grammar: freeze rather than guess

@@ -37,7 +37,7 @@ def standin():
 def db(migrated_database):
     database = Database(migrated_database, schema="rates", maxconn=2)
     with database.transaction() as cur:
-        cur.execute("DELETE FROM formulas; DELETE FROM source_values; DELETE FROM outbox")
+        cur.execute("DELETE FROM formulas; DELETE FROM source_values; DELETE FROM sources; DELETE FROM outbox")
     yield database
     database.close()
 

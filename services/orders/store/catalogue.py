@@ -2,7 +2,8 @@
 audited in orders.audit_log with its before and after. Reserves, what open orders hold of them, and why an edit of
 the payout account resets one: docs/architecture.md, "Reserves"."""
 from libs import errors, inbox, outbox
-from libs.audit import write_audit
+from libs.audit import audit_statement, write_audit
+from libs.db import execute_batch
 from libs.contracts import events
 from services.orders.domain import RuleError, catalogue as rules
 from services.orders.schemas import currency_to_wire, direction_to_wire, plain, plain_values
@@ -37,38 +38,45 @@ RATE_ENGINE = {"kind": "system", "name": "rate-engine"}
 def apply_engine_rates(db, event_id, consumer, items):
     """The rate engine's verdicts (libs/contracts/rates.py), with the inbox claim in one transaction. Each applies
     only if its seq is above the direction's rate_engine_seq (compare-and-set: a repeated or older verdict changes
-    nothing). A rate sets rate_in/rate_out; a frozen verdict keeps the last rate and stops the direction. Freezes
-    and thaws are audited; every changed direction goes out in one `directions_changed`."""
+    nothing). A rate sets rate_in/rate_out; a frozen verdict keeps the last rate and stops the direction. One
+    statement for the whole batch (a recompute may carry a thousand directions); freezes and thaws are audited;
+    every changed direction goes out in one `directions_changed`."""
     with db.transaction() as cur:
         if not inbox.claim(cur, consumer, event_id):
             return []
-        changed = []
-        for item in items:
-            cur.execute(
-                "SELECT id, rate_in, rate_out, rate_frozen, frozen_reason FROM directions WHERE id = %s "
-                "AND rate_engine_seq < %s FOR UPDATE", (item["direction_id"], item["seq"]))
-            before = cur.fetchone()
-            if before is None:
-                continue   # unknown direction, or a newer verdict is applied already
-            frozen = bool(item["frozen"])
-            new_rates = not frozen and item["rate_in"] is not None and item["rate_out"] is not None
-            cur.execute(
-                "UPDATE directions SET rate_engine_seq = %(seq)s, rate_frozen = %(frozen)s, "
-                "frozen_reason = %(reason)s, "
-                "rate_in = CASE WHEN %(new_rates)s THEN %(rate_in)s ELSE rate_in END, "
-                "rate_out = CASE WHEN %(new_rates)s THEN %(rate_out)s ELSE rate_out END, "
-                "rate_updated_at = CASE WHEN %(new_rates)s AND (rate_in <> %(rate_in)s OR rate_out <> %(rate_out)s) "
-                "THEN now() ELSE rate_updated_at END, updated_at = now() WHERE id = %(id)s",
-                {"seq": item["seq"], "frozen": frozen, "reason": item["reason"] if frozen else None,
-                 "new_rates": new_rates, "rate_in": item["rate_in"], "rate_out": item["rate_out"],
-                 "id": item["direction_id"]})
-            moved = new_rates and (before["rate_in"] != item["rate_in"] or before["rate_out"] != item["rate_out"])
-            if frozen != before["rate_frozen"]:
-                _audit(cur, RATE_ENGINE, "direction_freeze" if frozen else "direction_thaw", {
-                    "direction_id": item["direction_id"], "reason": item["reason"], "code": item.get("code"),
-                    "seq": item["seq"]})
-            if moved or frozen != before["rate_frozen"] or (frozen and item["reason"] != before["frozen_reason"]):
-                changed.append(item["direction_id"])
+        if not items:
+            return []
+        cur.execute(
+            "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::numeric[], %s::numeric[], "
+            "%s::boolean[], %s::text[], %s::text[]) AS v(id, seq, rate_in, rate_out, frozen, reason, code)), "
+            "old AS (SELECT d.id, d.rate_in, d.rate_out, d.rate_frozen, d.frozen_reason FROM directions d "
+            "JOIN v ON v.id = d.id AND d.rate_engine_seq < v.seq ORDER BY d.id FOR UPDATE OF d) "
+            "UPDATE directions d SET rate_engine_seq = v.seq, rate_frozen = v.frozen, "
+            "frozen_reason = CASE WHEN v.frozen THEN v.reason END, "
+            "rate_in = CASE WHEN NOT v.frozen AND v.rate_in IS NOT NULL THEN v.rate_in ELSE d.rate_in END, "
+            "rate_out = CASE WHEN NOT v.frozen AND v.rate_out IS NOT NULL THEN v.rate_out ELSE d.rate_out END, "
+            "rate_updated_at = CASE WHEN NOT v.frozen AND v.rate_in IS NOT NULL "
+            "AND (d.rate_in <> v.rate_in OR d.rate_out <> v.rate_out) THEN now() ELSE d.rate_updated_at END, "
+            "updated_at = now() FROM v JOIN old ON old.id = v.id WHERE d.id = v.id AND d.rate_engine_seq < v.seq "
+            "RETURNING d.id, v.seq, v.code, d.rate_frozen, d.frozen_reason, d.rate_in, d.rate_out, "
+            "old.rate_frozen AS was_frozen, old.frozen_reason AS was_reason, old.rate_in AS was_rate_in, "
+            "old.rate_out AS was_rate_out",
+            [[i["direction_id"] for i in items], [i["seq"] for i in items], [i["rate_in"] for i in items],
+             [i["rate_out"] for i in items], [bool(i["frozen"]) for i in items], [i["reason"] for i in items],
+             [i.get("code") for i in items]])
+        changed, audits = [], []
+        for row in cur.fetchall():
+            if row["rate_frozen"] != row["was_frozen"]:
+                audits.append(audit_statement(
+                    RATE_ENGINE, "direction_freeze" if row["rate_frozen"] else "direction_thaw", "ok",
+                    {"direction_id": row["id"], "reason": row["frozen_reason"], "code": row["code"],
+                     "seq": row["seq"]}, order_id=None, from_status=None, to_status=None))
+            if (row["rate_frozen"] != row["was_frozen"] or row["rate_in"] != row["was_rate_in"]
+                    or row["rate_out"] != row["was_rate_out"]
+                    or (row["rate_frozen"] and row["frozen_reason"] != row["was_reason"])):
+                changed.append(row["id"])
+        if audits:
+            execute_batch(cur, audits)
         directions_changed(cur, changed, "rate_engine")
     return changed
 

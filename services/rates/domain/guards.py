@@ -32,6 +32,15 @@ def percent_off(value, reference):
         return abs(value - reference) * 100 / abs(reference)
 
 
+def beyond(value, reference, limit_percent):
+    """|value - reference| is more than limit_percent of |reference|: compared by multiplication, without a
+    division on the hot path (the percent itself is computed only for the message)."""
+    return abs(value - reference) * 100 > limit_percent * abs(reference)
+
+
+_QUANTA = {p: money.quantum(p) for p in range(0, 19)}
+
+
 def _pct(value):
     return money.to_str(value.quantize(Decimal("0.01"), rounding=ROUND_UP))
 
@@ -41,11 +50,11 @@ def to_rates(value, quote, precision_in, precision_out):
     favour: `out_per_in` (value = to-currency per 1 from): rate_in 1, rate_out rounded down; `in_per_out`
     (value = from-currency per 1 to): rate_out 1, rate_in rounded up. FormulaError if it rounds to nothing."""
     if quote == "out_per_in":
-        rate_out = value.quantize(money.quantum(precision_out), rounding=ROUND_DOWN)
+        rate_out = value.quantize(_QUANTA[precision_out], rounding=ROUND_DOWN)
         if rate_out <= 0:
             raise language.FormulaError("the rate rounds to 0 at %d decimal places" % precision_out)
         return Decimal(1), rate_out
-    rate_in = value.quantize(money.quantum(precision_in), rounding=ROUND_UP)
+    rate_in = value.quantize(_QUANTA[precision_in], rounding=ROUND_UP)
     return rate_in, Decimal(1)
 
 
@@ -70,17 +79,16 @@ def judge(tree, fresh_values, previous, quote, precision_in, precision_out, max_
         if centre <= 0:
             continue
         for text, v in group:
-            off = percent_off(v, centre)
-            if off > max_spread_percent:
+            if beyond(v, centre, max_spread_percent):
+                off = percent_off(v, centre)
                 return Verdict(value=value, code="spread", reason=(
                     "%s = %s is %s%% off the median %s of its alternatives (limit %s%%)" % (
                         text, money.to_str(v), _pct(off), money.to_str(+centre), money.to_str(max_spread_percent))))
-    if previous is not None and previous > 0:
+    if previous is not None and previous > 0 and beyond(value, previous, max_jump_percent):
         off = percent_off(value, previous)
-        if off > max_jump_percent:
-            return Verdict(value=value, code="jump", reason="the rate moved %s%% from the last accepted %s to %s "
-                           "(limit %s%%)" % (_pct(off), money.to_str(previous), money.to_str(+value),
-                                             money.to_str(max_jump_percent)))
+        return Verdict(value=value, code="jump", reason="the rate moved %s%% from the last accepted %s to %s "
+                       "(limit %s%%)" % (_pct(off), money.to_str(previous), money.to_str(+value),
+                                         money.to_str(max_jump_percent)))
     try:
         rate_in, rate_out = to_rates(value, quote, precision_in, precision_out)
     except language.FormulaError as exc:
