@@ -13,7 +13,7 @@ from decimal import Decimal
 from libs import errors, money
 from libs.contracts import events
 from libs.dependencies import ServiceDependency
-from services.rates import fetcher, schemas
+from services.rates import fetcher, metrics, schemas
 from services.rates.domain import formula as language, guards, sources as source_rules
 from services.rates.store import RatesStore
 
@@ -54,15 +54,17 @@ class Engine:
     def tick(self):
         due = self.store.due_sources(self.fetched) if self.fetched else []
         if due:
-            fetcher.fetch_all(due, self._fetched, self._failed)
+            fetcher.fetch_all(due, self._fetched, self._failed, events.utcnow)
         return self.recompute()
 
-    def _fetched(self, source, values):
-        self.store.record_fetch(source["name"], values, events.utcnow())
+    def _fetched(self, source, values, asked_at):
+        self.store.record_fetch(source["name"], values, asked_at)
+        metrics.SOURCE_ERRORS.labels(source["name"]).set(0)
 
-    def _failed(self, source, message):
+    def _failed(self, source, message, asked_at):
         log.warning("rates: source %s failed: %s", source["name"], message)
-        self.store.record_error(source["name"], message, events.utcnow())
+        self.store.record_error(source["name"], message, asked_at)
+        metrics.SOURCE_ERRORS.labels(source["name"]).inc()
 
     def tree(self, row):
         key = (row["direction_id"], row["version"], row["expression"])
@@ -75,19 +77,24 @@ class Engine:
         """({name: value} of fresh values, {name: why stale} of the others), by this process's clock."""
         now = events.utcnow()
         fresh, stale = {}, {}
+        counts = dict.fromkeys((s["name"] for s in self.sources), 0)
         for v in self.store.values():
             name = "%s.%s" % (v["source"], v["symbol"])
             if source_rules.is_fresh(v["source_time"], v["fetched_at"], float(v["max_age_seconds"]), now):
                 fresh[name] = v["value"]
+                counts[v["source"]] = counts.get(v["source"], 0) + 1
             else:
                 stale[name] = "older than its source's max age of %s s" % money.to_str(v["max_age_seconds"])
+        for source, n in counts.items():
+            metrics.SOURCE_FRESH.labels(source).set(n)
         return fresh, stale
 
     def recompute(self):
         """Judge every formula; publish the changed verdicts in one transaction. Returns counts."""
-        with self._lock:
+        with self._lock, metrics.RECOMPUTE_SECONDS.time():
             fresh, stale = self.fresh_values()
             updates, frozen_now = [], []
+            frozen = 0
             for row in self.store.engine_formulas():
                 try:
                     tree = self.tree(row)
@@ -97,6 +104,7 @@ class Engine:
                     verdict = guards.judge(tree, fresh, row["accepted_value"], row["quote"], row["precision_in"],
                                            row["precision_out"], row["max_jump_percent"], row["max_spread_percent"],
                                            stale)
+                frozen += verdict.frozen
                 update = self._update(row, verdict)
                 if update is None:
                     continue
@@ -105,6 +113,7 @@ class Engine:
                     frozen_now.append({"direction_id": row["direction_id"], "code": verdict.code,
                                        "pair": "%s → %s" % (row["currency_in"], row["currency_out"]),
                                        "reason": verdict.reason})
+            metrics.FROZEN.set(frozen)
             published = sum(1 for u in updates if u["publish"])
             if updates and not self.store.publish(updates, frozen_now):
                 return {"skipped": "another instance is recomputing"}

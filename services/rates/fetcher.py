@@ -37,15 +37,17 @@ def fetch(source, session=None):
         raise FetchError("unreadable answer: %s" % exc)
 
 
-def fetch_all(sources, on_ok, on_error, concurrency=8):
-    """Fetch each source; on_ok(source, values) or on_error(source, message) for each."""
+def fetch_all(sources, on_ok, on_error, now, concurrency=8):
+    """Fetch each source; on_ok(source, values, asked_at) or on_error(source, message, asked_at) for each, asked_at
+    being when the request started (`now()`): of two polls that overlap, the later request's answer is the newer."""
     def one(source):
+        asked_at = now()
         try:
             values = fetch(source)
         except FetchError as exc:
-            on_error(source, str(exc))
+            on_error(source, str(exc), asked_at)
             return
-        on_ok(source, values)
+        on_ok(source, values, asked_at)
     pool = eventlet.GreenPool(concurrency)
     for source in sources:
         pool.spawn_n(one, source)

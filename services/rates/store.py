@@ -37,24 +37,27 @@ class RatesStore:
             "last_polled_at + poll_seconds * interval '1 second' <= now()) ORDER BY name", (list(names),))
 
     def record_fetch(self, name, values, fetched_at):
-        """A source's good answer: its values (a value keeps its source time; an answer repeating an older time
-        does not make it younger) and the source's state."""
+        """A source's good answer to a request made at `fetched_at`: its values (a value keeps its source time; an
+        answer repeating an older time does not make it younger, and the answer of an earlier request that
+        arrives late does not replace a later one's) and the source's state."""
         with self.db.transaction() as cur:
             if values:
                 execute_batch(cur, [(
                     "INSERT INTO source_values (source, symbol, value, source_time, fetched_at) "
                     "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (source, symbol) DO UPDATE SET value = EXCLUDED.value, "
                     "source_time = EXCLUDED.source_time, fetched_at = EXCLUDED.fetched_at "
-                    "WHERE source_values.source_time IS NULL OR EXCLUDED.source_time IS NULL "
-                    "OR EXCLUDED.source_time >= source_values.source_time",
+                    "WHERE EXCLUDED.fetched_at >= source_values.fetched_at AND (source_values.source_time IS NULL "
+                    "OR EXCLUDED.source_time IS NULL OR EXCLUDED.source_time >= source_values.source_time)",
                     (name, symbol, value, source_time, fetched_at)) for symbol, value, source_time in values])
-            cur.execute("UPDATE sources SET last_polled_at = %s, last_ok_at = %s, errors_in_row = 0 "
-                        "WHERE name = %s", (fetched_at, fetched_at, name))
+            cur.execute("UPDATE sources SET last_polled_at = greatest(last_polled_at, %s), "
+                        "last_ok_at = greatest(last_ok_at, %s), errors_in_row = 0 WHERE name = %s",
+                        (fetched_at, fetched_at, name))
 
     def record_error(self, name, error, at):
         with self.db.transaction() as cur:
-            cur.execute("UPDATE sources SET last_polled_at = %s, last_error = %s, last_error_at = %s, "
-                        "errors_in_row = errors_in_row + 1 WHERE name = %s", (at, error[:500], at, name))
+            cur.execute("UPDATE sources SET last_polled_at = greatest(last_polled_at, %s), last_error = %s, "
+                        "last_error_at = %s, errors_in_row = errors_in_row + 1 WHERE name = %s",
+                        (at, error[:500], at, name))
 
     def values(self):
         return self.db.fetchall("SELECT v.*, s.max_age_seconds, now() AS now FROM source_values v "

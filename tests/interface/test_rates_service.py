@@ -16,6 +16,7 @@ from libs.contracts import events
 from libs.db import Database
 from sandbox import rates_standin
 from services.rates.service import RatesService
+from tests.conftest import eventually
 
 ADMIN = {"name": "admin-rates", "role": "admin"}
 DIRECTION = {"id": 9001, "currency_in": "USDT", "currency_out": "RUB", "precision_in": 6, "precision_out": 2}
@@ -27,6 +28,8 @@ def standin():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     rates_standin.STATE.control({"source": "all", "down": None, "pin": None})
+    # pinned before the service starts: its eager first tick fetches it already
+    rates_standin.STATE.control({"source": "binance", "pin": {"USDTTRY": {"bid": "35", "ask": "35.1"}}})
     yield "http://127.0.0.1:%d" % server.server_address[1]
     rates_standin.STATE.control({"source": "all", "down": None, "pin": None})
     server.shutdown()
@@ -45,8 +48,8 @@ def db(migrated_database):
 @pytest.fixture
 def rates(nameko_config, db, standin):
     sources = {
-        "cbr": {"kind": "cbr", "url": standin + "/cbr/XML_daily.asp", "poll_seconds": 3600,
-                "timeout_seconds": 2, "max_age_seconds": 345600},
+        "cbr": {"kind": "cbr", "url": standin + "/cbr/XML_daily.asp", "poll_seconds": 0.5,
+                "timeout_seconds": 5, "max_age_seconds": 345600},
         "binance": {"kind": "binance_book", "url": standin + "/binance/api/v3/ticker/bookTicker",
                     "poll_seconds": 0.01, "timeout_seconds": 0.5, "max_age_seconds": 1},
         "manual": {"kind": "manual", "max_age_seconds": 3600},
@@ -69,9 +72,13 @@ def outbox(db, event_type):
 
 
 def test_sources_formula_guards_and_manual_value(rates, db):
-    rates_standin.STATE.control({"source": "binance", "pin": {"USDTTRY": {"bid": "35", "ask": "35.1"}}})
-    call(rates, "run_engine")
-    values = {(v["source"], v["symbol"]): v for v in db.fetchall("SELECT * FROM source_values")}
+    def fetched():
+        # the service's own first tick runs at its start, side by side with ours: tick until both have answered
+        call(rates, "run_engine")
+        found = {(v["source"], v["symbol"]): v for v in db.fetchall("SELECT * FROM source_values")}
+        assert ("cbr", "KZT") in found and ("binance", "USDTTRY.bid") in found, sorted(found)
+        return found
+    values = eventually(fetched, timeout=20, interval=0.2, message="both sources fetched")
     assert str(values[("cbr", "KZT")]["value"]) == "0.189012"                  # Nominal 100
     assert values[("cbr", "USD")]["source_time"] is not None                    # the bank's own date
     assert values[("binance", "USDTTRY.bid")]["source_time"] is None            # Binance states none: fetched_at
