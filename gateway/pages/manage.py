@@ -102,6 +102,7 @@ def direction_update(direction_id):
     if request.form.get("payment_window_minutes", "").isdigit():
         body["payment_window_minutes"] = int(request.form["payment_window_minutes"])
     body["active"] = request.form.get("active") == "on"
+    body["floating"] = request.form.get("floating") == "on"
     _report(internal.call("PATCH", "/api/v1/admin/directions/%d" % direction_id, body=body),
             "Direction %d" % direction_id)
     return redirect(url_for("manage.directions"), 303)
