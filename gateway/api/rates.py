@@ -62,7 +62,8 @@ def list_sources():
 @require(ACT)
 def set_manual_value(source, symbol):
     data = load_body(ManualValueSchema)
-    return jsonify(rates().set_manual_value(source[:40], symbol[:60], data["value"], actor()))
+    # names are checked by the rates service (unknown source 404, a bad symbol 422), never trimmed here
+    return jsonify(rates().set_manual_value(source, symbol, data["value"], actor()))
 
 
 @bp.get("/formulas")

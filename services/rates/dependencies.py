@@ -156,7 +156,7 @@ class Panel:
         actor = errors.staff_actor(actor)
         kinds = {s["name"]: s["kind"] for s in self.engine.sources}
         if kinds.get(source) != "manual":
-            raise errors.NotFound("no manual source %r" % source)
+            raise errors.NotFound("no manual source %r" % str(source)[:40])
         number, fields = source_rules.manual_value(symbol, value)
         if fields:
             raise errors.ValidationFailed("invalid manual value", fields)
