@@ -50,7 +50,8 @@ run: install services
 	  echo && echo "  Exchanger:      http://127.0.0.1:$(GATEWAY_PORT)/" && \
 	  echo "  API docs:       http://127.0.0.1:$(GATEWAY_PORT)/api/v1/openapi.json" && \
 	  echo "  Sandbox bank:   http://127.0.0.1:$(SANDBOX_PORT)/" && \
-	  echo "  Metrics:        http://127.0.0.1:$(GATEWAY_PORT)/metrics, services :9101-:9104" && \
+	  echo "  Metrics:        http://127.0.0.1:$(GATEWAY_PORT)/metrics, services :9101-:9105" && \
+	  echo "  Rate sources:   http://127.0.0.1:$${RATES_STANDIN_PORT:-8095}/_control (stand-in, recorded files)" && \
 	  echo "  Mail sent:      var/mail (local SMTP server on :8025)" && \
 	  echo "  Admin sign-in:  $$EXCHANGER_ADMIN_USER / $$EXCHANGER_ADMIN_PASSWORD" && echo && \
 	  exec honcho start -f Procfile

@@ -40,6 +40,11 @@ def create_app(config=None):
     app.register_blueprint(cabinet.bp)
     app.register_blueprint(partners_admin.bp)
     # stuck money work, its API and its operator page (docs/architecture.md, "Stuck work")
+    # the rate engine's panel: sources, formulas, rate history (docs/rates.md)
+    from gateway.api import rates as rates_api
+    from gateway.pages import rates as rates_pages
+    app.register_blueprint(rates_api.bp)
+    app.register_blueprint(rates_pages.bp)
     from gateway.api import stuck as stuck_api
     from gateway.pages import stuck as stuck_pages
     app.register_blueprint(stuck_api.bp)

@@ -9,7 +9,7 @@ def from_env():
         "DATABASE_URL": config.database_url(),
         "RPC_TIMEOUT": config.env_float("GATEWAY_RPC_TIMEOUT", 5.0),
         "READY_SERVICES": [s for s in config.env("GATEWAY_READY_SERVICES",
-                                                 "orders,notifier,payments,reporting").split(",") if s],
+                                                 "orders,notifier,payments,reporting,rates").split(",") if s],
         "TOKEN_TTL_HOURS": config.env_float("GATEWAY_TOKEN_TTL_HOURS", 8.0),
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "PUBLIC_URL": public_url,

@@ -109,6 +109,8 @@ def build_spec():
     stuck.document(spec, _op)
     from gateway.api import monitors  # the monitors' rates file and its maintenance switch (docs/monitors.md)
     monitors.document(spec, _op)
+    from gateway.api import rates  # the rate engine's panel (docs/rates.md)
+    rates.document(spec, _op)
     return spec
 
 

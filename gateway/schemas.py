@@ -105,6 +105,8 @@ class DirectionUpdateSchema(StrictSchema):
     monitor_params = fields.List(fields.String(validate=validate.OneOf(["juridical", "verifying", "cardverify"])),
                                  validate=validate.Length(max=3))
     city = fields.String(allow_none=True, validate=validate.Regexp(r"^([A-Z0-9]{2,16})?$"))
+    floating = fields.Boolean(metadata={"description": "true: the rate when the payment arrives decides the "
+                                                       "amount paid out (docs/rates.md)"})
 
 
 class DirectionCreateSchema(DirectionUpdateSchema):
@@ -175,6 +177,9 @@ class DirectionSchema(Schema):
     payment_window_minutes = fields.Integer()
     precision_in = fields.Integer()
     precision_out = fields.Integer()
+    floating = fields.Boolean(metadata={"description": "the rate at payment decides (else the order keeps its own)"})
+    rate_frozen = fields.Boolean(metadata={"description": "the rate engine stopped the direction: no new orders"})
+    frozen_reason = fields.String(allow_none=True)
 
 
 class PayToSchema(Schema):
@@ -210,6 +215,8 @@ class OrderSchema(Schema):
     expires_at = fields.String(required=True)
     created_at = fields.String(required=True)
     updated_at = fields.String()
+    floating = fields.Boolean(metadata={"description": "the direction's rate when the payment arrives decides "
+                                                       "amount_out"})
     history = fields.List(fields.Nested(HistoryItemSchema))
 
 

@@ -23,6 +23,7 @@ PARTS = {
     "payments": "services/payments/migrations",
     "notifier": "services/notifier/migrations",
     "reporting": "services/reporting/migrations",
+    "rates": "services/rates/migrations",
     "gateway": "gateway/migrations",
     "sandbox": "sandbox/migrations",
     "ops": "libs/ops_migrations",     # the audit of operators' actions on the messaging (libs/dlq.py)

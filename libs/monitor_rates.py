@@ -1,22 +1,86 @@
-"""The rates file the monitors read (the Estandards/BestChange XML, docs/monitors.md): one writer for our own
-export (GET /rates.xml) and one reader for another exchanger's file (a rate source). Pure: bytes in, bytes out.
+"""The rates file that exchange monitors read (BestChange and the monitors sharing its "Estandards" XML format):
+its reader and its writer, pure functions over bytes, shared by the rate engine (another exchanger's file as a
+source, services/rates/) and our own export (GET /rates.xml). docs/rates.md describes the format.
 
-An item is a dict: from, to (str); in, out, amount, minamount, maxamount (Decimal, never float; amount, minamount
-and maxamount may be None when a file leaves them out); param (list of flags, written comma-separated); city (str
-or None). Numbers are written in plain fixed-point text, so parse_rates_xml(render_rates_xml(items)) == items.
+    <rates>
+      <item>
+        <from>BTC</from><to>SBERRUB</to>          monitor codes of the currencies
+        <in>1</in><out>5400000</out>              give `in` of from, get `out` of to
+        <amount>1200000</amount>                  reserve of the to-currency
+        <minamount>0.01 BTC</minamount>           limits, in the from-currency
+        <maxamount>2 BTC</maxamount>
+        <param>manual, floating</param>           optional flags
+        <city>MSK</city>                          optional, cash directions
+      </item>
+    </rates>
+
+An item is a dict: from, to (str), in, out, amount, minamount, maxamount (Decimal; amount/minamount/maxamount may
+be None when absent), param (list of str), city (str or None). Amounts are exact Decimals, written in plain
+fixed-point text.
 """
 from decimal import Decimal, InvalidOperation
-from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-AMOUNTS = ("in", "out", "amount", "minamount", "maxamount")
+from defusedxml import ElementTree
+
+PARAMS = ("manual", "juridical", "verifying", "cardverify", "floating", "reserve", "otherin", "otherout")
+_AMOUNTS = ("in", "out", "amount", "minamount", "maxamount")
 
 
-class RatesFileError(ValueError):
-    """Not a rates file: not XML, another root, an item without from/to/in/out, or a number that is not one."""
+class MonitorFileError(ValueError):
+    """The bytes are not a monitors' rates file, or an item in it is broken."""
+
+
+def _decimal(text, field, required):
+    text = (text or "").strip()
+    if not text:
+        if required:
+            raise MonitorFileError("item without <%s>" % field)
+        return None
+    # minamount/maxamount are often written with the currency after the number ("0.01 BTC"); some writers use
+    # a decimal comma or a space as thousands separator.
+    number = text.split()[0] if field in ("minamount", "maxamount") else text.replace(" ", "")
+    try:
+        value = Decimal(number.replace(",", "."))
+    except InvalidOperation:
+        raise MonitorFileError("<%s> is not a number: %r" % (field, text[:40]))
+    if not value.is_finite() or value < 0:
+        raise MonitorFileError("<%s> is not a non-negative number: %r" % (field, text[:40]))
+    return value
+
+
+def parse_rates_xml(data):
+    """The items of a monitors' rates file (bytes); MonitorFileError if it is not one. Entities and DTDs are
+    refused (defusedxml): the file comes from someone else's server."""
+    try:
+        root = ElementTree.fromstring(data)
+    except Exception as exc:  # noqa: BLE001 - ParseError and defusedxml's refusals alike
+        raise MonitorFileError("not XML: %s" % exc)
+    if root.tag != "rates":
+        raise MonitorFileError("the root element is <%s>, not <rates>" % root.tag)
+    items = []
+    for element in root.findall("item"):
+        item = {}
+        for field in ("from", "to"):
+            text = (element.findtext(field) or "").strip()
+            if not text:
+                raise MonitorFileError("item without <%s>" % field)
+            item[field] = text
+        for field in _AMOUNTS:
+            item[field] = _decimal(element.findtext(field), field, required=field in ("in", "out"))
+        params = []
+        for param in element.findall("param"):
+            params.extend(p.strip() for p in (param.text or "").split(",") if p.strip())
+        item["param"] = params
+        city = (element.findtext("city") or "").strip()
+        item["city"] = city or None
+        items.append(item)
+    return items
 
 
 def _plain(value):
+    if value is None:
+        return ""
     if not isinstance(value, Decimal):
         raise TypeError("amounts must be Decimal, got %r" % type(value))
     text = format(value, "f")
@@ -25,63 +89,24 @@ def _plain(value):
     return text or "0"
 
 
+def render_item(item):
+    """One <item> element as text (the export caches items and joins them)."""
+    parts = ["<item><from>%s</from><to>%s</to>" % (escape(item["from"]), escape(item["to"])),
+             "<in>%s</in><out>%s</out>" % (_plain(item["in"]), _plain(item["out"]))]
+    for field in ("amount", "minamount", "maxamount"):
+        if item.get(field) is not None:
+            parts.append("<%s>%s</%s>" % (field, _plain(item[field]), field))
+    if item.get("param"):
+        parts.append("<param>%s</param>" % escape(", ".join(item["param"])))
+    if item.get("city"):
+        parts.append("<city>%s</city>" % escape(item["city"]))
+    parts.append("</item>")
+    return "".join(parts)
+
+
 def render_rates_xml(items):
-    """The document as UTF-8 bytes, one item a line; no items: an empty `<rates/>` (the monitors' "nothing to
-    offer")."""
-    if not items:
+    """The rates file of `items` (UTF-8 bytes); parse_rates_xml reads it back equal."""
+    body = "\n".join(render_item(item) for item in items)
+    if not body:
         return b'<?xml version="1.0" encoding="UTF-8"?>\n<rates/>\n'
-    out = ['<?xml version="1.0" encoding="UTF-8"?>\n<rates>\n']
-    for item in items:
-        out.append("<item><from>%s</from><to>%s</to>" % (escape(item["from"]), escape(item["to"])))
-        for name in AMOUNTS:
-            if item.get(name) is not None:
-                out.append("<%s>%s</%s>" % (name, _plain(item[name]), name))
-        if item.get("param"):
-            out.append("<param>%s</param>" % escape(", ".join(item["param"])))
-        if item.get("city"):
-            out.append("<city>%s</city>" % escape(item["city"]))
-        out.append("</item>\n")
-    out.append("</rates>\n")
-    return "".join(out).encode("utf-8")
-
-
-def _number(text, name, number):
-    text = (text or "").strip()
-    if not text:
-        if name in ("in", "out"):
-            raise RatesFileError("item %d has no <%s>" % (number, name))
-        return None
-    # other writers put the currency after a limit ("0.01 BTC") or use a decimal comma
-    figure = text.split()[0] if name in ("minamount", "maxamount") else text
-    try:
-        value = Decimal(figure.replace(",", "."))
-    except InvalidOperation:
-        raise RatesFileError("item %d: <%s> is not a number: %r" % (number, name, text[:40]))
-    if not value.is_finite() or value < 0:
-        raise RatesFileError("item %d: <%s> must be a finite number, not below 0: %r" % (number, name, text[:40]))
-    return value
-
-
-def parse_rates_xml(data):
-    """The items of a rates file (bytes), in the form render_rates_xml writes. Unknown elements are ignored."""
-    try:
-        root = ElementTree.fromstring(data)
-    except ElementTree.ParseError as exc:
-        raise RatesFileError("not XML: %s" % exc)
-    if root.tag != "rates":
-        raise RatesFileError("the root element is <%s>, not <rates>" % root.tag)
-    items = []
-    for number, element in enumerate(root.findall("item"), 1):
-        item = {}
-        for name in ("from", "to"):
-            text = (element.findtext(name) or "").strip()
-            if not text:
-                raise RatesFileError("item %d has no <%s>" % (number, name))
-            item[name] = text
-        for name in AMOUNTS:
-            item[name] = _number(element.findtext(name), name, number)
-        item["param"] = [flag.strip() for param in element.findall("param")
-                         for flag in (param.text or "").split(",") if flag.strip()]
-        item["city"] = (element.findtext("city") or "").strip() or None
-        items.append(item)
-    return items
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<rates>\n%s\n</rates>\n' % body).encode("utf-8")

@@ -13,7 +13,7 @@ if ROOT not in sys.path:
 TEST_DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://exchanger:exchanger@127.0.0.1:5432/exchanger_test")
 TEST_AMQP_URI = os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1:5672/exchanger_test")
 ARTIFACTS = os.path.join(ROOT, "test-artifacts")
-SCHEMAS = ("orders", "payments", "notifier", "reporting", "gateway", "sandbox", "ops")
+SCHEMAS = ("orders", "payments", "notifier", "reporting", "rates", "gateway", "sandbox", "ops")
 
 
 def eventually(check, timeout=20.0, interval=0.1, message="condition not met"):

@@ -45,3 +45,41 @@ def bar_chart(points, title, element_id):
             WIDTH // 2, HEIGHT // 2))
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def line_chart(points, title, element_id, marked=()):
+    """points: [(label, number)] in time order -> an accessible <svg> line chart scaled between the lowest and the
+    highest value (a rate moves by fractions: a scale from 0 would flatten it); indexes in `marked` are drawn as
+    marked points (frozen)."""
+    points = [(str(label), Decimal(str(value))) for label, value in points]
+    parts = ['<svg class="chart" id="%s" viewBox="0 0 %d %d" role="img" aria-label="%s">' % (
+        escape(element_id), WIDTH, HEIGHT, escape(title)), "<title>%s</title>" % escape(title)]
+    if not points:
+        parts.append('<text class="axis" x="%d" y="%d" text-anchor="middle">no data yet</text></svg>' % (
+            WIDTH // 2, HEIGHT // 2))
+        return Markup("".join(parts))
+    low, high = min(v for _, v in points), max(v for _, v in points)
+    span = (high - low) or (abs(high) / 100) or Decimal(1)
+    inner_w, inner_h = WIDTH - PAD_LEFT - 8, HEIGHT - PAD_BOTTOM - PAD_TOP
+    n = len(points)
+    step = Decimal(inner_w) / max(n - 1, 1)
+
+    def xy(i, value):
+        return PAD_LEFT + int(step * i), PAD_TOP + int(inner_h * (1 - (value - low) / span))
+    for fraction in (Decimal(0), Decimal("0.5"), Decimal(1)):
+        y = PAD_TOP + int(inner_h * (1 - fraction))
+        parts.append('<line class="grid" x1="%d" y1="%d" x2="%d" y2="%d"/>' % (PAD_LEFT, y, WIDTH - 8, y))
+        parts.append('<text class="axis" x="%d" y="%d" text-anchor="end">%s</text>' % (
+            PAD_LEFT - 4, y + 4, escape(_label(low + span * fraction))))
+    coords = [xy(i, v) for i, (_, v) in enumerate(points)]
+    parts.append('<polyline class="line" fill="none" stroke="currentColor" points="%s"/>' % " ".join(
+        "%d,%d" % c for c in coords))
+    every = max(1, n // 6)
+    for i, ((label, value), (x, y)) in enumerate(zip(points, coords)):
+        parts.append('<circle class="point%s" cx="%d" cy="%d" r="%d"><title>%s: %s</title></circle>' % (
+            " marked" if i in marked else "", x, y, 4 if i in marked else 2, escape(label), escape(str(value))))
+        if i % every == 0:
+            parts.append('<text class="axis" x="%d" y="%d" text-anchor="middle">%s</text>' % (
+                x, HEIGHT - 6, escape(label[-8:])))
+    parts.append("</svg>")
+    return Markup("".join(parts))

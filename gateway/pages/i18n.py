@@ -11,6 +11,11 @@ TEXTS = {
     "you_give": ("You give", "Вы отдаёте"),
     "you_get": ("You get", "Вы получаете"),
     "rate": ("Rate", "Курс"),
+    "rate_floating": ("Floating rate: you get the amount at our rate when your payment arrives; the figure above "
+                      "is at today's rate.",
+                      "Плавающий курс: сумма к получению считается по нашему курсу на момент поступления оплаты; "
+                      "выше — по сегодняшнему курсу."),
+    "rate_fixed": ("The rate is fixed for the payment window.", "Курс зафиксирован на время оплаты."),
     "fee": ("Fee", "Комиссия"),
     "limits": ("Limits", "Лимиты"),
     "reserve": ("Reserve", "Резерв"),

@@ -127,6 +127,7 @@ def direction_update(direction_id):
     body["active"] = request.form.get("active") == "on"
     body["monitor_params"] = [f for f in MONITOR_FLAGS if f in request.form.getlist("monitor_params")]
     _cleared_or_set(body, "city")
+    body["floating"] = request.form.get("floating") == "on"
     _report(internal.call("PATCH", "/api/v1/admin/directions/%d" % direction_id, body=body),
             "Direction %d" % direction_id)
     return redirect(url_for("manage.directions"), 303)

@@ -94,6 +94,7 @@
     document.getElementById("cur-in").textContent = d.currency_in;
     document.getElementById("cur-out").textContent = d.currency_out;
     document.getElementById("q-rate").textContent = d.rate_in + " " + d.currency_in + " → " + d.rate_out + " " + d.currency_out;
+    document.getElementById("q-floating").hidden = !d.floating;   // the rate at payment decides (docs/rates.md)
     document.getElementById("q-fee").textContent = d.fee + " %";
     document.getElementById("q-limits").textContent = d.min_amount + " – " + d.max_amount + " " + d.currency_in;
     document.getElementById("q-reserve").textContent = d.reserve_available + " " + d.currency_out;

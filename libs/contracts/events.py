@@ -16,7 +16,8 @@ ORDERS = "orders"
 PAYMENTS = "payments"
 NOTIFIER = "notifier"
 REPORTING = "reporting"
-SOURCES = (ORDERS, PAYMENTS, NOTIFIER, REPORTING)
+RATES = "rates"
+SOURCES = (ORDERS, PAYMENTS, NOTIFIER, REPORTING, RATES)
 
 # orders ->
 ORDER_CREATED = "order_created"                # {order}
@@ -52,6 +53,10 @@ STUCK_WORK_FOUND = "stuck_work_found"      # {service, items, counts}: one lette
 
 # orders and payments -> notifier: a change that moves money, or who may move it, was made (libs/contracts/security.py)
 SECURITY_CHANGE = "security_change"        # {action, what, actor, actor_role, actor_ip, at, detail}
+# rates -> orders: the rate engine's verdicts on directions with a formula (libs/contracts/rates.py)
+RATES_COMPUTED = "rates_computed"          # {items: [{direction_id, seq, rate_in, rate_out, frozen, reason}]}
+# rates -> notifier: directions a guard has just frozen: one letter to the admin address
+DIRECTIONS_FROZEN = "directions_frozen"    # {items: [{direction_id, pair, reason, code}]}
 
 # notifier ->
 SETTINGS_CHANGED = "settings_changed"      # {settings, customer_sms_available, version}

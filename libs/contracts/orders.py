@@ -111,6 +111,9 @@ class OrderSnapshotSchema(Schema):
     # is with the customer, the order must not be paid again (docs/payments.md, "Resolving a payout by hand").
     payout_late_success_at = fields.AwareDateTime(allow_none=True, load_default=None)
     payout_late_success_provider_id = fields.String(allow_none=True, load_default=None)
+    # Created on a floating direction: the direction's rate when the payment arrives decides amount_out (the
+    # customer was told); otherwise the order keeps its own rate for its payment window (docs/rates.md).
+    floating = fields.Boolean(load_default=False)
     # Only in the pages of orders' export_orders RPC (events carry them as from_status / action).
     previous_status = fields.String(allow_none=True)
     last_action = fields.String(allow_none=True)

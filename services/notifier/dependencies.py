@@ -117,6 +117,13 @@ class Letters:
         subject, body, key = domain.stuck_work_alert(data, envelope["event_id"])
         return self.store.consume_alert_event(consumer, envelope["event_id"], subject, body, key)
 
+    def directions_frozen(self, consumer, payload):
+        """the rate engine's `directions_frozen`: one letter to the admin address naming the directions a guard
+        stopped and why (docs/rates.md, "Guards")."""
+        envelope, data = schemas.load_event(schemas.DIRECTIONS_FROZEN_SCHEMA, payload)
+        subject, body, key = domain.directions_frozen_alert(data, envelope["event_id"])
+        return self.store.consume_alert_event(consumer, envelope["event_id"], subject, body, key)
+
     def payout_succeeded_after_resolve(self, consumer, payload):
         """payments' `payout_succeeded_after_resolve`: one letter to the admin address, the order or withdrawal
         that was paid after its payout was resolved failed, not to be paid again."""

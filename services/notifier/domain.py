@@ -287,6 +287,20 @@ def stuck_work_alert(data, event_id):
     return subject, "\n".join(lines), "stuck:%s" % event_id
 
 
+# -- directions the rate engine froze (docs/rates.md, "Guards") ---------------------------------------------------
+def directions_frozen_alert(data, event_id):
+    """(subject, body, key) of the admin letter for the rate engine's `directions_frozen`
+    (libs/contracts/rates.py): each direction, why it stopped taking orders, and where to look. Keyed by the event."""
+    items = data["items"]
+    subject = "Rates: %d direction%s stopped taking orders" % (len(items), "" if len(items) == 1 else "s")
+    lines = ["A guard of the rate engine froze these directions: they take no orders and are left out of the "
+             "monitors' file until fresh values return or an operator accepts the rate.", ""]
+    for item in items:
+        lines.append("- #%s %s: %s" % (item["direction_id"], item["pair"], item["reason"]))
+    lines += ["", "Operator panel: /admin/rates"]
+    return subject, "\n".join(lines), "rates-frozen:%s" % event_id
+
+
 # -- a payout that went out after it was resolved failed (docs/payments.md, "Resolving a payout by hand") ----------
 def late_success_alert(data, event_id):
     """(subject, body, key) of the admin letter for `payout_succeeded_after_resolve`

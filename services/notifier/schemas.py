@@ -10,6 +10,7 @@ from libs.contracts.orders import (AccountLetterSchema, AccountNoticeSchema, Ord
                                    OrderStatusChangedSchema, PartnerCreditedSchema)
 from libs.contracts.payments import PayoutSucceededAfterResolveSchema
 from libs.contracts.security import SecurityChangeSchema
+from libs.contracts.rates import DirectionsFrozenSchema
 from libs.contracts.stuck import StuckWorkFoundSchema
 from services.notifier import domain
 
@@ -22,6 +23,7 @@ ACCOUNT_NOTICE_SCHEMA = AccountNoticeSchema()
 STUCK_WORK_FOUND_SCHEMA = StuckWorkFoundSchema()
 PAYOUT_LATE_SUCCESS_SCHEMA = PayoutSucceededAfterResolveSchema()
 SECURITY_CHANGE_SCHEMA = SecurityChangeSchema()
+DIRECTIONS_FROZEN_SCHEMA = DirectionsFrozenSchema()
 
 
 def load_event(schema, payload):

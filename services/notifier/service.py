@@ -61,6 +61,10 @@ class NotifierService:
     def handle_stuck_work_found(self, payload):
         return self.letters.stuck_work_found("notifier.handle_stuck_work_found", payload)
 
+    @reliable_event_handler(events.RATES, events.DIRECTIONS_FROZEN)
+    def handle_directions_frozen(self, payload):
+        return self.letters.directions_frozen("notifier.handle_directions_frozen", payload)
+
     @reliable_event_handler(events.PAYMENTS, events.PAYOUT_SUCCEEDED_AFTER_RESOLVE)
     def handle_payout_succeeded_after_resolve(self, payload):
         return self.letters.payout_succeeded_after_resolve("notifier.handle_payout_succeeded_after_resolve", payload)

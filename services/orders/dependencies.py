@@ -18,7 +18,7 @@ import time
 from marshmallow import ValidationError
 
 from libs import errors, metrics
-from libs.contracts import events, payments
+from libs.contracts import events, payments, rates as rates_contract
 from libs.contracts import stuck as stuck_contract
 from libs.contracts.orders import OrderCreateCallSchema
 from libs.dependencies import ServiceDependency
@@ -153,6 +153,11 @@ class Catalogue:
     def update_currency(self, code, changes, actor):
         values = _checked(catalogue_rules.currency_changes, changes)
         return catalogue_store.update_currency(self.db, code, values, actor)
+
+    def rates_computed(self, payload, consumer):
+        """The rate engine's verdicts: rates set, directions frozen or thawed, each compare-and-set by its seq."""
+        envelope, data = events.load(rates_contract.RatesComputedSchema, payload)
+        return catalogue_store.apply_engine_rates(self.db, envelope["event_id"], consumer, data["items"])
 
 
 class Accounts:

@@ -42,6 +42,12 @@ def direction_to_wire(row):
         # the monitors' file (docs/monitors.md): the direction's own flags and its city (cash directions)
         "monitor_params": list(row["monitor_params"] or []),
         "city": row["city"],
+        # the rate engine (docs/rates.md): a frozen direction takes no orders until fresh values return or an
+        # operator accepts the rate; a floating one pays out at the rate of the moment the payment arrives
+        "floating": row["floating"],
+        "rate_frozen": row["rate_frozen"],
+        "frozen_reason": row["frozen_reason"],
+        "rate_updated_at": row["rate_updated_at"].isoformat() if row.get("rate_updated_at") else None,
     }
 
 
@@ -104,6 +110,7 @@ def order_to_wire(row):
         "actions": domain.order_actions(row["status"], row["exchange_type"], row.get("payout_late_success_at")),
         "payout_late_success_at": row.get("payout_late_success_at"),
         "payout_late_success_provider_id": row.get("payout_late_success_provider_id"),
+        "floating": bool(row.get("floating")),
     })
 
 

@@ -170,6 +170,11 @@ class OrdersService:
     def handle_payout_succeeded_after_resolve(self, payload):
         self.orders.payout_succeeded_after_resolve(payload, "orders.handle_payout_succeeded_after_resolve")
 
+    # -- the rate engine's verdicts on directions (libs/contracts/rates.py, docs/rates.md) -----------------------------
+    @reliable_event_handler(events.RATES, events.RATES_COMPUTED)
+    def handle_rates_computed(self, payload):
+        self.catalogue.rates_computed(payload, "orders.handle_rates_computed")
+
     # -- notifier events -----------------------------------------------------------------------------------------------
     @reliable_event_handler(events.NOTIFIER, events.SETTINGS_CHANGED)
     def handle_settings_changed(self, payload):

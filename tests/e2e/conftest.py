@@ -19,6 +19,7 @@ SANDBOX_PORT = int(os.environ.get("E2E_SANDBOX_PORT", str(PORT_BASE + 90)))
 SMTP_PORT = PORT_BASE + 25
 TWILIO_PORT = PORT_BASE + 95
 REPORTING_PORT = PORT_BASE + 104
+RATES_STANDIN_PORT = PORT_BASE + 97
 ORDERS_METRICS_PORT = PORT_BASE + 1101
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "e2e-admin-password"
@@ -147,6 +148,7 @@ def system_env(extra=None):
         "PAYMENTS_METRICS_PORT": str(ORDERS_METRICS_PORT + 1),
         "NOTIFIER_METRICS_PORT": str(ORDERS_METRICS_PORT + 2),
         "REPORTING_METRICS_PORT": str(ORDERS_METRICS_PORT + 3),
+        "RATES_METRICS_PORT": str(ORDERS_METRICS_PORT + 4),
         "REPORTING_HTTP_ADDRESS": "127.0.0.1:%d" % REPORTING_PORT,
         "REPORTING_URL": "http://127.0.0.1:%d" % REPORTING_PORT,
         "EXCHANGER_ADMIN_USER": ADMIN_USER,
@@ -154,7 +156,7 @@ def system_env(extra=None):
         "EXPIRY_SWEEP_SECONDS": "1",
         "GATEWAY_METRICS_DIR": os.path.join(ROOT, "var", "e2e-prometheus"),
         "PUBLIC_URL": "http://127.0.0.1:%d" % GATEWAY_PORT,
-        "GATEWAY_READY_SERVICES": os.environ.get("E2E_READY_SERVICES", "orders,notifier,payments,reporting"),
+        "GATEWAY_READY_SERVICES": os.environ.get("E2E_READY_SERVICES", "orders,notifier,payments,reporting,rates"),
         # payments: poll the test sandbox often; settle payouts in doubt quickly (tests/e2e/test_payments_*.py)
         "SANDBOX_URL": "http://127.0.0.1:%d" % SANDBOX_PORT,
         "SANDBOX_TIMEOUT_SECONDS": "2",
@@ -177,6 +179,20 @@ def system_env(extra=None):
         "NOTIFIER_RETRY_CAP_SECONDS": "1",
         "NOTIFIER_SMS_MAX_ATTEMPTS": "3",
         "NOTIFIER_IDLE_WAIT": "0.2",
+        # rates: the stand-in of the Procfile on a test port; the fast sources poll every second and go stale
+        # after 4 s without an answer (tests/e2e/test_rates.py)
+        "RATES_STANDIN_PORT": str(RATES_STANDIN_PORT),
+        "RATES_CBR_URL": "http://127.0.0.1:%d/cbr/XML_daily.asp" % RATES_STANDIN_PORT,
+        "RATES_ECB_URL": "http://127.0.0.1:%d/ecb/eurofxref-daily.xml" % RATES_STANDIN_PORT,
+        "RATES_BINANCE_URL": "http://127.0.0.1:%d/binance/api/v3/ticker/bookTicker" % RATES_STANDIN_PORT,
+        "RATES_BINANCE_PRICE_URL": "http://127.0.0.1:%d/binance/api/v3/ticker/price" % RATES_STANDIN_PORT,
+        "RATES_OTHER_URL": "http://127.0.0.1:%d/other/rates.xml" % RATES_STANDIN_PORT,
+        "RATES_TICK_SECONDS": "0.5",
+        # the seeded directions keep their hand-set rates: the other tests compute amounts from them
+        "RATES_DEMO_FORMULAS": "0",
+        "RATES_BINANCE_POLL_SECONDS": "1",
+        "RATES_BINANCE_TIMEOUT_SECONDS": "1",
+        "RATES_BINANCE_MAX_AGE_SECONDS": "4",
         # customer accounts: the fuzzer and the tests share one address, so the per-address limit is higher here
         "ACCOUNT_RATE_LIMIT_IP": "600 per minute",
         # every e2e client shares 127.0.0.1 and the fuzzer sends empty e-mails: the per (address, e-mail) limit

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 import pytest
 from lxml import etree
 
-from libs.monitor_rates import RatesFileError, parse_rates_xml, render_rates_xml
+from libs.monitor_rates import MonitorFileError, parse_rates_xml, render_rates_xml
 from services.orders.domain import RuleError, catalogue
 from services.orders.domain import monitor_export as export
 
@@ -117,13 +117,13 @@ def test_the_reader_takes_another_exchangers_file_and_refuses_what_is_not_one():
                               b"<minamount>0.01 BTC</minamount><maxamount>2 BTC</maxamount></item></rates>")
     assert (loose["out"], loose["minamount"], loose["maxamount"], loose["amount"]) == \
         (D("5400000.5"), D("0.01"), D(2), None)
-    with pytest.raises(RatesFileError):
+    with pytest.raises(MonitorFileError):
         parse_rates_xml(b"<html/>")
-    with pytest.raises(RatesFileError):
+    with pytest.raises(MonitorFileError):
         parse_rates_xml(b"<rates><item><from>A1</from></item></rates>")
-    with pytest.raises(RatesFileError):
+    with pytest.raises(MonitorFileError):
         parse_rates_xml(b"not xml")
-    with pytest.raises(RatesFileError):
+    with pytest.raises(MonitorFileError):
         parse_rates_xml(b"<rates><item><from>A1</from><to>B2</to><in>1</in><out>NaN</out></item></rates>")
 
 

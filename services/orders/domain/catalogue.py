@@ -9,7 +9,7 @@ from libs.contracts.orders import EXCHANGE_TYPES
 from services.orders.domain import RuleError
 
 DIRECTION_FIELDS = ("rate_in", "rate_out", "fee", "min_amount", "max_amount", "payment_window_minutes", "active",
-                    "monitor_params", "city")
+                    "monitor_params", "city", "floating")
 CURRENCY_FIELDS = ("name", "reserve", "active", "account", "payment_system", "monitor_code")
 _CURRENCY_CODE = re.compile(r"^[A-Z0-9]{2,16}$")
 # The monitors' conventions (docs/monitors.md): what migration 0011 checks too, so the admin hears it by field.
@@ -36,7 +36,7 @@ def changeable_values(data, allowed, fields):
                 if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10080:
                     raise money.AmountError("must be 1 to 10080 minutes")
                 out[key] = value
-            elif key == "active":
+            elif key in ("active", "floating"):
                 if not isinstance(value, bool):
                     raise money.AmountError("must be true or false")
                 out[key] = value

@@ -4,7 +4,7 @@ The action table is in libs/contracts/orders.py (the gateway shows the customer'
 enforces the same table (migrations: orders.allowed_transitions + trigger); a unit test checks that both agree.
 """
 import secrets
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from libs import money
 # The enums and the action table are shared with the gateway (libs/contracts/orders.py).
@@ -101,6 +101,32 @@ def reserve_hold_after(to_status, amount_out, held):
     if to_status not in HOLDING_STATUSES:
         return Decimal(0)
     return held if held > 0 else amount_out
+
+
+# A direction the rate engine froze takes no orders (docs/rates.md, "Guards").
+FROZEN_MESSAGE = ("this direction is not taking orders right now: its rate could not be confirmed from fresh "
+                  "market data. Please try again later")
+
+
+def floating_requote(order, direction):
+    """(amount_out, note) of a floating order paid now at the direction's current rate, or None when nothing
+    changes (same rate, or the direction is frozen: then the order keeps its own rate). amount_out is the order's
+    scaled by the new rate over its own, so the direction's fee and the SMS fee (percentages) stay the same share;
+    rounded down to the to-currency's precision."""
+    if direction["rate_frozen"]:
+        return None
+    if direction["rate_in"] == order["rate_in"] and direction["rate_out"] == order["rate_out"]:
+        return None
+    with localcontext() as ctx:
+        ctx.prec = 60
+        scaled = order["amount_out"] * (direction["rate_out"] * order["rate_in"]) / (
+            direction["rate_in"] * order["rate_out"])
+    amount_out = money.round_down(scaled, direction["precision_out"])
+    note = "floating rate: paid at %s/%s (created at %s/%s): %s %s instead of %s" % (
+        money.to_str(direction["rate_in"]), money.to_str(direction["rate_out"]), money.to_str(order["rate_in"]),
+        money.to_str(order["rate_out"]), money.to_str(amount_out), order["currency_out"],
+        money.to_str(order["amount_out"]))
+    return amount_out, note
 
 
 # Who used an idempotency key when the caller does not say (the gateway always does): one namespace of their own.

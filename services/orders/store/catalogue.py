@@ -1,8 +1,9 @@
 """Directions and currencies: what customers choose from and admins change (docs/pages.md). Every change is
 audited in orders.audit_log with its before and after. Reserves, what open orders hold of them, and why an edit of
 the payout account resets one: docs/architecture.md, "Reserves"."""
-from libs import errors
-from libs.audit import write_audit
+from libs import errors, inbox
+from libs.audit import audit_statement, write_audit
+from libs.db import execute_batch
 from libs.contracts import events
 from services.orders.domain import RuleError, catalogue as rules
 from services.orders.schemas import currency_to_wire, direction_to_wire, plain, plain_values
@@ -24,6 +25,56 @@ def _audit(cur, actor, action, detail):
     # every catalogue change moves money (where customers pay, rates, fees): each raises an alert to the admins
     write_audit(cur, actor, action, "ok", detail, alert_source=events.ORDERS, order_id=None, from_status=None,
                 to_status=None)
+
+
+RATE_ENGINE = {"kind": "system", "name": "rate-engine"}
+
+
+def apply_engine_rates(db, event_id, consumer, items):
+    """The rate engine's verdicts (libs/contracts/rates.py), with the inbox claim in one transaction. Each applies
+    only if its seq is above the direction's rate_engine_seq (compare-and-set: a repeated or older verdict changes
+    nothing). A rate sets rate_in/rate_out; a frozen verdict keeps the last rate and stops the direction. One
+    statement for the whole batch (a recompute may carry a thousand directions); freezes and thaws are audited;
+    every changed direction goes out in one `directions_changed`."""
+    with db.transaction() as cur:
+        if not inbox.claim(cur, consumer, event_id):
+            return []
+        if not items:
+            return []
+        cur.execute(
+            "WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::numeric[], %s::numeric[], "
+            "%s::boolean[], %s::text[], %s::text[]) AS v(id, seq, rate_in, rate_out, frozen, reason, code)), "
+            "old AS (SELECT d.id, d.rate_in, d.rate_out, d.rate_frozen, d.frozen_reason FROM directions d "
+            "JOIN v ON v.id = d.id AND d.rate_engine_seq < v.seq ORDER BY d.id FOR UPDATE OF d) "
+            "UPDATE directions d SET rate_engine_seq = v.seq, rate_frozen = v.frozen, "
+            "frozen_reason = CASE WHEN v.frozen THEN v.reason END, "
+            "rate_in = CASE WHEN NOT v.frozen AND v.rate_in IS NOT NULL THEN v.rate_in ELSE d.rate_in END, "
+            "rate_out = CASE WHEN NOT v.frozen AND v.rate_out IS NOT NULL THEN v.rate_out ELSE d.rate_out END, "
+            "rate_updated_at = CASE WHEN NOT v.frozen AND v.rate_in IS NOT NULL "
+            "AND (d.rate_in <> v.rate_in OR d.rate_out <> v.rate_out) THEN now() ELSE d.rate_updated_at END, "
+            "updated_at = now() FROM v JOIN old ON old.id = v.id WHERE d.id = v.id AND d.rate_engine_seq < v.seq "
+            "RETURNING d.id, v.seq, v.code, d.rate_frozen, d.frozen_reason, d.rate_in, d.rate_out, "
+            "old.rate_frozen AS was_frozen, old.frozen_reason AS was_reason, old.rate_in AS was_rate_in, "
+            "old.rate_out AS was_rate_out",
+            [[i["direction_id"] for i in items], [i["seq"] for i in items], [i["rate_in"] for i in items],
+             [i["rate_out"] for i in items], [bool(i["frozen"]) for i in items], [i["reason"] for i in items],
+             [i.get("code") for i in items]])
+        changed, audits = [], []
+        for row in cur.fetchall():
+            if row["rate_frozen"] != row["was_frozen"]:
+                audits.append(audit_statement(
+                    RATE_ENGINE, "direction_freeze" if row["rate_frozen"] else "direction_thaw", "ok",
+                    {"direction_id": row["id"], "reason": row["frozen_reason"], "code": row["code"],
+                     "seq": row["seq"]}, order_id=None, from_status=None, to_status=None))
+            if (row["rate_frozen"] != row["was_frozen"] or row["rate_in"] != row["was_rate_in"]
+                    or row["rate_out"] != row["was_rate_out"]
+                    or (row["rate_frozen"] and row["frozen_reason"] != row["was_reason"])):
+                changed.append(row["id"])
+        if audits:
+            execute_batch(cur, audits)
+        if changed:
+            publish_directions_changed(cur, changed, "rate_engine")
+    return changed
 
 
 def list_directions(db, active_only=True):
@@ -65,12 +116,13 @@ def create_direction(db, currency_in, currency_out, exchange_type, values, actor
             raise errors.ValidationFailed("unknown currency", missing)
         cur.execute(
             "INSERT INTO directions (currency_in, currency_out, exchange_type, rate_in, rate_out, fee, min_amount, "
-            "max_amount, payment_window_minutes, active, monitor_params, city) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "max_amount, payment_window_minutes, active, monitor_params, city, floating) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (currency_in, currency_out, exchange_type) DO NOTHING RETURNING id",
             (currency_in, currency_out, exchange_type, values["rate_in"], values["rate_out"], values.get("fee", 0),
              values["min_amount"], values["max_amount"], values.get("payment_window_minutes", 30),
-             values.get("active", True), values.get("monitor_params", []), values.get("city")))
+             values.get("active", True), values.get("monitor_params", []), values.get("city"),
+             values.get("floating", False)))
         row = cur.fetchone()
         if row is None:
             raise errors.Conflict("this direction exists already")
@@ -94,7 +146,9 @@ def update_direction(db, direction_id, values, actor):
                                      values.get("max_amount", before["max_amount"]))
         except RuleError as exc:
             raise errors.ValidationFailed(exc.message, exc.fields)
+        rate_moved = any(k in values and values[k] != before[k] for k in ("rate_in", "rate_out"))
         cur.execute("UPDATE directions SET " + ", ".join("%s = %%(%s)s" % (k, k) for k in values) +
+                    (", rate_updated_at = now()" if rate_moved else "") +
                     ", updated_at = now() WHERE id = %(id)s", dict(values, id=direction_id))
         _audit(cur, actor, "direction_update", {"direction_id": direction_id, "changes": plain_values(values),
                                                 "before": plain_values({k: before[k] for k in values})})

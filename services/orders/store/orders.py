@@ -68,6 +68,9 @@ def create_order(db, data, actor=None):
         direction = catalogue.direction_for_order(cur, direction_id)
         if direction is None or not direction["usable"]:
             raise errors.ValidationFailed("unknown direction", {"direction_id": ["no such active direction"]})
+        if direction["rate_frozen"]:
+            # the rate engine stopped it (docs/rates.md, "Guards"): no order at a rate we cannot stand behind
+            raise errors.Conflict(rules.FROZEN_MESSAGE, {"direction_id": [rules.FROZEN_MESSAGE]})
         currencies = {
             direction["currency_in"]: {"precision": direction["precision_in"], "reserve": None},
             direction["currency_out"]: {"precision": direction["precision_out"], "reserve": direction["available"]},
@@ -94,15 +97,16 @@ def create_order(db, data, actor=None):
                        currency_in, currency_out, amount_in, amount_out, rate_in, rate_out, fee,
                        fee_amount, sms_fee, pay_system, pay_account, email, recipient, phone, sms_opt_in,
                        partner_code, language, expires_at, created_at, updated_at, reserve_held,
-                       request_scope, request_hash)
+                       request_scope, request_hash, floating)
                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-                           %s, %s, %s, %s, %s, %s, %s, %s)
+                           %s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT DO NOTHING RETURNING *""",
                 (rules.new_token(), rules.new_reference(), request_id, direction["id"],
                  direction["exchange_type"], direction["currency_in"], direction["currency_out"],
                  amount_in, amount_out, direction["rate_in"], direction["rate_out"], direction["fee"],
                  fee_amount, sms_fee, direction["pay_system"], direction["pay_account"], email, recipient, phone,
-                 sms_opt_in, partner_code, language, expires_at, now, now, amount_out, scope, fingerprint))
+                 sms_opt_in, partner_code, language, expires_at, now, now, amount_out, scope, fingerprint,
+                 direction["floating"]))
             row = cur.fetchone()
             if row is not None:
                 break
@@ -321,6 +325,7 @@ def apply_payment(db, event_id, consumer, data):
     with db.transaction() as cur:
         if not inbox.claim(cur, consumer, event_id):
             return None
+        requote_floating(cur, order_id)
         try:
             order = transition(db, "pay", PAYMENTS, order_id=order_id, payment_flag=flag,
                                amount_received=payment["amount"], note=note, extra_detail=detail, cur=cur)
@@ -335,6 +340,40 @@ def apply_payment(db, event_id, consumer, data):
             order = transition(db, "payout", {"kind": "system", "name": "auto-payout"}, order_id=order_id,
                                note="exact payment: automatic payout", cur=cur)
         return order
+
+
+def requote_floating(cur, order_id):
+    """A floating order about to be paid takes the direction's rate of this moment (docs/rates.md, "Fixed and
+    floating"): amount_out scaled by the new rate over the order's own (every percentage fee scales with it),
+    rounded down, and what it holds of the reserve with it; noted in its history. A frozen direction has no rate to
+    offer: the order keeps its own (and says so). Runs in the payment's transaction, before the `pay` transition,
+    only for an order that can be paid."""
+    cur.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (order_id,))
+    order = cur.fetchone()
+    if order is None or not order["floating"] or order["status"] not in rules.ACTIONS["pay"].from_statuses:
+        return None
+    direction = catalogue.direction_for_order(cur, order["direction_id"])
+    if direction is None:
+        return None
+    requote = rules.floating_requote(order, direction)
+    if requote is None:
+        return None
+    amount_out, note = requote
+    hold = amount_out if order["reserve_held"] > 0 else order["reserve_held"]
+    cur.execute("UPDATE orders SET amount_out = %s, rate_in = %s, rate_out = %s, reserve_held = %s, "
+                "updated_at = now() WHERE id = %s",
+                (amount_out, direction["rate_in"], direction["rate_out"], hold, order_id))
+    statements = [("INSERT INTO status_history (order_id, from_status, to_status, action, actor, note) "
+                   "VALUES (%s, %s, %s, 'requote', %s, %s)",
+                   (order_id, order["status"], order["status"], actor_name(PAYMENTS), note)),
+                  _audit_statement(PAYMENTS, "requote", order_id, order["status"], order["status"], detail={
+                      "amount_out_before": money.to_str(order["amount_out"]), "amount_out": money.to_str(amount_out),
+                      "rate_before": [money.to_str(order["rate_in"]), money.to_str(order["rate_out"])],
+                      "rate": [money.to_str(direction["rate_in"]), money.to_str(direction["rate_out"])]})]
+    if hold != order["reserve_held"]:
+        statements.append(catalogue.change_held(order["currency_out"], hold - order["reserve_held"]))
+    execute_batch(cur, statements)
+    return amount_out
 
 
 def apply_payout_result(db, event_id, consumer, data, sent):
