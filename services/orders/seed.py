@@ -1,5 +1,6 @@
 """Demo data: sandbox currencies and one active direction of each exchange type (and a few more).
 Idempotent: `python -m services.orders.seed` can run on every start."""
+import os
 from decimal import Decimal as D
 
 from libs.db import Database
@@ -23,9 +24,24 @@ DIRECTIONS = [
 ]
 
 
+# Litecoin on a real regtest node (docs/chains.md), when it runs here (LITECOIN_ENABLED, set by make run and the
+# end-to-end tests). The reserve starts at 0 and follows the hot wallet's balance (payments' balance_changed).
+LITECOIN = [("LTC", "Litecoin (regtest)", 8, "LTC-HOT", D("0"), "litecoin")]
+LITECOIN_DIRECTIONS = [
+    ("LTC", "EUR", "auto", D("1"), D("80"), D("0.5"), D("0.01"), D("100"), 60),
+    ("EUR", "LTC", "auto", D("80"), D("1"), D("0.5"), D("1"), D("5000"), 30),
+]
+
+
+def _on(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def seed(db=None):
     db = db or Database(schema="orders", maxconn=1)
     catalogue.add_missing(db, CURRENCIES, DIRECTIONS)
+    if _on("LITECOIN_ENABLED"):
+        catalogue.add_missing(db, LITECOIN, LITECOIN_DIRECTIONS)
     return db
 
 
