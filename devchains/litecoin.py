@@ -4,8 +4,10 @@
 Wallets: `hot` is the exchanger's (deposit addresses and payouts), `demo` a customer's, `miner` takes the block
 rewards. `setup()` creates them and funds hot and demo once (regtest coinbase outputs mature after 100 blocks).
 """
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
 import time
 from decimal import Decimal
@@ -13,6 +15,14 @@ from decimal import Decimal
 from libs.jsonrpc import JsonRpc, RpcError, RpcUnavailable
 
 LITECOIND = os.environ.get("LITECOIND_BINARY", "/usr/lib/litecoin/litecoind")
+
+
+def _die_with_parent():
+    """The node goes when the process that started it goes, however it goes (Linux: PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
 WALLETS = ("hot", "demo", "miner")
 
 
@@ -26,7 +36,24 @@ class LitecoinNode:
         self.proc = None
 
     # -- process ---------------------------------------------------------------------------------------------
+    def _stop_leftover(self):
+        """A node of an earlier run still answering on our port (its starter was killed) is stopped first."""
+        try:
+            self.rpc(timeout=5).call("stop")
+        except (RpcUnavailable, RpcError):
+            return
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                self.rpc(timeout=2).call("getblockcount")
+            except RpcUnavailable:
+                return
+            except RpcError:
+                pass
+            time.sleep(0.2)
+
     def start(self, reset=False, log=None):
+        self._stop_leftover()
         if reset and os.path.isdir(self.datadir):
             shutil.rmtree(self.datadir)
         os.makedirs(self.datadir, exist_ok=True)
@@ -34,9 +61,9 @@ class LitecoinNode:
                 "-port=%d" % self.p2p_port, "-rpcport=%d" % self.rpc_port, "-rpcbind=127.0.0.1",
                 "-rpcallowip=127.0.0.1", "-rpcuser=" + self.auth[0], "-rpcpassword=" + self.auth[1],
                 "-fallbackfee=0.0001", "-txindex=1", "-printtoconsole=0", "-walletbroadcast=0",
-                "-rpcworkqueue=64", "-rpcthreads=8"]
+                "-rpcworkqueue=64", "-rpcthreads=8", "-keypool=20"]
         self.proc = subprocess.Popen(args, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     preexec_fn=_die_with_parent)
         deadline = time.time() + 60
         while True:
             if self.proc.poll() is not None:

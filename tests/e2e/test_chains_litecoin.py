@@ -12,6 +12,7 @@ from decimal import Decimal as D
 import pytest
 
 from devchains.litecoin import LitecoinNode
+from libs.jsonrpc import RpcError, RpcUnavailable
 from tests.conftest import eventually
 from tests.e2e.conftest import CHAINS_DIR, LITECOIN_RPC_PORT
 from tests.e2e.test_payments_flow import new_order, order_payments, pay, status_is, wallet, balance
@@ -27,12 +28,16 @@ def ltc(system, admin_token):
                         "e2e-litecoin-rpc")
 
     def funded():
-        assert D(node.rpc("hot").call("getbalances")["mine"]["trusted"]) > 100
+        try:
+            assert D(node.rpc("hot").call("getbalances")["mine"]["trusted"]) > 100
+        except (RpcError, RpcUnavailable) as exc:
+            raise AssertionError("the node is not set up yet: %s" % exc)
         accounts = system.api("GET", "/api/v1/admin/payments/accounts", token=admin_token).json()
         hot = next(a for a in accounts if a["account"] == "LTC-HOT")
         assert hot["balance"] is not None and D(hot["balance"]) > 100, hot
         reserve = next(d for d in system.api("GET", "/api/v1/directions").json() if d["currency_out"] == "LTC")
         assert D(reserve["reserve"]) > 100
+        return True
     eventually(funded, timeout=90, interval=0.5, message="the chains process funded the hot wallet")
     return node
 
