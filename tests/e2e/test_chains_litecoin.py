@@ -128,14 +128,15 @@ def _double_spend_tip(ltc, txid):
     block = tx["blockhash"]
     decoded = ltc.rpc().call("decoderawtransaction", tx["hex"])
     inputs = [{"txid": i["txid"], "vout": i["vout"]} for i in decoded["vin"]]
-    total = D(0)
+    total, prevtxs = D(0), []
     for i in inputs:
-        prev = ltc.rpc().call("getrawtransaction", i["txid"], True)
-        total += D(prev["vout"][i["vout"]]["value"])
+        out = ltc.rpc().call("getrawtransaction", i["txid"], True)["vout"][i["vout"]]
+        total += D(out["value"])
+        prevtxs.append(dict(i, scriptPubKey=out["scriptPubKey"]["hex"], amount=format(D(out["value"]), "f")))
     back = demo.call("getnewaddress", "double-spend", "bech32")
     raw = demo.call("createrawtransaction", inputs, [{back: format(total - D("0.001"), "f")}])
-    signed = demo.call("signrawtransactionwithwallet", raw)
-    assert signed["complete"]
+    signed = demo.call("signrawtransactionwithwallet", raw, prevtxs)
+    assert signed["complete"], signed
     ltc.rpc().call("invalidateblock", block)
     ltc.rpc().call("generateblock", ltc.miner_address(), [signed["hex"]])
     return block
