@@ -61,7 +61,13 @@ class LitecoinNode:
                 "-port=%d" % self.p2p_port, "-rpcport=%d" % self.rpc_port, "-rpcbind=127.0.0.1",
                 "-rpcallowip=127.0.0.1", "-rpcuser=" + self.auth[0], "-rpcpassword=" + self.auth[1],
                 "-fallbackfee=0.0001", "-txindex=1", "-printtoconsole=0", "-walletbroadcast=0",
-                "-rpcworkqueue=64", "-rpcthreads=8", "-keypool=20"]
+                "-rpcworkqueue=64", "-rpcthreads=8", "-keypool=20",
+                # A payout never spends change still unconfirmed: a payout whose parent is lost (a node crash
+                # empties the mempool) could never be broadcast again from its stored bytes.
+                "-spendzeroconfchange=0",
+                # Fee bumps replace a stuck payout (same inputs, higher fee): Litecoin Core relays replacements
+                # only with this on.
+                "-mempoolreplacement=1"]
         self.proc = subprocess.Popen(args, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                      preexec_fn=_die_with_parent)
         deadline = time.time() + 60
@@ -121,6 +127,13 @@ class LitecoinNode:
                 for _ in range(4):
                     node.call("generatetoaddress", 1, address)
             self.mine(101)
+            # Many confirmed coins in the hot wallet: payouts (which never spend unconfirmed change) can go out
+            # side by side between two blocks.
+            hot_wallet = self.rpc("hot")
+            split = {hot_wallet.call("getnewaddress", "split-%d" % i, "bech32"): "3" for i in range(60)}
+            txid = hot_wallet.call("sendmany", "", split)
+            self.rpc().call("sendrawtransaction", hot_wallet.call("gettransaction", txid)["hex"])
+            self.mine(1)
         return self
 
     def miner_address(self):

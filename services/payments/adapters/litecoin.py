@@ -64,7 +64,8 @@ class Adapter(ChainAdapter):
         self.wallet = self.node.with_path("/wallet/%s" % (self.settings.get("wallet") or "hot"))
         self.fee_rate = Decimal(str(self.settings.get("fee_rate") or 10))
         self.max_fee = Decimal(str(self.settings.get("max_fee") or "0.001"))
-        self.bump_after_seconds = float(self.settings.get("bump_after_seconds") or 600)
+        bump_after = self.settings.get("bump_after_seconds")
+        self.bump_after_seconds = float(600 if bump_after in (None, "") else bump_after)
 
     def _call(self, client, method, *params):
         try:
