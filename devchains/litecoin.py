@@ -127,12 +127,13 @@ class LitecoinNode:
                 for _ in range(4):
                     node.call("generatetoaddress", 1, address)
             self.mine(101)
-            # Many confirmed coins in the hot wallet: payouts (which never spend unconfirmed change) can go out
-            # side by side between two blocks.
-            hot_wallet = self.rpc("hot")
-            split = {hot_wallet.call("getnewaddress", "split-%d" % i, "bech32"): "3" for i in range(60)}
-            txid = hot_wallet.call("sendmany", "", split)
-            self.rpc().call("sendrawtransaction", hot_wallet.call("gettransaction", txid)["hex"])
+            # Many confirmed coins in each wallet: payouts and customer payments (which never spend unconfirmed
+            # change) can go out side by side between two blocks.
+            for name in ("hot", "demo"):
+                wallet = self.rpc(name)
+                split = {wallet.call("getnewaddress", "split-%d" % i, "bech32"): "3" for i in range(60)}
+                txid = wallet.call("sendmany", "", split)
+                self.rpc().call("sendrawtransaction", wallet.call("gettransaction", txid)["hex"])
             self.mine(1)
         return self
 
