@@ -80,10 +80,13 @@ class AnvilNode:
 
     # -- set-up ------------------------------------------------------------------------------------------------
     def keys(self):
-        """{hot, demo}: private keys (hex), generated once into keys_file."""
+        """{hot, demo, hd_mnemonic}: private keys (hex) and the seed of the per-order deposit addresses, generated
+        once into keys_file."""
         if not os.path.exists(self.keys_file):
             from eth_account import Account
+            Account.enable_unaudited_hdwallet_features()
             keys = {name: Account.create().key.hex() for name in ("hot", "demo")}
+            keys["hd_mnemonic"] = Account.create_with_mnemonic()[1]
             fd = os.open(self.keys_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
                 json.dump(keys, fh)
