@@ -18,13 +18,17 @@ export EXCHANGER_ADMIN_USER ?= admin
 GATEWAY_METRICS_DIR ?= $(CURDIR)/var/prometheus-gateway
 unexport PROMETHEUS_MULTIPROC_DIR
 
-# Local chains (docs/chains.md): a Litecoin regtest node run by the Procfile's `chains` process. The RPC password
+# Local chains (docs/chains.md): a Litecoin regtest node and anvil (EVM, the demo USDT) run by the Procfile's
+# `chains` process. The RPC password
 # is generated at the first `make run` into var/chains-secrets (kept out of the repository). Only `make run` turns
-# the rail on (LITECOIN_ENABLED); the end-to-end tests start their own node (tests/e2e/conftest.py).
+# the rails on (LITECOIN_ENABLED, EVM_ENABLED); the end-to-end tests start their own node (tests/e2e/conftest.py).
 export LITECOIN_RPC_PORT ?= 19443
 export LITECOIN_P2P_PORT ?= 19444
 export LITECOIN_RPC_USER ?= exchanger
 export CHAINS_DIR ?= $(CURDIR)/var/chains
+export EVM_RPC_PORT ?= 8545
+export EVM_KEYS_FILE ?= $(CURDIR)/var/chains/evm/evm-keys.json
+export EVM_TOKEN_FILE ?= $(CURDIR)/var/chains/evm/token-address
 export CHAINS_MINE_SECONDS ?= 5
 
 TEST_DATABASE_URL ?= postgresql://exchanger:exchanger@127.0.0.1:5432/exchanger_test
@@ -58,7 +62,7 @@ run: install services
 	fi
 	@export EXCHANGER_ADMIN_PASSWORD=$${EXCHANGER_ADMIN_PASSWORD:-$$(cat var/admin-password)}; \
 	  export LITECOIN_RPC_PASSWORD=$${LITECOIN_RPC_PASSWORD:-$$(cat var/chains-secrets)}; \
-	  export LITECOIN_ENABLED=$${LITECOIN_ENABLED:-true}; \
+	  export LITECOIN_ENABLED=$${LITECOIN_ENABLED:-true} EVM_ENABLED=$${EVM_ENABLED:-true}; \
 	  export GATEWAY_METRICS_DIR=$(GATEWAY_METRICS_DIR); \
 	  bash deploy/local/prepare.sh && \
 	  echo && echo "  Exchanger:      http://127.0.0.1:$(GATEWAY_PORT)/" && \
@@ -67,7 +71,8 @@ run: install services
 	  echo "  Metrics:        http://127.0.0.1:$(GATEWAY_PORT)/metrics, services :9101-:9104" && \
 	  echo "  Mail sent:      var/mail (local SMTP server on :8025)" && \
 	  echo "  Litecoin:       regtest node on :$(LITECOIN_RPC_PORT), data and wallets in $(CHAINS_DIR)/litecoin, RPC password in var/chains-secrets" && \
-	  echo "  Pay an order:   python -m devchains.send LTC <deposit address> <amount>" && \
+	  echo "  EVM (USDT):     anvil on :$(EVM_RPC_PORT), state in $(CHAINS_DIR)/evm, keys (made at first start) in $(EVM_KEYS_FILE)" && \
+	  echo "  Pay an order:   python -m devchains.send LTC|USDTERC20 <deposit address> <amount>" && \
 	  echo "  Admin sign-in:  $$EXCHANGER_ADMIN_USER / $$EXCHANGER_ADMIN_PASSWORD" && echo && \
 	  exec honcho start -f Procfile
 

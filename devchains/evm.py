@@ -9,6 +9,7 @@ unlocked development account deploys and mints only.
 """
 import json
 import os
+from decimal import Decimal
 import shutil
 import subprocess
 import time
@@ -143,3 +144,18 @@ class AnvilNode:
     def token_balance(self, token, address):
         data = "0x70a08231" + _address_word(address)      # balanceOf(address)
         return int(self.rpc().call("eth_call", {"to": token, "data": data}, "latest"), 16)
+
+    def send_token(self, wallet, address, amount):
+        """Pay `amount` USDT from a wallet of the keys file (the demo customer): the transaction's hash."""
+        from eth_account import Account
+        from eth_utils import to_checksum_address
+        sender = Account.from_key(self.keys()[wallet])
+        node = self.rpc()
+        units = int(Decimal(amount) * 10 ** DECIMALS)
+        tx = {"to": to_checksum_address(self.token_address()), "value": 0, "gas": 100000,
+              "maxFeePerGas": 2 * int(node.call("eth_gasPrice"), 16) + 10 ** 9, "maxPriorityFeePerGas": 10 ** 9,
+              "nonce": int(node.call("eth_getTransactionCount", sender.address, "pending"), 16),
+              "chainId": CHAIN_ID, "type": 2,
+              "data": "0xa9059cbb" + _address_word(address) + _word(units)}
+        raw = sender.sign_transaction(tx).raw_transaction.hex()
+        return node.call("eth_sendRawTransaction", raw if raw.startswith("0x") else "0x" + raw)

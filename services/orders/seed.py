@@ -33,6 +33,14 @@ LITECOIN_DIRECTIONS = [
 ]
 
 
+# The USDT-like ERC-20 on the local EVM chain (EVM_ENABLED): its own code, so the sandbox's USDT stays as it is.
+EVM = [("USDTERC20", "Tether USD (ERC-20, local chain)", 6, "USDT-HOT", D("0"), "evm")]
+EVM_DIRECTIONS = [
+    ("USDTERC20", "EUR", "auto", D("1"), D("0.92"), D("0.5"), D("5"), D("5000"), 30),
+    ("EUR", "USDTERC20", "auto", D("1"), D("1.07"), D("0.5"), D("5"), D("5000"), 30),
+]
+
+
 def _on(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -42,6 +50,8 @@ def seed(db=None):
     catalogue.add_missing(db, CURRENCIES, DIRECTIONS)
     if _on("LITECOIN_ENABLED"):
         catalogue.add_missing(db, LITECOIN, LITECOIN_DIRECTIONS)
+    if _on("EVM_ENABLED"):
+        catalogue.add_missing(db, EVM, EVM_DIRECTIONS)
     return db
 
 

@@ -21,6 +21,7 @@ TWILIO_PORT = PORT_BASE + 95
 REPORTING_PORT = PORT_BASE + 104
 ORDERS_METRICS_PORT = PORT_BASE + 1101
 LITECOIN_RPC_PORT = PORT_BASE + 300
+EVM_RPC_PORT = PORT_BASE + 310
 CHAINS_DIR = os.path.join(ROOT, "var", "e2e-chains")
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "e2e-admin-password"
@@ -157,6 +158,12 @@ def system_env(extra=None):
         "LITECOIN_RPC_PASSWORD": "e2e-litecoin-rpc",
         "LITECOIN_RPC_TIMEOUT_SECONDS": "1",
         "LITECOIN_CONFIRMATIONS": "3",
+        "EVM_ENABLED": "true",
+        "EVM_RPC_PORT": str(EVM_RPC_PORT),
+        "EVM_KEYS_FILE": os.path.join(CHAINS_DIR, "evm", "evm-keys.json"),
+        "EVM_TOKEN_FILE": os.path.join(CHAINS_DIR, "evm", "token-address"),
+        "EVM_RPC_TIMEOUT_SECONDS": "1",
+        "EVM_CONFIRMATIONS": "3",
         "CHAINS_DIR": CHAINS_DIR,
         "CHAINS_RESET": "1",
         "CHAINS_MINE_SECONDS": "0",

@@ -7,7 +7,8 @@
         currency: USDT
         rpc_url: http://127.0.0.1:8545        # unset: http://127.0.0.1:$EVM_RPC_PORT
         keys_file_env: EVM_KEYS_FILE           # a JSON file {hot: <private key>, hd_mnemonic: <words>}
-        token_env: EVM_TOKEN_ADDRESS           # the token's contract address
+        token_env: EVM_TOKEN_ADDRESS           # the token's contract address, or
+        token_file_env: EVM_TOKEN_FILE         # a file holding it (written by the chains process)
         decimals: 6
         confirmations: 3
         gas_limit: 100000
@@ -72,16 +73,25 @@ class Adapter(ChainAdapter):
             path = self.environ.get(self.settings.get("keys_file_env") or "EVM_KEYS_FILE")
             if not path:
                 raise ProviderError("no keys: set %s" % (self.settings.get("keys_file_env") or "EVM_KEYS_FILE"))
-            with open(path) as fh:
-                self._keys = json.load(fh)
+            try:
+                with open(path) as fh:
+                    self._keys = json.load(fh)
+            except OSError as exc:
+                raise ProviderError("keys file %s: %s" % (path, exc)) from exc
         return self._keys
 
     @property
     def token(self):
+        """The token's address: EVM_TOKEN_ADDRESS, or the file EVM_TOKEN_FILE names (the chains process writes it
+        when it deploys the demo token)."""
         address = self.settings.get("token") or self.environ.get(self.settings.get("token_env") or
                                                                  "EVM_TOKEN_ADDRESS")
+        path = self.environ.get(self.settings.get("token_file_env") or "EVM_TOKEN_FILE")
+        if not address and path and os.path.exists(path):
+            with open(path) as fh:
+                address = fh.read().strip()
         if not address:
-            raise ProviderError("no token address: set %s" % (self.settings.get("token_env") or "EVM_TOKEN_ADDRESS"))
+            raise ProviderError("no token address yet: set EVM_TOKEN_ADDRESS or EVM_TOKEN_FILE")
         return address.lower()
 
     def _hot(self):
@@ -176,7 +186,7 @@ class Adapter(ChainAdapter):
                         nonce = self.chain_store.take_nonce(cur, self.system, hot.address.lower(), chain_nonce)
                         raw, txid = self._sign(hot, to_account, amount, nonce, max_fee, tip)
                         row = self.chain_store.insert_tx(
-                            cur, idempotency_key, self.system, txid, raw, to_account.lower(), amount, self.currency,
+                            cur, idempotency_key, self.system, txid, raw, to_account, amount, self.currency,
                             Decimal(max_fee * self.gas_limit) / Decimal(10 ** 18), nonce=nonce)
                         if row is None:
                             # Another process signed this payout first: give the nonce back (our transaction
