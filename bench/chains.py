@@ -31,7 +31,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 
 import requests
 

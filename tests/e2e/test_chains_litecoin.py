@@ -15,7 +15,7 @@ from devchains.litecoin import LitecoinNode
 from libs.jsonrpc import RpcError, RpcUnavailable
 from tests.conftest import eventually
 from tests.e2e.conftest import CHAINS_DIR, LITECOIN_RPC_PORT
-from tests.e2e.test_payments_flow import new_order, order_payments, pay, status_is, wallet, balance
+from tests.e2e.test_payments_flow import balance, new_order, order_payments, pay, status_is
 
 pytestmark = pytest.mark.timeout(180)
 
