@@ -12,7 +12,8 @@ The Litecoin node is reached as `make run` starts it (LITECOIN_RPC_PORT, LITECOI
 LITECOIN_RPC_PASSWORD or var/chains-secrets). The bench mines a block every `--mine-seconds` itself (on top of the
 `chains` process's own interval), and notes the local time each height appears (polled every 20 ms).
 
-Phase 1 (detection): `--deposits` LTC->EUR auto orders, each paid from the demo wallet to its own address.
+Phase 1 (detection): `--deposits` LTC->EUR auto orders, each paid from the demo wallet to its own address at a
+random moment within `--spread` seconds.
 Detection of one = the time its order became `paid` (the order's history) minus the time the block that gave its
 deposit the required depth appeared on the node. Goal: at most one poll interval (PAYMENTS_POLL_SECONDS).
 Phase 2 (payouts): `--payouts` EUR->LTC auto orders, all paid at once at the sandbox, each to a fresh address of the
@@ -27,6 +28,7 @@ import argparse
 import datetime
 import json
 import os
+import random
 import sys
 import threading
 import time
@@ -150,7 +152,7 @@ class EvmChain:
         return counts
 
 
-def measure(chain, api, sandbox_account, pay_sandbox, n_deposits, n_payouts, mine_seconds):
+def measure(chain, api, sandbox_account, pay_sandbox, n_deposits, n_payouts, mine_seconds, spread):
     heights = Heights(chain, mine_seconds)
     heights.start()
     directions = api("GET", "/api/v1/directions").json()
@@ -170,9 +172,13 @@ def measure(chain, api, sandbox_account, pay_sandbox, n_deposits, n_payouts, min
     eur_recipient = sandbox_account("EUR")
     deposits = [create(to_eur, chain.deposit_amount, eur_recipient, i) for i in range(n_deposits)]
     txids = {}
+    addresses = {o["id"]: api("GET", "/api/v1/orders/%s/deposit" % o["token"]).json()["address"] for o in deposits}
+    # Paid at random moments over `spread` seconds, so the deposits reach their depth in many different blocks
+    # (and meet the poll timer in every phase), not all in one.
+    rng = random.Random(7)
     for order in deposits:
-        address = api("GET", "/api/v1/orders/%s/deposit" % order["token"]).json()["address"]
-        txids[order["id"]] = chain.pay(address, order["pay_to"]["amount"])
+        time.sleep(rng.uniform(0, 2 * spread / max(1, len(deposits))))
+        txids[order["id"]] = chain.pay(addresses[order["id"]], order["pay_to"]["amount"])
     required = api("GET", "/api/v1/orders/%s/deposit" % deposits[0]["token"]).json()["required_confirmations"]
     detect_ms, pending = [], {o["id"]: o for o in deposits}
     deadline = time.time() + 300
@@ -233,6 +239,7 @@ def main():
     parser.add_argument("--deposits", type=int, default=20)
     parser.add_argument("--payouts", type=int, default=30)
     parser.add_argument("--mine-seconds", type=float, default=2.0)
+    parser.add_argument("--spread", type=float, default=30.0, help="seconds over which the deposits are paid")
     args = parser.parse_args()
     http = requests.Session()
 
@@ -256,7 +263,7 @@ def main():
     result = {"poll_interval_s": float(os.environ.get("PAYMENTS_POLL_SECONDS", "2"))}
     for rail in [r.strip() for r in args.rails.split(",") if r.strip()]:
         result[rail] = measure(chains[rail](), api, sandbox_account, pay_sandbox, args.deposits, args.payouts,
-                               args.mine_seconds)
+                               args.mine_seconds, args.spread)
     rails = [v for k, v in result.items() if isinstance(v, dict)]
     result.update(detect_p99_ms=max(r["detect_p99_ms"] for r in rails),
                   payouts_per_s=min(r["payouts_per_s"] for r in rails),
