@@ -18,6 +18,19 @@ export EXCHANGER_ADMIN_USER ?= admin
 GATEWAY_METRICS_DIR ?= $(CURDIR)/var/prometheus-gateway
 unexport PROMETHEUS_MULTIPROC_DIR
 
+# Local chains (docs/chains.md): a Litecoin regtest node and anvil (EVM, the demo USDT) run by the Procfile's
+# `chains` process. The RPC password
+# is generated at the first `make run` into var/chains-secrets (kept out of the repository). Only `make run` turns
+# the rails on (LITECOIN_ENABLED, EVM_ENABLED); the end-to-end tests start their own node (tests/e2e/conftest.py).
+export LITECOIN_RPC_PORT ?= 19443
+export LITECOIN_P2P_PORT ?= 19444
+export LITECOIN_RPC_USER ?= exchanger
+export CHAINS_DIR ?= $(CURDIR)/var/chains
+export EVM_RPC_PORT ?= 8545
+export EVM_KEYS_FILE ?= $(CURDIR)/var/chains/evm/evm-keys.json
+export EVM_TOKEN_FILE ?= $(CURDIR)/var/chains/evm/token-address
+export CHAINS_MINE_SECONDS ?= 5
+
 TEST_DATABASE_URL ?= postgresql://exchanger:exchanger@127.0.0.1:5432/exchanger_test
 TEST_AMQP_URI ?= pyamqp://guest:guest@127.0.0.1:5672/exchanger_test
 PYTEST ?= $(PY) -m pytest -p no:cacheprovider
@@ -44,7 +57,12 @@ run: install services
 	@if [ -z "$$EXCHANGER_ADMIN_PASSWORD" ]; then \
 	  test -s var/admin-password || $(PY) -c "import secrets; print(secrets.token_urlsafe(12))" > var/admin-password; \
 	fi
+	@if [ -z "$$LITECOIN_RPC_PASSWORD" ]; then \
+	  test -s var/chains-secrets || $(PY) -c "import secrets; print(secrets.token_urlsafe(18))" > var/chains-secrets; \
+	fi
 	@export EXCHANGER_ADMIN_PASSWORD=$${EXCHANGER_ADMIN_PASSWORD:-$$(cat var/admin-password)}; \
+	  export LITECOIN_RPC_PASSWORD=$${LITECOIN_RPC_PASSWORD:-$$(cat var/chains-secrets)}; \
+	  export LITECOIN_ENABLED=$${LITECOIN_ENABLED:-true} EVM_ENABLED=$${EVM_ENABLED:-true}; \
 	  export GATEWAY_METRICS_DIR=$(GATEWAY_METRICS_DIR); \
 	  bash deploy/local/prepare.sh && \
 	  echo && echo "  Exchanger:      http://127.0.0.1:$(GATEWAY_PORT)/" && \
@@ -53,6 +71,9 @@ run: install services
 	  echo "  Metrics:        http://127.0.0.1:$(GATEWAY_PORT)/metrics, services :9101-:9105" && \
 	  echo "  Rate sources:   http://127.0.0.1:$${RATES_STANDIN_PORT:-8095}/_control (stand-in, recorded files)" && \
 	  echo "  Mail sent:      var/mail (local SMTP server on :8025)" && \
+	  echo "  Litecoin:       regtest node on :$(LITECOIN_RPC_PORT), data and wallets in $(CHAINS_DIR)/litecoin, RPC password in var/chains-secrets" && \
+	  echo "  EVM (USDT):     anvil on :$(EVM_RPC_PORT), state in $(CHAINS_DIR)/evm, keys (made at first start) in $(EVM_KEYS_FILE)" && \
+	  echo "  Pay an order:   python -m devchains.send LTC|USDTERC20 <deposit address> <amount>" && \
 	  echo "  Admin sign-in:  $$EXCHANGER_ADMIN_USER / $$EXCHANGER_ADMIN_PASSWORD" && echo && \
 	  exec honcho start -f Procfile
 

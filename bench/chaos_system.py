@@ -63,6 +63,10 @@ def build_env(database_url, amqp_uri, port_base, artifacts):
         "DEVSMTP_PORT": str(p["smtp"]),
         "DEVSMTP_MAILDIR": os.path.join(artifacts, "mail"),
         "TWILIO_BASE_URL": "http://127.0.0.1:%d" % p["twilio"],
+        # The chaos runs are about the sandbox's flows: no chain nodes (their ports and folder are the session
+        # system's, tests/e2e/conftest.py); the Procfile's `chains` process then only idles.
+        "LITECOIN_ENABLED": "false",
+        "EVM_ENABLED": "false",
     })
 
 

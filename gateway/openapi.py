@@ -71,6 +71,10 @@ def build_spec():
              "schema": {"type": "string", "maxLength": 100}}])})
     spec.path("/api/v1/orders/{token}", operations={"get": _op(
         "An order by its token", ok=("200", "Order"), errors=("404",), params=[TOKEN], tag="public")})
+    spec.path("/api/v1/orders/{token}/deposit", operations={"get": _op(
+        "A chain-paid order's own deposit address and the transfers seen on it with their confirmations "
+        "(docs/chains.md); 404 for an order not paid on a chain", ok=("200", None), errors=("404",),
+        params=[TOKEN], tag="public")})
     spec.path("/api/v1/orders/{token}/paid", operations={"post": _op(
         "The customer says they have paid (manual directions)", "Empty", ("200", "Order"),
         ("400", "404", "409", "422"), params=[TOKEN], tag="public")})

@@ -67,3 +67,19 @@ if command -v rabbitmqctl >/dev/null 2>&1; then
     fi
   done
 fi
+
+# --- Local chains (docs/chains.md) -----------------------------------------------------------------------
+# Litecoin Core from Debian's packages (run as the real binary /usr/lib/litecoin/litecoind with its own -datadir by
+# `python -m devchains`); anvil and solc from the npm registry, installed into deploy/local/node from its lock file.
+if [ ! -x /usr/lib/litecoin/litecoind ]; then
+  echo "installing litecoind..."; apt_install litecoind
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  echo "installing node and npm..."; apt_install nodejs npm
+fi
+NODE_DIR="$(dirname "$0")/node"
+if [ ! -x "$NODE_DIR/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil" ] || [ ! -d "$NODE_DIR/node_modules/solc" ]; then
+  echo "installing anvil and solc (npm)..."
+  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+echo "litecoind, anvil and solc are installed."

@@ -77,6 +77,26 @@ def get_order(token):
     return jsonify(rpc.service("orders").get_order_by_token(token))
 
 
+CHAIN_SYSTEMS = ("litecoin", "evm")
+
+
+def order_deposit(order):
+    """The chain deposit of an order paid in a chain currency (docs/chains.md): its own address and the transfers
+    seen on it with their confirmations; None for other orders."""
+    if order["pay_to"]["system"] not in CHAIN_SYSTEMS:
+        return None
+    return rpc.service("payments").order_deposit(order["id"], order["reference"], order["pay_to"]["system"])
+
+
+@bp.get("/orders/<token>/deposit")
+def get_order_deposit(token):
+    _check_token(token)
+    deposit = order_deposit(rpc.service("orders").get_order_by_token(token))
+    if deposit is None:
+        raise ApiError(404, "not_found", "this order is not paid on a chain")
+    return jsonify(deposit)
+
+
 @bp.post("/orders/<token>/paid")
 def claim_paid(token):
     _check_token(token)

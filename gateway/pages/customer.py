@@ -4,6 +4,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
+from gateway.api.public import CHAIN_SYSTEMS
 from gateway.pages import internal
 from libs.contracts.orders import STATUSES, available_actions
 from gateway.pages.i18n import current_language, translator
@@ -87,7 +88,12 @@ def _render_order(order, message=None, status=200):
         sandbox = "%s/?%s" % (current_app.config["SANDBOX_PUBLIC_URL"].rstrip("/"), urlencode({
             "to_account": order["pay_to"]["account"], "amount": order["pay_to"]["amount"],
             "reference": order["pay_to"]["reference"]}))
-    return render_template("order.html", order=order, sandbox_url=sandbox, message=message,
+    deposit = None
+    if order["pay_to"]["system"] in CHAIN_SYSTEMS:
+        # A chain order: its own address (no reference to type) and the confirmations of what arrived on it.
+        found = internal.call("GET", "/api/v1/orders/%s/deposit" % order["token"])
+        deposit = found.data if found.ok else {"unavailable": True}
+    return render_template("order.html", order=order, sandbox_url=sandbox, message=message, deposit=deposit,
                            status_texts={s: t("st_" + s) for s in STATUSES},
                            lang_switch=url_for("customer.order_page", token=order["token"],
                                                lang="ru" if lang == "en" else "en")), status

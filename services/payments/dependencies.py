@@ -26,7 +26,8 @@ from services.payments.matching import Matching
 from services.payments.payouts import OrderPayouts, WithdrawalPayouts
 from services.payments.poller import Poller
 from services.payments.schemas import payment_to_wire, payout_to_wire
-from services.payments.store import PaymentStore
+from services.payments.store import ChainStore, PaymentStore
+from services.payments.chains import ChainFollower
 
 
 # -- configuration -------------------------------------------------------------------------------------------------
@@ -38,6 +39,9 @@ def configured_accounts(cfg, environ=os.environ):
     if isinstance(accounts, str):
         accounts = json.loads(accounts)
     systems = cfg.get("PAYMENT_SYSTEMS") or {}
+    # The accounts of a payment system switched off (`enabled: false`, e.g. a chain whose node is not run here)
+    # are not polled.
+    accounts = [acc for acc in accounts if acc.get("system") not in systems or enabled(systems[acc["system"]])]
     for acc in accounts:
         missing = [k for k in ("system", "account", "currency") if not acc.get(k)]
         if missing:
@@ -48,9 +52,24 @@ def configured_accounts(cfg, environ=os.environ):
     return accounts
 
 
+def enabled(settings):
+    value = (settings or {}).get("enabled", True)
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "no", "off")
+    return bool(value)
+
+
 def build_adapters(cfg):
     systems = cfg.get("PAYMENT_SYSTEMS") or {}
-    return {name: adapters_mod.build(name, settings) for name, settings in systems.items()}
+    return {name: adapters_mod.build(name, settings) for name, settings in systems.items() if enabled(settings)}
+
+
+def bind_chains(adapters, db):
+    """Chain adapters keep their signed transactions and deposit addresses in the payments schema (docs/chains.md):
+    hand them the store (the container's one pool; binding again is harmless)."""
+    for adapter in adapters.values():
+        if getattr(adapter, "follows_chain", False):
+            adapter.bind(ChainStore(db))
 
 
 def reconcile_after_seconds(cfg, adapters):
@@ -92,6 +111,20 @@ class Incoming:
 
     def order_payments(self, order_id):
         return self.store.order_payments(int(order_id))
+
+    def order_deposit(self, order_id, reference, system):
+        """The order's deposit address on a chain (made at the first ask) and the deposits seen on it with their
+        confirmations (docs/chains.md): what the order page shows the customer."""
+        adapter = self.poller.adapters.get(system)
+        if not getattr(adapter, "follows_chain", False):
+            raise errors.ValidationFailed("%s is not a chain" % system, {"system": ["not a chain"]})
+        chain_store = ChainStore(self.db)
+        row = chain_store.deposit_address(int(order_id))
+        if row is None:
+            address, derivation = adapter.new_deposit_address(int(order_id), reference)
+            row = chain_store.insert_deposit_address(int(order_id), system, address, reference, derivation)
+        return domain.deposit_to_wire(row, chain_store.order_deposits(int(order_id)), adapter.confirmations,
+                                      adapter.network_fee_estimate())
 
     def payment_rejected(self, payload, consumer):
         """orders could not take a payment we matched: back to the unmatched list, with the inbox record."""
@@ -232,6 +265,7 @@ class PaymentsDependency(ServiceDependency):
 
 class IncomingDependency(PaymentsDependency):
     def build(self, db, cfg):
+        bind_chains(self.adapters, db)
         poll_matching = matching(db, cfg)
         poller = Poller(poll_matching, self.adapters, configured_accounts(cfg),
                         poll_seconds=float(cfg.get("POLL_SECONDS", 2.0)),
@@ -239,12 +273,14 @@ class IncomingDependency(PaymentsDependency):
                         overlap_polls=int(cfg.get("OVERLAP_POLLS", 2)),
                         page_limit=int(cfg.get("POLL_PAGE_LIMIT", 500)),
                         max_pages=int(cfg.get("POLL_MAX_PAGES", 20)),
-                        balance_refresh_seconds=float(cfg.get("BALANCE_REFRESH_SECONDS", 60)))
+                        balance_refresh_seconds=float(cfg.get("BALANCE_REFRESH_SECONDS", 60)),
+                        chain_follower=ChainFollower(poll_matching, ChainStore(db)))
         return Incoming(poller, poll_matching)
 
 
 class PayoutsDependency(PaymentsDependency):
     def build(self, db, cfg):
+        bind_chains(self.adapters, db)
         store = PaymentStore(db)
         return Payouts(store, order_payouts(store, self.adapters, cfg),
                        WithdrawalPayouts(store, self.adapters,
@@ -253,6 +289,7 @@ class PayoutsDependency(PaymentsDependency):
 
 class OrderCopiesDependency(PaymentsDependency):
     def build(self, db, cfg):
+        bind_chains(self.adapters, db)
         copies_matching = matching(db, cfg)
         return OrderCopies(copies_matching, order_payouts(copies_matching.store, self.adapters, cfg))
 
@@ -364,6 +401,7 @@ class StuckWork:
 
 class StuckWorkDependency(PaymentsDependency):
     def build(self, db, cfg):
+        bind_chains(self.adapters, db)
         store = PaymentStore(db)
         reconcile_after = reconcile_after_seconds(cfg, self.adapters)
         return StuckWork(store, order_payouts(store, self.adapters, cfg),

@@ -158,3 +158,19 @@ def stuck_payments_work(orders_in_payout, matched_payments, sending_payouts, aft
                     row["id"], row["order_id"], row["sends"], row["checks"],
                     ": %s" % row["error"] if row.get("error") else "")))
     return items
+
+
+def deposit_to_wire(address_row, deposits, required, network_fee=None):
+    """An order's chain deposit as the order page shows it: where to pay, and each transfer seen with its depth
+    (docs/chains.md). `network_fee`: what one payout costs in the chain's coin now (None when not known)."""
+    return {
+        "system": address_row["system"],
+        "address": address_row["address"],
+        "required_confirmations": required,
+        "network_fee_estimate": money.to_str(network_fee) if network_fee is not None else None,
+        "deposits": [{
+            "txid": d["txid"], "index": d["output_index"], "amount": money.to_str(d["amount"]),
+            "currency": d["currency"], "confirmations": max(0, d["confirmations"]) if d["block_height"] else 0,
+            "required": d["required"], "status": d["status"], "block_height": d["block_height"],
+        } for d in deposits],
+    }

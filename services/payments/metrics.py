@@ -37,3 +37,9 @@ def set_last_ok(account, unix_time):
         _last_ok[account] = unix_time
     if new:
         POLL_AGE.labels(account).set_function(lambda a=account: time.time() - _last_ok.get(a, 0))
+
+# Chain rails (docs/chains.md). Alert on any increase of exchanger_chain_deposits_total{outcome="reversed"}: a
+# deposit credited at its required depth was taken out of the chain by a reorganisation.
+CHAIN_REORGS = Counter("exchanger_chain_reorgs_total", "Reorganisations the chain follower rolled back", ["system"])
+CHAIN_DEPOSITS = Counter("exchanger_chain_deposits_total", "Chain deposits by what happened to them",
+                         ["system", "outcome"])

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 class Poller:
     def __init__(self, matching, adapters, accounts, poll_seconds=2.0, concurrency=20, overlap_polls=2,
-                 page_limit=500, max_pages=20, balance_refresh_seconds=60.0):
+                 page_limit=500, max_pages=20, balance_refresh_seconds=60.0, chain_follower=None):
         self.matching = matching
         self.db = matching.db
         self.store = matching.store
@@ -45,6 +45,8 @@ class Poller:
         self.max_pages = max(1, int(max_pages))
         self.balance_refresh_seconds = float(balance_refresh_seconds)
         self.account_ids = None
+        # Chain accounts (adapters with follows_chain) are read block by block (chains.py), not by pages.
+        self.chain_follower = chain_follower
 
     def _lock_key(self, account_id):
         # Text key hashed by PostgreSQL: several schemas (test copies) in one database never share a lock.
@@ -112,6 +114,8 @@ class Poller:
         if account["fresh"] and not force:
             return "fresh"  # another instance polled it between our listing and our lock
         adapter = self.adapters[account["system"]]
+        if getattr(adapter, "follows_chain", False):
+            return self._follow_chain(conn, cur, account, adapter)
         log_ = list(account["cursor_log"] or [])
         read_from = log_[0] if log_ else account["cursor"]
         cursor = account["cursor"]
@@ -150,6 +154,20 @@ class Poller:
         if seen:
             log.debug("polled %s: %d entries in %.0f ms", account["account"], seen,
                       (time.monotonic() - started) * 1000)
+        return "ok"
+
+    def _follow_chain(self, conn, cur, account, adapter):
+        try:
+            seen = self.chain_follower.follow(conn, cur, account, adapter)
+        except ProviderError as exc:
+            conn.rollback()
+            self.store.record_poll_error(cur, account["id"], str(exc))
+            conn.commit()
+            metrics.POLLS.labels(account["account"], "provider_error").inc()
+            log.warning("following %s: %s", account["system"], exc)
+            return "provider_error"
+        metrics.POLLS.labels(account["account"], "ok").inc()
+        self._maybe_refresh_balance(conn, cur, adapter, account, seen)
         return "ok"
 
     def _read(self, adapter, account, read_from):

@@ -80,6 +80,10 @@ class PaymentsService:
         return self.incoming.order_payments(order_id)
 
     @rpc(expected_exceptions=expected)
+    def order_deposit(self, order_id, reference, system):
+        return self.incoming.order_deposit(order_id, reference, system)
+
+    @rpc(expected_exceptions=expected)
     def resolve_payout(self, payout_id, outcome, note, actor):
         return self.payouts.resolve(payout_id, outcome, note, actor)
 

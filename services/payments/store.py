@@ -457,3 +457,152 @@ class PaymentStore:
         # a payout resolved by hand also alerts every admin (libs/contracts/security.py)
         write_audit(cur, actor, action, outcome, detail, alert_source=events.PAYMENTS, payment_id=payment_id,
                     payout_id=payout_id, order_id=order_id)
+
+
+class ChainStore:
+    """SQL of the chain rails (docs/chains.md): deposit addresses, the followed blocks, deposits and their depth,
+    signed payout transactions and EVM nonces. Methods taking `cur` run in the caller's transaction."""
+
+    def __init__(self, db):
+        self.db = db
+
+    # -- deposit addresses --------------------------------------------------------------------------------------
+    def deposit_address(self, order_id):
+        return self.db.fetchone("SELECT * FROM chain_addresses WHERE order_id = %s", (order_id,))
+
+    def insert_deposit_address(self, order_id, system, address, reference, derivation=None):
+        """The order's address; the one stored first wins (two callers may race)."""
+        with self.db.transaction() as cur:
+            cur.execute("INSERT INTO chain_addresses (order_id, system, address, reference, derivation) "
+                        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (order_id) DO NOTHING",
+                        (order_id, system, address, reference, derivation))
+            cur.execute("SELECT * FROM chain_addresses WHERE order_id = %s", (order_id,))
+            return cur.fetchone()
+
+    @staticmethod
+    def addresses(cur, system, addresses):
+        """{address: row} of the given addresses that are deposit addresses of `system`."""
+        cur.execute("SELECT * FROM chain_addresses WHERE system = %s AND address = ANY(%s)",
+                    (system, list(addresses)))
+        return {r["address"]: r for r in cur.fetchall()}
+
+    @staticmethod
+    def all_addresses(cur, system):
+        cur.execute("SELECT * FROM chain_addresses WHERE system = %s", (system,))
+        return {r["address"]: r for r in cur.fetchall()}
+
+    # -- followed blocks ------------------------------------------------------------------------------------------
+    @staticmethod
+    def tip(cur, system):
+        cur.execute("SELECT height, hash FROM chain_blocks WHERE system = %s ORDER BY height DESC LIMIT 1",
+                    (system,))
+        return cur.fetchone()
+
+    @staticmethod
+    def block_hash(cur, system, height):
+        cur.execute("SELECT hash FROM chain_blocks WHERE system = %s AND height = %s", (system, height))
+        row = cur.fetchone()
+        return row["hash"] if row else None
+
+    @staticmethod
+    def record_block(cur, system, height, block_hash, keep=500):
+        cur.execute("INSERT INTO chain_blocks (system, height, hash) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (system, height) DO UPDATE SET hash = EXCLUDED.hash", (system, height, block_hash))
+        cur.execute("DELETE FROM chain_blocks WHERE system = %s AND height < %s", (system, height - keep))
+
+    @staticmethod
+    def roll_back(cur, system, fork_height):
+        """Forget the blocks above the fork; deposits in them lose their block (read again by the rescan).
+        Returns the deposits that lost their block."""
+        cur.execute("DELETE FROM chain_blocks WHERE system = %s AND height > %s", (system, fork_height))
+        cur.execute("UPDATE chain_deposits SET block_height = NULL, block_hash = NULL, confirmations = 0, "
+                    "updated_at = now() WHERE system = %s AND block_height > %s RETURNING *", (system, fork_height))
+        return cur.fetchall()
+
+    # -- deposits ---------------------------------------------------------------------------------------------------
+    @staticmethod
+    def upsert_deposit(cur, system, txid, index, address_row, amount, currency, height, block_hash, mined_at,
+                       required):
+        """A transfer to a deposit address found in block `height`: new, or back in a block after a reorg
+        (a `removed` deposit found again is confirming again; a `reversed` one stays reversed for the operator)."""
+        cur.execute(
+            """INSERT INTO chain_deposits (system, txid, output_index, address, order_id, reference, amount, currency,
+                   block_height, block_hash, mined_at, required)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (system, txid, output_index) DO UPDATE SET block_height = EXCLUDED.block_height,
+                   block_hash = EXCLUDED.block_hash, mined_at = EXCLUDED.mined_at, updated_at = now(),
+                   status = CASE WHEN chain_deposits.status = 'removed' THEN 'confirming'
+                                 ELSE chain_deposits.status END
+               RETURNING *""",
+            (system, txid, index, address_row["address"], address_row["order_id"], address_row["reference"],
+             amount, currency, height, block_hash, mined_at, required))
+        return cur.fetchone()
+
+    @staticmethod
+    def set_confirmations(cur, system, tip_height):
+        cur.execute("UPDATE chain_deposits SET confirmations = %s - block_height + 1 "
+                    "WHERE system = %s AND block_height IS NOT NULL AND status IN ('confirming', 'credited') "
+                    "AND confirmations <> %s - block_height + 1", (tip_height, system, tip_height))
+
+    @staticmethod
+    def deposits_at_depth(cur, system):
+        cur.execute("SELECT * FROM chain_deposits WHERE system = %s AND status = 'confirming' "
+                    "AND block_height IS NOT NULL AND confirmations >= required ORDER BY id FOR UPDATE",
+                    (system,))
+        return cur.fetchall()
+
+    @staticmethod
+    def mark_credited(cur, deposit_id, payment_id):
+        cur.execute("UPDATE chain_deposits SET status = 'credited', payment_id = %s, credited_at = now(), "
+                    "updated_at = now() WHERE id = %s", (payment_id, deposit_id))
+
+    @staticmethod
+    def orphaned_deposits(cur, system):
+        """Deposits that lost their block and were not found again by the rescan."""
+        cur.execute("SELECT * FROM chain_deposits WHERE system = %s AND block_height IS NULL "
+                    "AND status IN ('confirming', 'credited') FOR UPDATE", (system,))
+        return cur.fetchall()
+
+    @staticmethod
+    def set_deposit_status(cur, deposit_id, status):
+        cur.execute("UPDATE chain_deposits SET status = %s, updated_at = now() WHERE id = %s", (status, deposit_id))
+
+    def order_deposits(self, order_id):
+        return self.db.fetchall("SELECT * FROM chain_deposits WHERE order_id = %s ORDER BY id", (order_id,))
+
+    # -- signed payout transactions ----------------------------------------------------------------------------
+    def txs_for_key(self, key):
+        return self.db.fetchall("SELECT * FROM chain_txs WHERE idempotency_key = %s ORDER BY id", (key,))
+
+    @staticmethod
+    def insert_tx(cur, key, system, txid, raw, to_address, amount, currency, fee, nonce=None, replaces=None):
+        """Commit a signed transaction before it is broadcast. None when the key already has its first one
+        (another process signed it first: that one is used, this one never leaves the process)."""
+        cur.execute(
+            """INSERT INTO chain_txs (idempotency_key, system, txid, raw, to_address, amount, currency, fee, nonce,
+                   replaces) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING *""",
+            (key, system, txid, raw, to_address, amount, currency, fee, nonce, replaces))
+        return cur.fetchone()
+
+    def note_broadcast(self, tx_id, error=None):
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE chain_txs SET broadcasts = broadcasts + 1, last_broadcast_at = now(), "
+                        "last_error = %s WHERE id = %s", (error, tx_id))
+
+    def note_confirmations(self, tx_id, confirmations):
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE chain_txs SET confirmations = %s WHERE id = %s AND confirmations <> %s",
+                        (confirmations, tx_id, confirmations))
+
+    @staticmethod
+    def take_nonce(cur, system, address, chain_nonce):
+        """The sender's next nonce, under the row's lock (held until the caller commits): the larger of ours and
+        the chain's pending count, so a nonce used outside us is never reused."""
+        cur.execute("INSERT INTO chain_nonces (system, address, next_nonce) VALUES (%s, %s, %s) "
+                    "ON CONFLICT DO NOTHING", (system, address, chain_nonce))
+        cur.execute("SELECT next_nonce FROM chain_nonces WHERE system = %s AND address = %s FOR UPDATE",
+                    (system, address))
+        nonce = max(cur.fetchone()["next_nonce"], int(chain_nonce))
+        cur.execute("UPDATE chain_nonces SET next_nonce = %s WHERE system = %s AND address = %s",
+                    (nonce + 1, system, address))
+        return nonce

@@ -21,6 +21,9 @@ TWILIO_PORT = PORT_BASE + 95
 REPORTING_PORT = PORT_BASE + 104
 RATES_STANDIN_PORT = PORT_BASE + 97
 ORDERS_METRICS_PORT = PORT_BASE + 1101
+LITECOIN_RPC_PORT = PORT_BASE + 300
+EVM_RPC_PORT = PORT_BASE + 310
+CHAINS_DIR = os.path.join(ROOT, "var", "e2e-chains")
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "e2e-admin-password"
 
@@ -164,6 +167,23 @@ def system_env(extra=None):
         "PAYMENTS_RECONCILE_SECONDS": "0.5",
         "PAYMENTS_RECONCILE_AFTER_SECONDS": "1",
         "PAYMENTS_BALANCE_REFRESH_SECONDS": "5",
+        # chains (docs/chains.md): a fresh Litecoin regtest node of the suite's own; blocks only when a test mines
+        "LITECOIN_ENABLED": "true",
+        "LITECOIN_RPC_PORT": str(LITECOIN_RPC_PORT),
+        "LITECOIN_P2P_PORT": str(LITECOIN_RPC_PORT + 1),
+        "LITECOIN_RPC_USER": "e2e",
+        "LITECOIN_RPC_PASSWORD": "e2e-litecoin-rpc",
+        "LITECOIN_RPC_TIMEOUT_SECONDS": "1",
+        "LITECOIN_CONFIRMATIONS": "3",
+        "EVM_ENABLED": "true",
+        "EVM_RPC_PORT": str(EVM_RPC_PORT),
+        "EVM_KEYS_FILE": os.path.join(CHAINS_DIR, "evm", "evm-keys.json"),
+        "EVM_TOKEN_FILE": os.path.join(CHAINS_DIR, "evm", "token-address"),
+        "EVM_RPC_TIMEOUT_SECONDS": "1",
+        "EVM_CONFIRMATIONS": "3",
+        "CHAINS_DIR": CHAINS_DIR,
+        "CHAINS_RESET": "1",
+        "CHAINS_MINE_SECONDS": "0",
         # notifier: the dev SMTP server of the Procfile on a test port, mail kept in a folder the tests read;
         # Twilio configured against the stand-in the notifier tests start (tests/interface/notifier/)
         "SMTP_URL": "smtp://127.0.0.1:%d" % SMTP_PORT,

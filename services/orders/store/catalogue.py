@@ -211,14 +211,14 @@ def update_currency(db, code, values, actor):
 
 
 def add_missing(db, currencies, directions):
-    """Currencies (code, name, precision, sandbox account, reserve) and directions (currency_in, currency_out,
+    """Currencies (code, name, precision, account, reserve[, payment system: sandbox when absent]) and directions (currency_in, currency_out,
     exchange_type, rate_in, rate_out, fee, min, max, window minutes) that do not exist yet: the demo data."""
     with db.transaction() as cur:
-        for code, name, precision, account, reserve in currencies:
+        for code, name, precision, account, reserve, *system in currencies:
             cur.execute(
                 "INSERT INTO currencies (code, name, precision, payment_system, account, reserve) "
-                "VALUES (%s, %s, %s, 'sandbox', %s, %s) ON CONFLICT (code) DO NOTHING",
-                (code, name, precision, account, reserve))
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (code) DO NOTHING",
+                (code, name, precision, system[0] if system else "sandbox", account, reserve))
         for cin, cout, kind, rate_in, rate_out, fee, lo, hi, window in directions:
             cur.execute(
                 "INSERT INTO directions (currency_in, currency_out, exchange_type, rate_in, rate_out, fee, "

@@ -65,3 +65,52 @@ class PaymentSystemAdapter:
 
     def close(self):
         pass
+
+
+# One transfer to one of our deposit addresses found in a block: the transaction, the output (Litecoin: vout;
+# EVM: log index), the address, the amount in the currency.
+ChainTransfer = collections.namedtuple("ChainTransfer", "txid index address amount")
+
+
+class ChainAdapter(PaymentSystemAdapter):
+    """A chain rail (docs/chains.md). Instead of `list_incoming` the poller's chain follower (chains.py) reads
+    blocks by height and hash; payouts are signed first, committed with their hash and raw bytes (the bound
+    ChainStore), and only then broadcast, so a crash anywhere is recovered by broadcasting the same bytes.
+
+    Settings common to chains: `confirmations` (the depth at which a deposit is credited and a payout completed),
+    `currency`."""
+
+    follows_chain = True
+
+    def __init__(self, system, settings, environ=None):
+        super().__init__(system, settings, environ)
+        self.confirmations = max(1, int(self.settings.get("confirmations") or 3))
+        self.currency = self.settings.get("currency")
+        self.chain_store = None
+
+    def bind(self, chain_store):
+        """The store of signed transactions and deposit addresses (payments.chain_*), given at wiring time."""
+        self.chain_store = chain_store
+
+    def list_incoming(self, account, cursor, limit=500):
+        raise ProviderError("a chain is followed by blocks (services/payments/chains.py), not by history pages")
+
+    # -- reading the chain -------------------------------------------------------------------------------------
+    def tip_height(self):
+        raise NotImplementedError
+
+    def block_hash(self, height):
+        """The hash of the block at `height` on the node's best chain (None above the tip)."""
+        raise NotImplementedError
+
+    def block_transfers(self, height, block_hash, addresses):
+        """(block time, [ChainTransfer]) of the transfers in the block to any of `addresses`."""
+        raise NotImplementedError
+
+    def new_deposit_address(self, order_id, reference):
+        """(address, derivation) for an order's deposits."""
+        raise NotImplementedError
+
+    def network_fee_estimate(self):
+        """What one payout costs in network fees now (the chain's coin), for quotes and statistics."""
+        return None
