@@ -1,10 +1,13 @@
 """Staff administration: `python -m gateway.cli create-staff NAME --role operator` (asks for the password),
-`python -m gateway.cli ensure-admin` (the first admin from EXCHANGER_ADMIN_USER / EXCHANGER_ADMIN_PASSWORD)."""
+`python -m gateway.cli ensure-admin` (the first admin from EXCHANGER_ADMIN_USER / EXCHANGER_ADMIN_PASSWORD),
+`python -m gateway.cli unlock NAME [--address IP]` (lift a sign-in lock: docs/security.md, "Throttles and lockout")."""
 import argparse
 import getpass
 import os
 import sys
 
+from gateway import config as gateway_config
+from gateway.security.lockout import Lockout
 from gateway.security.staff import ROLES, StaffStore
 from libs.db import Database
 
@@ -17,8 +20,19 @@ def main(argv=None):
     create.add_argument("--role", choices=ROLES, default="operator")
     create.add_argument("--password-env", help="read the password from this environment variable")
     sub.add_parser("ensure-admin", help="create the first admin from the environment if missing")
+    unlock = sub.add_parser("unlock", help="lift the sign-in locks and counters of a username")
+    unlock.add_argument("username")
+    unlock.add_argument("--address", help="only those of this client address")
     args = parser.parse_args(argv)
-    store = StaffStore(Database(schema="gateway", maxconn=1, application_name="gateway-cli"))
+    database = Database(schema="gateway", maxconn=1, application_name="gateway-cli")
+    store = StaffStore(database)
+    if args.command == "unlock":
+        removed = Lockout(database, gateway_config.from_env()).unlock(args.username, args.address)
+        store.audit("cli", "staff_unlock", detail={"staff": args.username.lower(), "address": args.address,
+                                                   "counters_removed": removed})
+        print("unlocked %s%s (%d counters removed)" % (
+            args.username, " from %s" % args.address if args.address else "", removed))
+        return 0
     if args.command == "create-staff":
         password = os.environ.get(args.password_env) if args.password_env else getpass.getpass("password: ")
         try:

@@ -25,9 +25,13 @@ def from_env():
         # Roles that must enrol TOTP at first sign-in (admins always do; per-account flag for the others).
         "TOTP_REQUIRED_ROLES": [r for r in config.env("GATEWAY_TOTP_REQUIRED_ROLES", "admin").split(",") if r],
         "TOTP_ISSUER": config.env("GATEWAY_TOTP_ISSUER", "Exchanger"),
+        # Sign-in lockout (gateway/security/lockout.py, docs/security.md): attempts per username and address, and
+        # per username from addresses it never signed in from; each lock in a row lasts twice the one before.
         "LOCKOUT_THRESHOLD": config.env_int("GATEWAY_LOCKOUT_THRESHOLD", 5),
+        "LOCKOUT_USER_THRESHOLD": config.env_int("GATEWAY_LOCKOUT_USER_THRESHOLD", 20),
         "LOCKOUT_WINDOW_MINUTES": config.env_float("GATEWAY_LOCKOUT_WINDOW_MINUTES", 15.0),
         "LOCKOUT_MINUTES": config.env_float("GATEWAY_LOCKOUT_MINUTES", 15.0),
+        "LOCKOUT_MAX_MINUTES": config.env_float("GATEWAY_LOCKOUT_MAX_MINUTES", 24 * 60.0),
         # flask-limiter limits on failed sign-ins: per address and username, and per address alone (credential stuffing).
         "LOGIN_RATE_LIMIT": config.env("GATEWAY_LOGIN_RATE_LIMIT", "10 per minute"),
         "LOGIN_RATE_LIMIT_IP": config.env("GATEWAY_LOGIN_RATE_LIMIT_IP", "100 per minute"),
