@@ -80,8 +80,9 @@ class Lockout:
         """Count one attempt at `username` from `ip`; raises Refused (not to be evaluated) when over a limit."""
         name = username.lower()[:64]
         refused = None
+        keys = self._keys(name, ip, self.known_address(name, ip))  # before taking the transaction's connection
         with self.db.transaction() as cur:
-            for key, kind in self._keys(name, ip, self.known_address(name, ip)):
+            for key, kind in keys:
                 cur.execute(_ADMIT, {"key": key, "username": name, "window": self.window})
                 row = cur.fetchone()
                 if row["locked_until"] is not None:
@@ -96,8 +97,9 @@ class Lockout:
         """An evaluated attempt failed: lock the keys whose threshold it used up. Returns the lock's end or None."""
         name = username.lower()[:64]
         until = None
+        keys = self._keys(name, ip, self.known_address(name, ip))
         with self.db.transaction() as cur:
-            for key, kind in self._keys(name, ip, self.known_address(name, ip)):
+            for key, kind in keys:
                 cur.execute(_LOCK, {"key": key, "threshold": self._threshold(kind), "base": self.base_seconds,
                                     "cap": self.cap_seconds})
                 row = cur.fetchone()

@@ -1,8 +1,9 @@
 """The gateway's security stores against real PostgreSQL: server-side sessions (idle, absolute, revoke),
 lockout, the rate-limit storage shared by workers, TOTP enrolment and single use, and alert delivery."""
-import concurrent.futures
 import datetime
 import secrets
+
+import eventlet
 
 import pyotp
 import pytest
@@ -99,13 +100,15 @@ def test_spraying_from_many_addresses_locks_new_addresses_not_a_known_one(db, st
 
 
 def test_parallel_attempts_evaluate_at_most_the_threshold(migrated_database):
-    """40 attempts at once from 8 connections: the count comes before the evaluation, in one statement."""
+    """40 attempts at once over 8 connections: the count comes before the evaluation, in one statement."""
     pool = Database(url=migrated_database, schema="gateway", maxconn=8)
     locks = Lockout(pool, CFG)
     name = "racer-%s" % secrets.token_hex(3)
-    with concurrent.futures.ThreadPoolExecutor(8) as ex:
-        outcomes = list(ex.map(lambda _: _evaluate(locks, name, "3.3.3.3"), range(40)))
-    pool.close()
+    try:
+        # green threads: interface tests run under eventlet, which makes psycopg2 wait cooperatively
+        outcomes = list(eventlet.GreenPool(8).imap(lambda _: _evaluate(locks, name, "3.3.3.3"), range(40)))
+    finally:
+        pool.close()
     assert outcomes.count("evaluated") == CFG["LOCKOUT_THRESHOLD"], outcomes
 
 
