@@ -3,10 +3,12 @@ import logging
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway import config as gateway_config
 from gateway import errors, metrics, pages, security
 from gateway.security.staff import StaffStore
+from libs import config as libs_config
 from libs.db import Database
 
 
@@ -21,6 +23,13 @@ def create_app(config=None):
     if config:
         app.config.update(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s gateway %(name)s: %(message)s")
+    libs_config.refuse_unsafe_production("gateway")
+    hops = app.config["TRUSTED_PROXIES"]
+    if hops:
+        # Behind `hops` reverse proxies: the client's address, scheme and host are the ones the proxies saw
+        # (X-Forwarded-For/-Proto/-Host/-Port, each trusted that many entries deep). Without it every client has
+        # the proxy's address (README, "HTTPS and reverse proxies").
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
 
     database = Database(url=app.config["DATABASE_URL"], schema="gateway", maxconn=8, application_name="gateway")
     app.extensions["db"] = database

@@ -9,10 +9,12 @@ import sys
 from gateway import config as gateway_config
 from gateway.security.lockout import Lockout
 from gateway.security.staff import ROLES, StaffStore
+from libs import config as libs_config
 from libs.db import Database
 
 
 def main(argv=None):
+    libs_config.refuse_unsafe_production("gateway.cli")
     parser = argparse.ArgumentParser(prog="python -m gateway.cli")
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create-staff", help="add an operator, analyst or admin")

@@ -8,7 +8,7 @@ from flask import current_app, g, request
 from flask_limiter import Limiter
 from limits.storage import Storage
 
-from gateway.security.caller import client_ip
+from gateway.security.caller import client_ip, current_staff
 from gateway.security.hashing import sha256_hex
 from libs.db import Database
 
@@ -111,6 +111,33 @@ def login_limits(view):
                          methods=["POST"], scope="login-user", deduct_when=_failed)(view)
     return limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT_IP"], key_func=ip_key,
                          methods=["POST"], scope="login-ip", deduct_when=_failed)(view)
+
+
+def submitted_email():
+    data = request.get_json(silent=True) if request.is_json else None
+    email = (data or {}).get("email") if isinstance(data, dict) else request.form.get("email")
+    return (email if isinstance(email, str) else "")[:254].strip().lower()
+
+
+def order_limits(view):
+    """Order creation (POST /api/v1/orders, and the exchange form through it): every attempt counts, per e-mail
+    (each order mails that address) and per client address. No `deduct_when`: the count and the check are one
+    `INSERT ... ON CONFLICT ... RETURNING` (PostgresStorage.incr), so parallel requests cannot slip past it."""
+    view = limiter.limit(lambda: current_app.config["ORDER_RATE_LIMIT_EMAIL"], key_func=submitted_email,
+                         methods=["POST"], scope="orders-email", exempt_when=lambda: not submitted_email())(view)
+    return limiter.limit(lambda: current_app.config["ORDER_RATE_LIMIT_IP"], key_func=ip_key, methods=["POST"],
+                         scope="orders-ip")(view)
+
+
+def password_change_limits(view):
+    """Changing one's own password checks the current one: a stolen session must not become a password oracle."""
+    return limiter.limit(lambda: current_app.config["PASSWORD_CHANGE_RATE_LIMIT"], key_func=staff_or_ip_key,
+                         methods=["POST", "PUT"], scope="password-change")(view)
+
+
+def staff_or_ip_key():
+    staff = current_staff() or (g.get("auth_session") and {"id": g.auth_session["staff_id"]})
+    return "staff|%s" % staff["id"] if staff else client_ip()
 
 
 def code_limits(view):
