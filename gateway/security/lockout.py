@@ -14,6 +14,7 @@ threshold are ever evaluated, however many arrive at once. A success forgets the
 whether they exist or not (no user enumeration). Sessions and tokens already issued are not touched by a lock.
 """
 import datetime
+import secrets
 
 from flask import current_app
 
@@ -90,6 +91,9 @@ class Lockout:
                     refused = refused or Refused(row["locked_until"], max(1, int(left) + 1))
                 elif row["attempts"] > self._threshold(kind):
                     refused = refused or Refused(None, max(1, int(row["window_left"]) + 1))
+            if secrets.randbelow(200) == 0:  # now and then, forget counters long over (sprayed usernames)
+                cur.execute("DELETE FROM signin_throttles WHERE updated_at < now() - interval '2 days' "
+                            "AND window_end < now() AND (locked_until IS NULL OR locked_until < now())")
         if refused is not None:
             raise refused
 

@@ -149,3 +149,16 @@ def test_the_public_order_names_no_staff_member(system, directions):
     # staff still see who did it
     detail = system.api("GET", "/api/v1/admin/orders/%d" % order["id"], token=system.login()).json()
     assert detail["history"][-1]["actor"] == username
+
+
+def test_changing_ones_own_password_is_throttled(system):
+    from tests.e2e.test_security_staff import browser_session, csrf_of
+    username, password = make_staff(system, totp_required=False)
+    s = browser_session(system, username, password)
+    statuses = []
+    for i in range(7):
+        page = s.get(system.url + "/admin/account")
+        r = s.post(system.url + "/admin/account/password", allow_redirects=False,
+                   data={"csrf_token": csrf_of(page), "current": "wrong-%d" % i, "new": "pw-new-long-enough-1"})
+        statuses.append(r.status_code)
+    assert statuses[:5] == [303] * 5 and statuses[5:] == [429, 429], statuses
