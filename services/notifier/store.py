@@ -372,7 +372,8 @@ class NotifierStore:
                     if domain.status_moves_forward(status, cb["message_status"]):
                         status = cb["message_status"]
                 cur.execute("UPDATE sms_callbacks SET applied = true WHERE message_sid = %s", (provider_id,))
-            return self._fenced(cur, row, "status = 'sent', sent_at = now(), provider_id = %(pid)s, secret_link = NULL, "
+            return self._fenced(cur, row, "status = 'sent', sent_at = now(), provider_id = %(pid)s, "
+                                          "secret_link = NULL, "
                                           "provider_status = %(pstatus)s, provider_status_at = now(), "
                                           "last_error = NULL, outcome_unknown = false",
                                 {"pid": provider_id, "pstatus": status}, "sent", detail or provider_id)

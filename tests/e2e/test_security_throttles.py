@@ -112,8 +112,8 @@ def test_spraying_from_many_addresses_cannot_lock_the_owner_out_and_the_cli_unlo
                        json={"username": username, "password": "wrong-%d" % i})
         assert r.status_code in (401, 423), r.text
     # The failures are recorded with the client's address, not the proxy's.
-    ips = {r["actor_ip"] for r in system.sql("SELECT actor_ip FROM gateway.audit_log WHERE actor = %s AND outcome = 'failed'",
-                                       (username,))}
+    ips = {r["actor_ip"] for r in system.sql(
+        "SELECT actor_ip FROM gateway.audit_log WHERE actor = %s AND outcome = 'failed'", (username,))}
     assert "10.77.0.1" in ips and "127.0.0.1" not in ips
     # New addresses are turned away, even with the right password; the owner's known address is not.
     fresh = from_address("10.78.0.1")
