@@ -47,6 +47,11 @@ RETURNING locked_until
 """
 
 
+def _name(username):
+    # lower-case, bounded, and without NUL (PostgreSQL text cannot hold it; a client may send one)
+    return username.lower()[:64].replace("\x00", "")
+
+
 class Refused(Exception):
     def __init__(self, until, retry_after):
         super().__init__("sign-in refused until %s" % until)
@@ -64,6 +69,7 @@ class Lockout:
 
     @staticmethod
     def _keys(name, ip, known):
+        ip = (ip or "-").replace("\x00", "")
         keys = [("pair:%s|%s" % (name, ip), "pair")]
         if not known:
             keys.append(("user:%s" % name, "user"))
@@ -74,12 +80,12 @@ class Lockout:
 
     def known_address(self, username, ip):
         row = self.db.fetchone("SELECT 1 AS one FROM known_addresses k JOIN staff s ON s.id = k.staff_id "
-                               "WHERE lower(s.username) = %s AND k.ip = %s", (username.lower()[:64], ip))
+                               "WHERE lower(s.username) = %s AND k.ip = %s", (_name(username), ip))
         return row is not None
 
     def admit(self, username, ip):
         """Count one attempt at `username` from `ip`; raises Refused (not to be evaluated) when over a limit."""
-        name = username.lower()[:64]
+        name = _name(username)
         refused = None
         keys = self._keys(name, ip, self.known_address(name, ip))  # before taking the transaction's connection
         with self.db.transaction() as cur:
@@ -99,7 +105,7 @@ class Lockout:
 
     def fail(self, username, ip):
         """An evaluated attempt failed: lock the keys whose threshold it used up. Returns the lock's end or None."""
-        name = username.lower()[:64]
+        name = _name(username)
         until = None
         keys = self._keys(name, ip, self.known_address(name, ip))
         with self.db.transaction() as cur:
@@ -113,19 +119,24 @@ class Lockout:
 
     def locked_until(self, username, ip=None):
         """The end of a lock on this username (from this address, or from anywhere new when `ip` is None)."""
-        name = username.lower()[:64]
+        name = _name(username)
         keys = ["user:%s" % name] + (["pair:%s|%s" % (name, ip)] if ip else [])
         row = self.db.fetchone("SELECT max(locked_until) AS until FROM signin_throttles "
                                "WHERE key = ANY(%s) AND locked_until > now()", (keys,))
         return row["until"] if row else None
 
-    def succeeded(self, username, ip):
-        with self.db.transaction() as cur:
-            cur.execute("DELETE FROM signin_throttles WHERE key = %s", ("pair:%s|%s" % (username.lower()[:64], ip),))
+    def succeeded(self, username, ip, cur=None):
+        """Forget the address's attempts; in the caller's transaction when given (no second pooled connection)."""
+        sql, params = "DELETE FROM signin_throttles WHERE key = %s", ("pair:%s|%s" % (_name(username), ip),)
+        if cur is not None:
+            cur.execute(sql, params)
+            return
+        with self.db.transaction() as own:
+            own.execute(sql, params)
 
     def unlock(self, username, ip=None):
         """Forget the counters and locks of a username (all addresses, or one); returns how many were removed."""
-        name = username.lower()[:64]
+        name = _name(username)
         with self.db.transaction() as cur:
             if ip:
                 cur.execute("DELETE FROM signin_throttles WHERE key = %s", ("pair:%s|%s" % (name, ip),))

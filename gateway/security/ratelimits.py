@@ -13,6 +13,11 @@ from gateway.security.hashing import sha256_hex
 from libs.db import Database
 
 
+def _text(key):
+    # PostgreSQL text cannot hold NUL: a key built from a client's input (an e-mail, a username) must not 500.
+    return key.replace("\x00", "\\0")
+
+
 class PostgresStorage(Storage):
     """Fixed-window counters for flask-limiter (limits) in gateway.rate_limits, shared by all workers."""
 
@@ -27,6 +32,7 @@ class PostgresStorage(Storage):
         return psycopg2.Error
 
     def incr(self, key, expiry, amount=1):
+        key = _text(key)
         with self.db.transaction() as cur:
             cur.execute(
                 "INSERT INTO rate_limits (key, hits, expires_at) VALUES (%s, %s, now() + make_interval(secs => %s)) "
@@ -42,10 +48,12 @@ class PostgresStorage(Storage):
             return hits
 
     def get(self, key):
+        key = _text(key)
         row = self.db.fetchone("SELECT hits FROM rate_limits WHERE key = %s AND expires_at > now()", (key,))
         return row["hits"] if row else 0
 
     def get_expiry(self, key):
+        key = _text(key)
         row = self.db.fetchone("SELECT extract(epoch FROM expires_at)::float8 AS at FROM rate_limits "
                                "WHERE key = %s AND expires_at > now()", (key,))
         return row["at"] if row else time.time()
@@ -63,6 +71,7 @@ class PostgresStorage(Storage):
             return cur.rowcount
 
     def clear(self, key):
+        key = _text(key)
         with self.db.transaction() as cur:
             cur.execute("DELETE FROM rate_limits WHERE key = %s", (key,))
 

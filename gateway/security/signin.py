@@ -58,4 +58,4 @@ def finish_sign_in(staff, via, cur):
     new_address = note_address(cur, staff, ip, via)
     staff_store().audit(staff["username"], "sign_in", role=staff["role"], ip=ip,
                         detail={"via": via, "new_address": new_address}, cur=cur)
-    lockout_store().succeeded(staff["username"], ip)
+    lockout_store().succeeded(staff["username"], ip, cur)

@@ -162,3 +162,10 @@ def test_changing_ones_own_password_is_throttled(system):
                    data={"csrf_token": csrf_of(page), "current": "wrong-%d" % i, "new": "pw-new-long-enough-1"})
         statuses.append(r.status_code)
     assert statuses[:5] == [303] * 5 and statuses[5:] == [429, 429], statuses
+
+
+def test_an_email_with_a_nul_is_refused_not_a_server_error(system, directions):
+    d = directions["manual"]
+    r = system.api("POST", "/api/v1/orders", json={"direction_id": d["id"], "amount_in": d["min_amount"],
+                                                   "email": "nul\x00@example.com", "recipient": "W"})
+    assert r.status_code == 422, r.text

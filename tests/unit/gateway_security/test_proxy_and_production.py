@@ -82,3 +82,8 @@ def test_the_reporting_csv_endpoint_needs_its_token_off_loopback(address, token,
     else:
         with pytest.raises(ValueError, match="REPORTING_HTTP_TOKEN"):
             reporting_domain.check_export_endpoint(address, token)
+
+
+def test_limiter_keys_from_client_input_never_carry_nul():
+    from gateway.security.ratelimits import _text
+    assert "\x00" not in _text("orders-email/x\x00@example.com")
