@@ -12,7 +12,6 @@ export DATABASE_URL ?= postgresql://exchanger:exchanger@127.0.0.1:5432/exchanger
 export AMQP_URI ?= pyamqp://guest:guest@127.0.0.1:5672/
 export GATEWAY_PORT ?= 8000
 export SANDBOX_PORT ?= 8090
-export EXCHANGER_ADMIN_USER ?= admin
 # Where the gateway's gunicorn workers share their metrics (deploy/gunicorn.conf.py); never exported as
 # PROMETHEUS_MULTIPROC_DIR to other processes (tests, services), which would switch to multiprocess mode.
 GATEWAY_METRICS_DIR ?= $(CURDIR)/var/prometheus-gateway
@@ -57,10 +56,15 @@ run: install services
 	@if [ -z "$$EXCHANGER_ADMIN_PASSWORD" ]; then \
 	  test -s var/admin-password || $(PY) -c "import secrets; print(secrets.token_urlsafe(12))" > var/admin-password; \
 	fi
+	@# The first admin's name is not guessable either (not "admin"): generated once, kept in var/admin-user.
+	@if [ -z "$$EXCHANGER_ADMIN_USER" ]; then \
+	  test -s var/admin-user || $(PY) -c "import secrets; print('admin-' + secrets.token_hex(3))" > var/admin-user; \
+	fi
 	@if [ -z "$$LITECOIN_RPC_PASSWORD" ]; then \
 	  test -s var/chains-secrets || $(PY) -c "import secrets; print(secrets.token_urlsafe(18))" > var/chains-secrets; \
 	fi
 	@export EXCHANGER_ADMIN_PASSWORD=$${EXCHANGER_ADMIN_PASSWORD:-$$(cat var/admin-password)}; \
+	  export EXCHANGER_ADMIN_USER=$${EXCHANGER_ADMIN_USER:-$$(cat var/admin-user)}; \
 	  export LITECOIN_RPC_PASSWORD=$${LITECOIN_RPC_PASSWORD:-$$(cat var/chains-secrets)}; \
 	  export LITECOIN_ENABLED=$${LITECOIN_ENABLED:-true} EVM_ENABLED=$${EVM_ENABLED:-true}; \
 	  export GATEWAY_METRICS_DIR=$(GATEWAY_METRICS_DIR); \

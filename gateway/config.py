@@ -12,6 +12,9 @@ def from_env():
                                                  "orders,notifier,payments,reporting,rates").split(",") if s],
         "TOKEN_TTL_HOURS": config.env_float("GATEWAY_TOKEN_TTL_HOURS", 8.0),
         "MAX_CONTENT_LENGTH": 64 * 1024,
+        # How many reverse proxies stand in front of the gateway (0: none, clients connect directly). Only then are
+        # their X-Forwarded-* headers believed (werkzeug ProxyFix); a wrong number lets clients forge addresses.
+        "TRUSTED_PROXIES": config.env_int("TRUSTED_PROXIES", 0),
         "PUBLIC_URL": public_url,
         # -- staff security (gateway/security, docs/pages.md) ------------------------------------------------------
         # Cookie and CSRF signing key; without it a random key is kept in the gateway schema (local runs only).
@@ -27,12 +30,21 @@ def from_env():
         "TOTP_REQUIRED_ROLES": [r for r in config.env("GATEWAY_TOTP_REQUIRED_ROLES", "admin,operator").split(",")
                                 if r],
         "TOTP_ISSUER": config.env("GATEWAY_TOTP_ISSUER", "Exchanger"),
+        # Sign-in lockout (gateway/security/lockout.py, docs/security.md): attempts per username and address, and
+        # per username from addresses it never signed in from; each lock in a row lasts twice the one before.
         "LOCKOUT_THRESHOLD": config.env_int("GATEWAY_LOCKOUT_THRESHOLD", 5),
+        "LOCKOUT_USER_THRESHOLD": config.env_int("GATEWAY_LOCKOUT_USER_THRESHOLD", 20),
         "LOCKOUT_WINDOW_MINUTES": config.env_float("GATEWAY_LOCKOUT_WINDOW_MINUTES", 15.0),
         "LOCKOUT_MINUTES": config.env_float("GATEWAY_LOCKOUT_MINUTES", 15.0),
+        "LOCKOUT_MAX_MINUTES": config.env_float("GATEWAY_LOCKOUT_MAX_MINUTES", 24 * 60.0),
         # flask-limiter limits on failed sign-ins: per address and username, and per address alone (credential stuffing).
         "LOGIN_RATE_LIMIT": config.env("GATEWAY_LOGIN_RATE_LIMIT", "10 per minute"),
         "LOGIN_RATE_LIMIT_IP": config.env("GATEWAY_LOGIN_RATE_LIMIT_IP", "100 per minute"),
+        # Order creation (each order mails the address typed in and may text the admin): per e-mail and per client
+        # address, every attempt counted; flask-limiter notation, several limits separated by ";".
+        "ORDER_RATE_LIMIT_EMAIL": config.env("GATEWAY_ORDER_RATE_LIMIT_EMAIL", "5 per minute;10 per hour"),
+        "ORDER_RATE_LIMIT_IP": config.env("GATEWAY_ORDER_RATE_LIMIT_IP", "20 per minute;200 per hour"),
+        "PASSWORD_CHANGE_RATE_LIMIT": config.env("GATEWAY_PASSWORD_CHANGE_RATE_LIMIT", "5 per 15 minutes"),
         "HSTS_SECONDS": config.env_int("GATEWAY_HSTS_SECONDS", 31536000),
         # Where customers pay in the demo (the sandbox bank page), linked from the order page.
         "SANDBOX_PUBLIC_URL": config.env("SANDBOX_PUBLIC_URL",

@@ -13,9 +13,10 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status, code, message, fields=None):
+    def __init__(self, status, code, message, fields=None, headers=None):
         super().__init__(message)
         self.status, self.code, self.message, self.fields = status, code, message, fields or {}
+        self.headers = headers or {}
 
 
 MAPPED = [
@@ -39,7 +40,9 @@ def error_response(status, code, message, fields=None):
 def init_app(app):
     @app.errorhandler(ApiError)
     def _api_error(exc):
-        return error_response(exc.status, exc.code, exc.message, exc.fields)
+        response = error_response(exc.status, exc.code, exc.message, exc.fields)
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(ValidationError)
     def _schema_error(exc):

@@ -10,6 +10,9 @@ from prometheus_client import REGISTRY, multiprocess
 from libs.metrics import LATENCY_BUCKETS
 
 HTTP_REQUESTS = Counter("exchanger_http_requests_total", "Gateway HTTP requests", ["method", "route", "status"])
+# Forged or broken Twilio status callbacks: counted, not audited one row each (a flood would fill the audit log).
+TWILIO_BAD_SIGNATURES = Counter("exchanger_twilio_bad_signatures_total",
+                                "Twilio status callbacks refused for a missing or wrong signature", ["reason"])
 IDEMPOTENT_REPLAYS = Counter("exchanger_idempotent_replays_total",
                              "Requests answered again for a repeated Idempotency-Key (nothing written)", ["route"])
 HTTP_LATENCY = Histogram("exchanger_http_request_seconds", "Gateway HTTP latency", ["method", "route"],

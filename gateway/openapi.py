@@ -66,7 +66,7 @@ def build_spec():
     spec.path("/api/v1/orders", operations={"post": _op(
         "Create an exchange request. An Idempotency-Key is the caller's own (account, bearer token or session "
         "cookie) and bound to the body: a retry gets the same order, another body with the same key a 409",
-        "OrderCreate", ("201", "Order"), ("400", "409", "422"), tag="public", params=[
+        "OrderCreate", ("201", "Order"), ("400", "409", "422", "429"), tag="public", params=[
             {"name": "Idempotency-Key", "in": "header", "required": False,
              "schema": {"type": "string", "maxLength": 100}}])})
     spec.path("/api/v1/orders/{token}", operations={"get": _op(

@@ -194,7 +194,8 @@ class HistoryItemSchema(Schema):
     from_status = fields.String(allow_none=True)
     to_status = fields.String()
     action = fields.String()
-    actor = fields.String()
+    actor = fields.String(metadata={"description": "who acted (staff API only)"})
+    by = fields.String(metadata={"description": "customer or exchanger (the public order: no staff names)"})
     note = fields.String(allow_none=True)
     at = fields.String()
 

@@ -3,12 +3,13 @@ twice), exposed by each service on its own METRICS_PORT and by the gateway on /m
 import logging
 import threading
 import time
-
-from nameko.extensions import DependencyProvider
 from http.server import ThreadingHTTPServer
 
+from nameko.extensions import DependencyProvider
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.exposition import MetricsHandler
+
+from libs import config
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ class EntrypointMetrics(DependencyProvider):
 
     def setup(self):
         self.service = self.container.service_name
+        # Every service has this provider, so every service refuses production with default credentials here.
+        config.refuse_unsafe_production(self.service, self.container.config.get("DATABASE_URL"),
+                                        self.container.config.get("AMQP_URI"))
         port = self.container.config.get("METRICS_PORT")
         if port:
             serve(int(port))

@@ -68,6 +68,7 @@ def migrate(url=None, parts=None, verbose=True):
 
 
 def main(argv=None):
+    config.refuse_unsafe_production("migrate")
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("parts", nargs="*", help="schemas to migrate (default: all)")

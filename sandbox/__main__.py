@@ -33,6 +33,7 @@ def _gunicorn(host, port, workers, threads):
 
 
 def main(argv=None):
+    config.refuse_unsafe_production("sandbox")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default=config.env("SANDBOX_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=config.env_int("SANDBOX_PORT", 8090))

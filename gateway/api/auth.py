@@ -23,21 +23,29 @@ def _bearer():
     return request.headers.get("Authorization", "")[7:].strip()
 
 
+def _locked(retry_after):
+    return ApiError(423, "locked", "too many failed sign-ins: sign-in is locked for a while",
+                    headers={"Retry-After": str(retry_after)})
+
+
 @bp.post("/token")
 @login_limits
 def issue_token():
     data = load_body(LoginSchema)
     store = staff_store()
-    staff, problem, _ = password_step(data["username"], data["password"], "api")
+    staff, problem, retry_after = password_step(data["username"], data["password"], "api")
     if problem == "locked":
-        raise ApiError(423, "locked", "too many failed sign-ins: this account is locked for a while")
+        raise _locked(retry_after)
     if problem:
         raise ApiError(401, "unauthorized", "wrong username or password")
     cfg = current_app.config
     if totp_store().status(staff["id"]):
         if not data.get("code"):
             raise ApiError(401, "totp_required", "this account signs in with a one-time code: send `code` too")
-        if not code_step(staff, data["code"], "api"):
+        ok, retry_after = code_step(staff, data["code"], "api", admitted=True)
+        if retry_after:
+            raise _locked(retry_after)
+        if not ok:
             raise ApiError(401, "unauthorized", "wrong or already used one-time code")
     elif totp_needed(staff, cfg):
         token, expires_at = store.issue_token(staff, cfg["PRE_AUTH_MINUTES"] / 60.0, client_ip(), scope="enrol")

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify, request
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from twilio.request_validator import RequestValidator
 
-from gateway import rpc
+from gateway import metrics, rpc
 from gateway.api import load_body, load_query
 from gateway.errors import ApiError
 from gateway.schemas import EmptySchema, StrictSchema
@@ -212,8 +212,7 @@ def twilio_status_callback():
     if not token or not signature or len(signature) > 200 or \
             not RequestValidator(token).validate(_public_url(), request.form, signature):
         log.warning("twilio callback with a bad signature from %s", client_ip())
-        staff_store().audit("twilio-webhook", "webhook.twilio", outcome="denied", ip=client_ip(),
-                            detail={"reason": "bad signature" if token else "TWILIO_AUTH_TOKEN not set"})
+        metrics.TWILIO_BAD_SIGNATURES.labels("bad signature" if token else "no auth token").inc()
         raise ApiError(403, "forbidden", "invalid signature")
     sid = request.form.get("MessageSid", "")
     status = request.form.get("MessageStatus", "")

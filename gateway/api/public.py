@@ -11,6 +11,7 @@ from gateway.api.partner import referral_from_cookie
 from gateway.errors import ApiError
 from gateway.schemas import EmptySchema
 from gateway.security.caller import client_ip
+from gateway.security.ratelimits import order_limits
 from libs.contracts.orders import OrderCreateSchema
 
 bp = Blueprint("public_api", __name__, url_prefix="/api/v1")
@@ -47,6 +48,7 @@ def list_directions():
 
 
 @bp.post("/orders")
+@order_limits
 def create_order():
     data = load_body(OrderCreateSchema)
     if not data.get("partner_code"):

@@ -60,6 +60,9 @@ def create_order():
         return redirect(url_for("customer.order_page", token=result.data["token"]), 303)
     if not result.available:
         return _render_form(form, {}, 503, t("unavailable"))
+    if result.status == 429:  # the order throttles (gateway/security/ratelimits.py): say when to come back
+        page, status = _render_form(form, {}, 429, t("too_many_orders"))
+        return page, status, {"Retry-After": result.response.headers.get("Retry-After", "60")}
     return _render_form(form, result.fields, 200, t("form_errors") if result.fields else result.message)
 
 

@@ -30,6 +30,8 @@ TEXTS = {
     "type_manual": ("by an operator", "оператором"),
     "no_directions": ("No exchange directions are open right now.", "Сейчас нет открытых направлений обмена."),
     "form_errors": ("Please correct the marked fields.", "Исправьте отмеченные поля."),
+    "too_many_orders": ("Too many orders from you or for this e-mail address just now. Please try again later.",
+                        "Слишком много заявок с вашего адреса или на этот e-mail. Попробуйте позже."),
     "unavailable": ("The service is temporarily unavailable. Please try again in a minute.",
                     "Сервис временно недоступен. Попробуйте через минуту."),
     "order": ("Exchange request", "Заявка на обмен"),

@@ -6,6 +6,7 @@ from flask import Blueprint, flash, g, redirect, render_template, request, url_f
 from gateway.pages import internal, staff_page
 from gateway.pages.signin import _qr_svg
 from gateway.security.caller import client_ip
+from gateway.security.ratelimits import password_change_limits
 from gateway.security.sessions import session_store
 from gateway.security.staff import ADMIN, READ, ROLES, staff_store
 from gateway.security.stepup import page_step_up
@@ -249,6 +250,7 @@ def account_totp():
 
 @bp.post("/account/password")
 @staff_page(READ)
+@password_change_limits
 def account_password():
     me = g.staff
     store = staff_store()

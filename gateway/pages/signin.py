@@ -5,7 +5,6 @@ from flask import Blueprint, current_app, g, redirect, render_template, request,
 
 from gateway.pages import safe_next
 from gateway.security.caller import client_ip
-from gateway.security.lockout import lockout_store
 from gateway.security.ratelimits import code_limits, login_limits
 from gateway.security.sessions import clear_staff_cookie, session_store, set_staff_cookie, staff_cookie
 from gateway.security.signin import code_step, finish_sign_in, password_step
@@ -67,10 +66,11 @@ def login_post():
     password = request.form.get("password") or ""
     if not username or not password:
         return render_template("admin/login.html", error="Enter your username and password.", username=username), 422
-    staff, problem, _ = password_step(username, password, "web")
+    staff, problem, retry_after = password_step(username, password, "web")
     if problem == "locked":
         return render_template("admin/login.html", username=username,
-                               error="Too many failed sign-ins: this account is locked for a while."), 423
+                               error="Too many failed sign-ins: this account is locked for a while."), 423, \
+            {"Retry-After": str(retry_after)}
     if problem:
         return render_template("admin/login.html", username=username, error="Wrong username or password."), 401
     if totp_store().status(staff["id"]):
@@ -96,11 +96,12 @@ def code_post():
     if pending is None:
         return redirect(url_for("signin.login"), 303)
     staff = _staff_of(pending)
-    if lockout_store().locked_until(staff["username"]):
+    ok, retry_after = code_step(staff, request.form.get("code") or "", "web")
+    if retry_after:
         session_store().revoke(staff_cookie(), "locked")
         return render_template("admin/login.html", error="Too many failed sign-ins: this account is locked "
-                                                         "for a while."), 423
-    if not code_step(staff, request.form.get("code") or "", "web"):
+                                                         "for a while."), 423, {"Retry-After": str(retry_after)}
+    if not ok:
         return render_template("admin/code.html", error="Wrong or already used code."), 401
     return _complete(staff)
 

@@ -54,8 +54,11 @@ def init_app(app, database):
             log.warning("no GATEWAY_SECRET_KEY and no gateway.app_secrets table: using a per-process key")
             cfg["SECRET_KEY"] = secrets.token_urlsafe(48)
     # Flask's signed cookie session holds only the CSRF secret, the language and flash messages: no identity.
-    cfg.update(SESSION_COOKIE_NAME="exchanger_s", SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-               SESSION_COOKIE_SECURE=cfg["COOKIE_SECURE"])
+    # On https it carries the __Host- prefix (secure, path /, no Domain), so a sibling subdomain can neither plant
+    # a CSRF secret of its choosing nor read it.
+    cfg.update(SESSION_COOKIE_NAME="__Host-exchanger_s" if cfg["COOKIE_SECURE"] else "exchanger_s",
+               SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=cfg["COOKIE_SECURE"],
+               SESSION_COOKIE_PATH="/", SESSION_COOKIE_DOMAIN=None)
     cfg.setdefault("WTF_CSRF_CHECK_DEFAULT", False)  # checked below, for every non-/api request
     cfg.setdefault("WTF_CSRF_TIME_LIMIT", int(cfg["SESSION_MAX_HOURS"] * 3600))
     cfg.setdefault("RATELIMIT_STORAGE_OPTIONS", {"url": cfg["DATABASE_URL"]})

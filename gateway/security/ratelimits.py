@@ -8,9 +8,14 @@ from flask import current_app, g, request
 from flask_limiter import Limiter
 from limits.storage import Storage
 
-from gateway.security.caller import client_ip
+from gateway.security.caller import client_ip, current_staff
 from gateway.security.hashing import sha256_hex
 from libs.db import Database
+
+
+def _text(key):
+    # PostgreSQL text cannot hold NUL: a key built from a client's input (an e-mail, a username) must not 500.
+    return key.replace("\x00", "\\0")
 
 
 class PostgresStorage(Storage):
@@ -27,6 +32,7 @@ class PostgresStorage(Storage):
         return psycopg2.Error
 
     def incr(self, key, expiry, amount=1):
+        key = _text(key)
         with self.db.transaction() as cur:
             cur.execute(
                 "INSERT INTO rate_limits (key, hits, expires_at) VALUES (%s, %s, now() + make_interval(secs => %s)) "
@@ -42,10 +48,12 @@ class PostgresStorage(Storage):
             return hits
 
     def get(self, key):
+        key = _text(key)
         row = self.db.fetchone("SELECT hits FROM rate_limits WHERE key = %s AND expires_at > now()", (key,))
         return row["hits"] if row else 0
 
     def get_expiry(self, key):
+        key = _text(key)
         row = self.db.fetchone("SELECT extract(epoch FROM expires_at)::float8 AS at FROM rate_limits "
                                "WHERE key = %s AND expires_at > now()", (key,))
         return row["at"] if row else time.time()
@@ -63,6 +71,7 @@ class PostgresStorage(Storage):
             return cur.rowcount
 
     def clear(self, key):
+        key = _text(key)
         with self.db.transaction() as cur:
             cur.execute("DELETE FROM rate_limits WHERE key = %s", (key,))
 
@@ -111,6 +120,33 @@ def login_limits(view):
                          methods=["POST"], scope="login-user", deduct_when=_failed)(view)
     return limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT_IP"], key_func=ip_key,
                          methods=["POST"], scope="login-ip", deduct_when=_failed)(view)
+
+
+def submitted_email():
+    data = request.get_json(silent=True) if request.is_json else None
+    email = (data or {}).get("email") if isinstance(data, dict) else request.form.get("email")
+    return (email if isinstance(email, str) else "")[:254].strip().lower()
+
+
+def order_limits(view):
+    """Order creation (POST /api/v1/orders, and the exchange form through it): every attempt counts, per e-mail
+    (each order mails that address) and per client address. No `deduct_when`: the count and the check are one
+    `INSERT ... ON CONFLICT ... RETURNING` (PostgresStorage.incr), so parallel requests cannot slip past it."""
+    view = limiter.limit(lambda: current_app.config["ORDER_RATE_LIMIT_EMAIL"], key_func=submitted_email,
+                         methods=["POST"], scope="orders-email", exempt_when=lambda: not submitted_email())(view)
+    return limiter.limit(lambda: current_app.config["ORDER_RATE_LIMIT_IP"], key_func=ip_key, methods=["POST"],
+                         scope="orders-ip")(view)
+
+
+def password_change_limits(view):
+    """Changing one's own password checks the current one: a stolen session must not become a password oracle."""
+    return limiter.limit(lambda: current_app.config["PASSWORD_CHANGE_RATE_LIMIT"], key_func=staff_or_ip_key,
+                         methods=["POST", "PUT"], scope="password-change")(view)
+
+
+def staff_or_ip_key():
+    staff = current_staff() or (g.get("auth_session") and {"id": g.auth_session["staff_id"]})
+    return "staff|%s" % staff["id"] if staff else client_ip()
 
 
 def code_limits(view):

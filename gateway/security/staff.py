@@ -101,7 +101,8 @@ class StaffStore:
             "SELECT s.id, s.username, s.role, s.active, s.totp_required, s.created_at, s.updated_at, s.created_by, "
             "       s.email, t.confirmed_at IS NOT NULL AS totp_enrolled, l.locked_until "
             "  FROM staff s LEFT JOIN staff_totp t ON t.staff_id = s.id "
-            "  LEFT JOIN lockouts l ON l.username = lower(s.username) AND l.locked_until > now() "
+            "  LEFT JOIN LATERAL (SELECT max(locked_until) AS locked_until FROM signin_throttles "
+            "                    WHERE username = lower(s.username) AND locked_until > now()) l ON true "
             " ORDER BY s.username")
 
     def admin_emails(self):

@@ -47,7 +47,15 @@ def notifier_store(db, cfg, sms=None):
     return NotifierStore(db, Renderer(_public_url(cfg), cfg.get("SITE_NAME") or "Exchanger"),
                          sms_configured=sms.configured,
                          email_max_attempts=int(cfg.get("NOTIFIER_EMAIL_MAX_ATTEMPTS") or 10),
-                         sms_max_attempts=int(cfg.get("NOTIFIER_SMS_MAX_ATTEMPTS") or 5))
+                         sms_max_attempts=int(cfg.get("NOTIFIER_SMS_MAX_ATTEMPTS") or 5),
+                         letters_per_hour=_int(cfg, "NOTIFIER_LETTERS_PER_RECIPIENT_HOUR", 10),
+                         admin_sms_per_window=_int(cfg, "NOTIFIER_ADMIN_SMS_PER_WINDOW", 5),
+                         admin_sms_window_seconds=_int(cfg, "NOTIFIER_ADMIN_SMS_WINDOW_SECONDS", 600))
+
+
+def _int(cfg, key, default):
+    value = cfg.get(key)
+    return default if value in (None, "") else int(value)
 
 
 def sender(db, cfg):

@@ -122,6 +122,7 @@ async def serve(host, port, maildir):
 
 
 def main(argv=None):
+    config.refuse_unsafe_production("devsmtp")
     parser = argparse.ArgumentParser(description="Local SMTP server that stores mail in a Maildir.")
     parser.add_argument("--host", default=config.env("DEVSMTP_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=config.env_int("DEVSMTP_PORT", 8025))

@@ -5,6 +5,7 @@ it and the exchange types it applies to. `decide()` turns one order event plus t
 """
 import collections
 import hashlib
+import html
 import json
 import re
 from decimal import Decimal, InvalidOperation
@@ -334,3 +335,29 @@ def _age_text(seconds):
     if seconds >= 60:
         return "%dm%02ds" % (seconds // 60, seconds % 60)
     return "%ds" % seconds
+
+
+# -- one-time links and caps (docs/security.md, "Throttles and lockout") --------------------------------------------
+# Stands for the one-time link in a stored sign-up or reset letter; the link itself is kept apart until sent.
+LINK_PLACEHOLDER = "[one-time link]"
+
+
+def fill_link(row):
+    """The row as the provider must get it: the placeholder replaced by the link (HTML-escaped in the HTML)."""
+    link = row.get("secret_link")
+    if not link:
+        return row
+    filled = dict(row, body_text=(row["body_text"] or "").replace(LINK_PLACEHOLDER, link))
+    if row.get("body_html"):
+        filled["body_html"] = row["body_html"].replace(html.escape(LINK_PLACEHOLDER), html.escape(link, quote=True))
+    return filled
+
+
+def admin_sms_summary(language, held, window_seconds, site_name):
+    """The one SMS sent instead of the admin SMS held back during a burst."""
+    minutes = max(1, int(window_seconds // 60))
+    if language == "ru":
+        return "%s: ещё %d SMS администратору за %d мин. не отправлены (всплеск). Смотрите панель." % (
+            site_name, held, minutes)
+    return "%s: %d more admin SMS held back in the last %d min (a burst). See the admin panel." % (
+        site_name, held, minutes)

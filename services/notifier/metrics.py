@@ -13,3 +13,6 @@ OLDEST_PENDING = Gauge("exchanger_notification_oldest_pending_seconds", "Age of 
 SEND_SECONDS = Histogram("exchanger_notification_send_seconds", "Provider call latency", ["channel"],
                          buckets=LATENCY_BUCKETS)
 CALLBACKS = Counter("exchanger_sms_status_callbacks_total", "Twilio status callbacks", ["outcome"])
+CAPPED = Counter("exchanger_notifications_capped_total",
+                 "Letters over the per-recipient cap and admin SMS held back in a burst (never sent)",
+                 ["channel", "kind"])

@@ -57,7 +57,7 @@ class Sender:
         try:
             if channel == "email":
                 crash_point("notifier_before_send")
-                message_id = self.mailer.send(row)
+                message_id = self.mailer.send(domain.fill_link(row))
                 crash_point("notifier_after_send")
                 self._sent(row, message_id)
             elif channel == "sms":

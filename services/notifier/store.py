@@ -14,8 +14,8 @@ import logging
 from libs import errors, inbox, money, outbox
 from libs.audit import actor_name
 from libs.contracts import events
-from libs.contracts.notifier import ACCOUNT_NOTICE_KINDS
-from services.notifier import domain
+from libs.contracts.notifier import ACCOUNT_NOTICE_KINDS, SMS_SUMMARY
+from services.notifier import domain, metrics
 from services.notifier.schemas import (attempt_to_wire, message_to_wire, notification_to_wire, plain_order,
                                        settings_to_wire)
 
@@ -27,11 +27,16 @@ MAX_LIST = 500
 
 
 class NotifierStore:
-    def __init__(self, db, renderer, sms_configured=False, email_max_attempts=10, sms_max_attempts=5):
+    def __init__(self, db, renderer, sms_configured=False, email_max_attempts=10, sms_max_attempts=5,
+                 letters_per_hour=10, admin_sms_per_window=5, admin_sms_window_seconds=600):
         self.db = db
         self.renderer = renderer
         self.sms_configured = sms_configured
         self.max_attempts = {"email": email_max_attempts, "sms": sms_max_attempts, "inbox": 1}
+        # Caps (docs/security.md, "Throttles and lockout"); 0 switches one off.
+        self.letters_per_hour = letters_per_hour
+        self.admin_sms_per_window = admin_sms_per_window
+        self.admin_sms_window_seconds = admin_sms_window_seconds
 
     # -- settings --------------------------------------------------------------------------------------------
     def settings(self, cur=None, lock=False):
@@ -141,19 +146,74 @@ class NotifierStore:
                 return {"duplicate": True, "queued": []}
             return {"duplicate": False, "queued": self.queue_alert_in(cur, subject, body, key, sms=sms)}
 
+    # -- caps: no free letters or SMS for a script ----------------------------------------------------------
+    def _over_cap(self, cur, send):
+        """Why this send must not go out (a sentence for the log), or None. Counted under an advisory lock per
+        recipient, so concurrent consumers cannot both stay under the cap."""
+        if send.channel == "email" and send.audience == "customer" and self.letters_per_hour:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('notifier-letters:' || lower(%s)))", (send.recipient,))
+            cur.execute("SELECT count(*) AS n FROM notifications WHERE audience = 'customer' AND channel = 'email' "
+                        "AND lower(recipient) = lower(%s) AND status <> 'capped' "
+                        "AND created_at > now() - interval '1 hour'", (send.recipient,))
+            sent = cur.fetchone()["n"]
+            if sent >= self.letters_per_hour:
+                return "letter cap: %d letters to this address in the last hour" % sent
+        if send.channel == "sms" and send.audience == "admin" and send.kind != SMS_SUMMARY \
+                and self.admin_sms_per_window:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('notifier-admin-sms:' || %s))", (send.recipient,))
+            cur.execute("SELECT count(*) AS n FROM notifications WHERE audience = 'admin' AND channel = 'sms' "
+                        "AND recipient = %s AND kind <> %s AND status <> 'capped' AND created_at >= "
+                        + self._window_start_sql,
+                        (send.recipient, SMS_SUMMARY, self.admin_sms_window_seconds, self.admin_sms_window_seconds))
+            sent = cur.fetchone()["n"]
+            if sent >= self.admin_sms_per_window:
+                return "admin SMS burst: %d sent in this window; summarised in one SMS at its end" % sent
+        return None
+
+    _window_start_sql = "to_timestamp(floor(extract(epoch FROM now()) / %s) * %s)"
+
+    def _summarise_admin_sms(self, cur, send):
+        """The one SMS that replaces the admin SMS held back in this window: sent when the window ends, its text
+        updated with every SMS held back until then."""
+        width = self.admin_sms_window_seconds
+        cur.execute("SELECT " + self._window_start_sql + " + make_interval(secs => %s) AS window_end",
+                    (width, width, width))
+        window_end = cur.fetchone()["window_end"]
+        cur.execute("SELECT count(*) AS n FROM notifications WHERE audience = 'admin' AND channel = 'sms' "
+                    "AND status = 'capped' AND recipient = %s AND created_at >= %s - make_interval(secs => %s)",
+                    (send.recipient, window_end, width))
+        held = cur.fetchone()["n"]
+        text = domain.admin_sms_summary(send.language, held, width, self.renderer.site_name)
+        cur.execute(
+            """INSERT INTO notifications (dedupe_key, kind, channel, audience, recipient, language, body_text,
+                   status, max_attempts, next_attempt_at)
+               VALUES (%s, %s, 'sms', 'admin', %s, %s, %s, 'pending', %s, %s)
+               ON CONFLICT (dedupe_key) DO UPDATE SET body_text = EXCLUDED.body_text, updated_at = now()
+               WHERE notifications.status = 'pending'""",
+            ("sms-summary:%s:%s" % (send.recipient, window_end.isoformat()), SMS_SUMMARY, send.recipient,
+             send.language, text, self.max_attempts["sms"], window_end))
+
     # -- consuming events ------------------------------------------------------------------------------------
-    def _insert(self, cur, send, dedupe_key, order_id, subject, text, html, event_id, status="pending"):
+    def _insert(self, cur, send, dedupe_key, order_id, subject, text, html, event_id, status="pending",
+                secret_link=None):
+        capped = self._over_cap(cur, send) if status == "pending" else None
+        if capped:
+            status, secret_link = "capped", None
+            metrics.CAPPED.labels(send.channel, send.kind).inc()
         cur.execute(
             """INSERT INTO notifications (dedupe_key, order_id, kind, channel, audience, recipient, language,
-                   subject, body_text, body_html, status, max_attempts, event_id, attempts, sent_at)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   subject, body_text, body_html, status, max_attempts, event_id, attempts, sent_at, last_error,
+                   secret_link)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT DO NOTHING RETURNING id""",
             (dedupe_key, order_id, send.kind, send.channel, send.audience, send.recipient, send.language,
              subject, text, html, status, self.max_attempts[send.channel],
              None if event_id is None else str(event_id), 1 if status == "sent" else 0,
-             datetime.datetime.now(datetime.timezone.utc) if status == "sent" else None))
+             datetime.datetime.now(datetime.timezone.utc) if status == "sent" else None, capped, secret_link))
         row = cur.fetchone()
-        return row["id"] if row else None
+        if row and capped and send.channel == "sms":
+            self._summarise_admin_sms(cur, send)
+        return row["id"] if row and not capped else None
 
     def consume_order_events(self, consumer, event_type, batch):
         """A batch of order events [(event_id, data)] in ONE transaction with one inbox insert and one read of
@@ -215,7 +275,9 @@ class NotifierStore:
         if not link:
             raise KeyError(key)  # a malformed event: straight to the dead-letter queue (libs/messaging.py)
         language = data.get("language") or "en"
-        context = {"language": language, "site_name": self.renderer.site_name, "link": link,
+        # The letter is stored with a placeholder; the link itself waits apart until the letter is sent
+        # (domain.fill_link), so the send log never shows it.
+        context = {"language": language, "site_name": self.renderer.site_name, "link": domain.LINK_PLACEHOLDER,
                    "expires": data["expires_at"].astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")}
         with self.db.transaction() as cur:
             if not inbox.claim(cur, consumer, event_id):
@@ -223,7 +285,7 @@ class NotifierStore:
             subject, text, html = self.renderer.render(kind, "email", language, context)
             send = domain.Send(kind, "email", "customer", data["email"], language)
             new_id = self._insert(cur, send, "account:%s:%s" % (kind, data["token_id"]), None, subject, text, html,
-                                  event_id)
+                                  event_id, secret_link=link)
             if new_id:
                 cur.execute("SELECT pg_notify(%s, '')", (WAKE_CHANNEL,))
         return {"duplicate": False, "queued": [new_id] if new_id else []}
@@ -351,6 +413,7 @@ class NotifierStore:
                         status = cb["message_status"]
                 cur.execute("UPDATE sms_callbacks SET applied = true WHERE message_sid = %s", (provider_id,))
             return self._fenced(cur, row, "status = 'sent', sent_at = now(), provider_id = %(pid)s, "
+                                          "secret_link = NULL, "
                                           "provider_status = %(pstatus)s, provider_status_at = now(), "
                                           "last_error = NULL, outcome_unknown = false",
                                 {"pid": provider_id, "pstatus": status}, "sent", detail or provider_id)

@@ -119,6 +119,17 @@ def history_to_wire(row):
             "actor": row["actor"], "note": row["note"], "at": _iso(row["created_at"])}
 
 
+CUSTOMER_ACTIONS = ("create", "claim", "customer_cancel")
+
+
+def public_history_to_wire(row):
+    """The history a customer sees (GET /api/v1/orders/<token>, the order page): who acted only as `customer` or
+    `exchanger`, never a staff member's name (docs/security.md)."""
+    return {"from_status": row["from_status"], "to_status": row["to_status"], "action": row["action"],
+            "by": "customer" if row["action"] in CUSTOMER_ACTIONS else "exchanger", "note": row["note"],
+            "at": _iso(row["created_at"])}
+
+
 def audit_to_wire(row):
     return {"id": row["id"], "actor": row["actor"], "actor_role": row["actor_role"], "actor_ip": row["actor_ip"],
             "action": row["action"], "order_id": row["order_id"], "from_status": row["from_status"],

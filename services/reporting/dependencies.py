@@ -153,6 +153,8 @@ class Exporter:
 
 class ExporterProvider(ServiceDependency):
     def build(self, db, cfg):
+        # The endpoint streams every order: off loopback it must ask for the token (docs/security.md).
+        domain.check_export_endpoint(cfg.get("WEB_SERVER_ADDRESS"), cfg.get("INTERNAL_TOKEN"))
         return Exporter(db, db.url, int(cfg.get("MAX_EXPORTS") or 4),
                         int(cfg.get("EXPORT_STATEMENT_TIMEOUT_MS") or 0) or None,
                         internal_token=cfg.get("INTERNAL_TOKEN"), engine=cfg.get("EXPORT_ENGINE") or "auto")

@@ -266,3 +266,23 @@ def stats_window(params, now=None):
         raise ValidationError({"from": ["at most %d days before to" % MAX_STATS_DAYS]})
     return start, end, params.get("group") or "day"
 
+
+
+# -- the CSV endpoint's exposure -------------------------------------------------------------------------------------
+LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
+
+
+def is_loopback(address):
+    """Whether a WEB_SERVER_ADDRESS (`host:port`, or a bare port which nameko binds on every interface) listens on
+    loopback only."""
+    text = str(address or "").strip()
+    host = text.rsplit(":", 1)[0] if ":" in text else ""
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def check_export_endpoint(address, token):
+    """Refuse to serve exports off loopback without REPORTING_HTTP_TOKEN (anyone on the network could read every
+    order); raises ValueError naming the setting."""
+    if not is_loopback(address) and not (token or "").strip():
+        raise ValueError("reporting: REPORTING_HTTP_ADDRESS=%s is not loopback, so REPORTING_HTTP_TOKEN must be "
+                         "set (the gateway sends it as X-Internal-Token)" % address)

@@ -221,6 +221,15 @@ def system_env(extra=None):
         # the first delay after the free sign-in failures: long enough that parallel attempts of a test all meet
         # the block on a busy machine (tests/e2e/test_account_security.py)
         "ACCOUNT_SIGNIN_DELAY_SECONDS": "30",
+        # Throttles (docs/security.md): the suite's clients share 127.0.0.1, so the per-address order limit is
+        # out of the way; the per-e-mail limit and the letter cap stay real (tests use their own addresses;
+        # tests/e2e/test_security_throttles.py drives them). One reverse proxy is trusted, so tests can play
+        # clients at other addresses with X-Forwarded-For.
+        "GATEWAY_ORDER_RATE_LIMIT_IP": "100000 per minute",
+        "GATEWAY_ORDER_RATE_LIMIT_EMAIL": "20 per minute",
+        "NOTIFIER_LETTERS_PER_RECIPIENT_HOUR": "10",
+        "NOTIFIER_ADMIN_SMS_PER_WINDOW": "100000",
+        "TRUSTED_PROXIES": "1",
     })
     env.update(extra or {})
     return env

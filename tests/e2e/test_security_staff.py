@@ -127,7 +127,8 @@ def test_brute_force_gets_429_and_locks_the_account(system):
     # An admin unlocks it.
     staff_id = system.sql("SELECT id FROM gateway.staff WHERE username = %s", (username,))[0]["id"]
     assert system.api("POST", "/api/v1/admin/staff/%d/unlock" % staff_id, token=system.login(), json={}).ok
-    assert system.sql("SELECT count(*) AS n FROM gateway.lockouts WHERE username = %s", (username,))[0]["n"] == 0
+    assert system.sql("SELECT count(*) AS n FROM gateway.signin_throttles WHERE username = %s",
+                      (username.lower(),))[0]["n"] == 0
 
 
 def test_session_rotates_at_sign_in_and_dies_at_sign_out(system):

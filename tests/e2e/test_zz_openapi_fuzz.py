@@ -62,8 +62,7 @@ def test_schemathesis_finds_no_server_error_and_no_write_from_a_rejected_call(sy
         fh.write(result.stdout + result.stderr)
     # The fuzzer is a hostile client: it fails sign-ins (locking whatever usernames it guessed, "admin" among
     # them) and exhausts the per-address rate limits. An admin would unlock; do it so later tests start clean.
-    system.sql("DELETE FROM gateway.login_failures")
-    system.sql("DELETE FROM gateway.lockouts")
+    system.sql("DELETE FROM gateway.signin_throttles")
     system.sql("DELETE FROM gateway.rate_limits")
     assert result.returncode == 0, result.stdout[-4000:]
     after_ok, after_rows = _successes(system), _writes(system)

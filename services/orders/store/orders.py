@@ -9,7 +9,7 @@ from libs.audit import actor_name, audit_statement
 from libs.contracts import events
 from libs.db import execute_batch
 from services.orders.domain import RuleError, check_same_request, orders as rules, request_hash
-from services.orders.schemas import audit_to_wire, history_to_wire, order_to_wire
+from services.orders.schemas import audit_to_wire, history_to_wire, order_to_wire, public_history_to_wire
 from services.orders.store import catalogue, partners
 from services.orders.store.monitor_export import directions_of_currency, publish_directions_changed
 
@@ -139,8 +139,8 @@ def create_order(db, data, actor=None):
     return order
 
 
-def _history(db, order_id):
-    return [history_to_wire(h) for h in db.fetchall(
+def _history(db, order_id, to_wire=history_to_wire):
+    return [to_wire(h) for h in db.fetchall(
         "SELECT * FROM status_history WHERE order_id = %s ORDER BY id", (order_id,))]
 
 
@@ -162,7 +162,7 @@ def get_order_by_token(db, token, with_history=True):
         raise errors.NotFound("order not found")
     order = order_to_wire(row)
     if with_history:
-        order["history"] = _history(db, row["id"])
+        order["history"] = _history(db, row["id"], public_history_to_wire)
     return order
 
 

@@ -3,11 +3,13 @@ lockout, the rate-limit storage shared by workers, TOTP enrolment and single use
 import datetime
 import secrets
 
+import eventlet
+
 import pyotp
 import pytest
 
 from gateway.security.alerts import Alerts
-from gateway.security.lockout import Lockout
+from gateway.security.lockout import Lockout, Refused
 from gateway.security.ratelimits import PostgresStorage
 from gateway.security.sessions import SessionStore
 from gateway.security.staff import StaffStore
@@ -15,7 +17,8 @@ from gateway.security.totp import TotpStore
 from libs.db import Database
 
 CFG = {"SESSION_IDLE_MINUTES": 30.0, "SESSION_MAX_HOURS": 12.0, "PRE_AUTH_MINUTES": 5.0, "LOCKOUT_THRESHOLD": 3,
-       "LOCKOUT_WINDOW_MINUTES": 15.0, "LOCKOUT_MINUTES": 15.0}
+       "LOCKOUT_USER_THRESHOLD": 4, "LOCKOUT_WINDOW_MINUTES": 15.0, "LOCKOUT_MINUTES": 15.0,
+       "LOCKOUT_MAX_MINUTES": 120.0}
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +56,60 @@ def test_sessions_are_server_side_and_end_on_idle_absolute_revoke_and_disable(db
     assert store.load(raw) is None  # disabled staff lose their sessions at once
 
 
-def test_lockout_after_threshold_counts_per_username_even_unknown(db):
-    locks = Lockout(db, CFG)
+def _evaluate(locks, name, ip):
+    """One sign-in attempt as signin.py makes it: admitted, then (always wrong here) failed."""
+    try:
+        locks.admit(name, ip)
+    except Refused:
+        return "refused"
+    locks.fail(name, ip)
+    return "evaluated"
+
+
+def test_lockout_counts_per_username_and_address_and_grows(db):
+    locks = Lockout(db, dict(CFG, LOCKOUT_USER_THRESHOLD=100))
     name = "nobody-%s" % secrets.token_hex(3)
-    assert locks.fail(name, "1.1.1.1", "password") is None
-    assert locks.fail(name.upper(), "2.2.2.2", "password") is None  # usernames are case-insensitive
-    until = locks.fail(name, "3.3.3.3", "password")
-    assert until is not None and locks.locked_until(name) == until
+    assert [_evaluate(locks, name, "1.1.1.1") for _ in range(3)] == ["evaluated"] * 3
+    assert _evaluate(locks, name.upper(), "1.1.1.1") == "refused"  # usernames are case-insensitive
+    first = locks.locked_until(name, "1.1.1.1")
+    assert first is not None
+    assert _evaluate(locks, name, "2.2.2.2") == "evaluated"  # another address has its own count
+    # The lock ran out: three more failures lock it again, for twice as long.
+    db.fetchone("UPDATE signin_throttles SET locked_until = now() - interval '1 second' WHERE key = %s "
+                "RETURNING 1", ("pair:%s|1.1.1.1" % name,))
+    for _ in range(3):
+        _evaluate(locks, name, "1.1.1.1")
+    row = db.fetchone("SELECT lockouts, locked_until - now() AS left FROM signin_throttles WHERE key = %s",
+                      ("pair:%s|1.1.1.1" % name,))
+    assert row["lockouts"] == 2 and row["left"] > datetime.timedelta(minutes=29)
+    assert locks.unlock(name) >= 2
+    assert locks.locked_until(name, "1.1.1.1") is None
+    assert _evaluate(locks, name, "1.1.1.1") == "evaluated"
+
+
+def test_spraying_from_many_addresses_locks_new_addresses_not_a_known_one(db, staff):
+    locks = Lockout(db, CFG)
+    name = staff["username"]
+    db.fetchone("INSERT INTO known_addresses (staff_id, ip) VALUES (%s, '10.9.9.9') RETURNING 1", (staff["id"],))
+    outcomes = [_evaluate(locks, name, "10.0.0.%d" % i) for i in range(8)]
+    assert outcomes[:4] == ["evaluated"] * 4 and set(outcomes[4:]) == {"refused"}
+    assert _evaluate(locks, name, "10.0.1.1") == "refused"   # a new address: locked
+    locks.admit(name, "10.9.9.9")                              # the owner's known address: admitted
+    locks.succeeded(name, "10.9.9.9")
     locks.unlock(name)
-    assert locks.locked_until(name) is None
+
+
+def test_parallel_attempts_evaluate_at_most_the_threshold(migrated_database):
+    """40 attempts at once over 8 connections: the count comes before the evaluation, in one statement."""
+    pool = Database(url=migrated_database, schema="gateway", maxconn=8)
+    locks = Lockout(pool, CFG)
+    name = "racer-%s" % secrets.token_hex(3)
+    try:
+        # green threads: interface tests run under eventlet, which makes psycopg2 wait cooperatively
+        outcomes = list(eventlet.GreenPool(8).imap(lambda _: _evaluate(locks, name, "3.3.3.3"), range(40)))
+    finally:
+        pool.close()
+    assert outcomes.count("evaluated") == CFG["LOCKOUT_THRESHOLD"], outcomes
 
 
 def test_rate_limit_storage_counts_in_fixed_windows_for_every_worker(migrated_database):
