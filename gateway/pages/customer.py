@@ -5,12 +5,20 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
 from gateway.pages import internal
+from gateway.pages.cabinet import current_account
 from libs.contracts.orders import STATUSES, available_actions
-from gateway.pages.i18n import current_language, translator
+from gateway.pages.i18n import QUOTE_TEXTS, current_language, field_message, field_messages, translator
 
 bp = Blueprint("customer", __name__)
 
 FORM_FIELDS = ("direction_id", "amount_in", "email", "recipient", "phone", "partner_code")
+
+
+def normalise_amount(text):
+    """What the customer typed as the amount, as the API takes it: spaces (thousands, also no-break) dropped and
+    one decimal comma read as a point. exchange.js does exactly the same before it quotes, so an amount the live
+    quote accepted is the one the server checks, and one it refused is refused here with the same message."""
+    return "".join(text.split()).replace(",", ".", 1) if text.count(",") <= 1 else text
 
 
 def _directions():
@@ -24,13 +32,26 @@ def exchange_form():
     if ref:
         session["ref"] = ref  # the partner of a ?ref= link keeps the credit while the visitor looks around
     form = {"partner_code": session.get("ref", ""), "direction_id": request.args.get("direction", "")}
+    account = _signed_in_account()
+    if account:
+        form["email"] = account.get("email") or ""
     return _render_form(form, {})
+
+
+def _signed_in_account():
+    """The cabinet's account, if the visitor is signed in (their e-mail fills the form); none if orders is down."""
+    try:
+        return current_account()
+    except Exception:  # noqa: BLE001 - the form works without the cabinet
+        return None
 
 
 def _render_form(form, errors, status=200, message=None):
     directions = _directions()
     lang = current_language()
+    t = translator(lang)
     return render_template("exchange.html", directions=directions or [], form=form, errors=errors,
+                           texts={key: t(key) for key in QUOTE_TEXTS},
                            unavailable=directions is None, message=message,
                            lang_switch=url_for("customer.exchange_form", lang="ru" if lang == "en" else "en")), status
 
@@ -40,7 +61,7 @@ def create_order():
     form = {k: (request.form.get(k) or "").strip() for k in FORM_FIELDS}
     form["sms_opt_in"] = request.form.get("sms_opt_in") == "on"
     t = translator(current_language())
-    body = {"amount_in": form["amount_in"].replace(",", ".").replace(" ", ""), "email": form["email"],
+    body = {"amount_in": normalise_amount(form["amount_in"]), "email": form["email"],
             "recipient": form["recipient"], "sms_opt_in": form["sms_opt_in"], "language": current_language()}
     errors = {}
     try:
@@ -59,7 +80,9 @@ def create_order():
         return redirect(url_for("customer.order_page", token=result.data["token"]), 303)
     if not result.available:
         return _render_form(form, {}, 503, t("unavailable"))
-    return _render_form(form, result.fields, 200, t("form_errors") if result.fields else result.message)
+    lang = current_language()
+    return _render_form(form, field_messages(result.fields, lang), 200,
+                        t("form_errors") if result.fields else field_message(result.message, lang, t("error")))
 
 
 def _order_or_404(token):
