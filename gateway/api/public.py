@@ -11,7 +11,7 @@ from gateway.api.partner import referral_from_cookie
 from gateway.errors import ApiError
 from gateway.schemas import EmptySchema
 from gateway.security.caller import client_ip
-from libs.contracts.orders import OrderCreateSchema
+from libs.contracts.orders import OrderCreateSchema, for_customer
 
 bp = Blueprint("public_api", __name__, url_prefix="/api/v1")
 
@@ -74,18 +74,18 @@ def create_order():
 @bp.get("/orders/<token>")
 def get_order(token):
     _check_token(token)
-    return jsonify(rpc.service("orders").get_order_by_token(token))
+    return jsonify(for_customer(rpc.service("orders").get_order_by_token(token)))
 
 
 @bp.post("/orders/<token>/paid")
 def claim_paid(token):
     _check_token(token)
     load_body(EmptySchema)
-    return jsonify(rpc.service("orders").claim_paid(token, {"ip": client_ip()}))
+    return jsonify(for_customer(rpc.service("orders").claim_paid(token, {"ip": client_ip()})))
 
 
 @bp.post("/orders/<token>/cancel")
 def cancel(token):
     _check_token(token)
     load_body(EmptySchema)
-    return jsonify(rpc.service("orders").cancel_by_customer(token, {"ip": client_ip()}))
+    return jsonify(for_customer(rpc.service("orders").cancel_by_customer(token, {"ip": client_ip()})))

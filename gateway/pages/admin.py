@@ -10,6 +10,7 @@ from gateway.pages import internal, safe_next, staff_page
 from gateway.pages.charts import bar_chart
 from gateway.pages.i18n import current_language, translator
 from gateway.security.staff import ACT, READ
+from libs import money
 from libs.contracts.orders import EXCHANGE_TYPES, STATUSES
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -137,7 +138,20 @@ def order(order_id):
     payments = internal.call("GET", "/api/v1/admin/orders/%d/payments" % order_id)
     letters = internal.call("GET", "/api/v1/admin/notifications", query={"order_id": order_id, "limit": 100})
     return render_template("admin/order.html", order=result.data, payments=payments, letters=letters,
-                           return_to=request.full_path, st=translator(current_language()))
+                           return_to=request.full_path, st=translator(current_language()),
+                           noted=noted_payments(result.data, payments))
+
+
+def noted_payments(order, payments):
+    """What arrived for a manual request (the payments service notes it for the operator; orders does not move):
+    the sum per currency, or None when nothing did."""
+    if not payments.ok:
+        return None
+    total = {}
+    for p in payments.data.get("payments") or []:
+        if p.get("status") == "manual" and p.get("order_id") == order["id"]:
+            total[p["currency"]] = total.get(p["currency"], Decimal(0)) + Decimal(p["amount"])
+    return ", ".join("%s %s" % (money.to_str(v), k) for k, v in sorted(total.items())) or None
 
 
 @bp.post("/orders/<int:order_id>/<action>")
@@ -158,15 +172,33 @@ def act(order_id, action):
         body = {}
     result = internal.call(method, "/api/v1/admin/orders/%d%s" % (order_id, suffix), body=body)
     g.action_outcome = "ok" if result.ok else "refused %d" % result.status  # the page answers 303 either way
-    if result.ok:
-        flash("Request %d: %s done." % (order_id, action), "ok")
-    elif result.fields:
-        flash("Request %d: %s refused: %s" % (order_id, action, "; ".join(
-            "%s %s" % (k, " ".join(map(str, v)) if isinstance(v, list) else v) for k, v in result.fields.items())),
-            "error")
-    else:
-        flash("Request %d: %s refused: %s" % (order_id, action, result.message), "error")
+    category, text = action_outcome(order_id, action, result)
+    flash(text, category)
     return redirect(safe_next(request.form.get("return_to"), url_for("admin.order", order_id=order_id)), 303)
+
+
+DONE = {"process": "processed: the customer is told the payout is on its way",
+        "finalize": "completed", "cancel": "canceled", "delete": "deleted"}
+
+
+def action_outcome(order_id, action, result):
+    """(flash category, text) that say what really happened: a refusal with the server's reason, in red; a payout
+    only handed over (the payment system answers later, and may refuse) as pending, never as done."""
+    if not result.ok:
+        if not result.available:
+            reason = "the service is not answering, nothing was changed"
+        elif result.fields:
+            reason = "; ".join("%s: %s" % (k.replace("_", " "), " ".join(map(str, v)) if isinstance(v, list) else v)
+                               for k, v in result.fields.items())
+        else:
+            reason = result.message
+        return "error", "Request %d: %s refused — %s." % (order_id, action, reason)
+    status = (result.data or {}).get("status") if isinstance(result.data, dict) else None
+    if action == "payout":
+        return "info", ("Request %d: payout handed to the payment system. It is not paid yet: the answer shows on "
+                        "the request page." % order_id)
+    return "ok", "Request %d: %s%s." % (order_id, DONE.get(action, action),
+                                        " (now %s)" % status.replace("_", " ") if status else "")
 
 
 @bp.get("/notifications")

@@ -1,13 +1,18 @@
 """Customer pages: the exchange form (live quote in the browser, checked again by the orders service) and the order
 page at its unguessable token URL (payment instructions, countdown, a timeline that refreshes itself)."""
+from decimal import Decimal
 from urllib.parse import urlencode
+
+import segno
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
 from gateway.pages import internal
 from gateway.pages.cabinet import current_account
-from libs.contracts.orders import STATUSES, available_actions
-from gateway.pages.i18n import QUOTE_TEXTS, current_language, field_message, field_messages, translator
+from libs import money
+from libs.contracts.orders import STATUSES, available_actions, for_customer
+from gateway.pages.i18n import (QUOTE_TEXTS, TEXTS, current_language, event_key, field_message, field_messages,
+                                payment_system_name, translator)
 
 bp = Blueprint("customer", __name__)
 
@@ -104,16 +109,39 @@ def order_page(token):
 def _render_order(order, message=None, status=200):
     lang = current_language()
     t = translator(lang)
+    order = for_customer(order)
     order["customer_actions"] = available_actions(order["status"], order["exchange_type"], "customer")
+    pay_to = order["pay_to"]
     sandbox = None
-    if order["pay_to"]["system"] == "sandbox" and order["status"] == "new":
+    if pay_to["system"] == "sandbox" and order["status"] == "new":
+        # the demo bank opens on a wallet of the currency to pay, with account, amount and reference filled in
         sandbox = "%s/?%s" % (current_app.config["SANDBOX_PUBLIC_URL"].rstrip("/"), urlencode({
-            "to_account": order["pay_to"]["account"], "amount": order["pay_to"]["amount"],
-            "reference": order["pay_to"]["reference"]}))
-    return render_template("order.html", order=order, sandbox_url=sandbox, message=message,
-                           status_texts={s: t("st_" + s) for s in STATUSES},
+            "currency": pay_to["currency"], "to_account": pay_to["account"], "amount": pay_to["amount"],
+            "reference": pay_to["reference"]}))
+    # A QR code where the payment system has a URI for the payment (the rail's own, else the demo bank's link).
+    uri = pay_to.get("uri") or sandbox
+    qr = segno.make(uri, error="m").svg_inline(scale=3, dark="#111", light="#fff") \
+        if uri and order["status"] == "new" else None
+    timeline = [dict(h, text=t(event_key(h, order))) for h in order.get("history") or []]
+    mismatch = _mismatch(order)
+    event_texts = {k: t(k) for k in TEXTS if k.startswith(("ev_", "st_"))}
+    return render_template("order.html", order=order, sandbox_url=sandbox, message=message, qr=qr,
+                           pay_system=payment_system_name(pay_to["system"], lang), timeline=timeline,
+                           mismatch=mismatch, status_texts={s: t("st_" + s) for s in STATUSES},
+                           page_texts={"events": event_texts, "copied": t("copied"), "lang": lang},
                            lang_switch=url_for("customer.order_page", token=order["token"],
                                                lang="ru" if lang == "en" else "en")), status
+
+
+def _mismatch(order):
+    """A payment that did not fit the request: what arrived, what was asked, the difference, and what happens."""
+    flag, received = order.get("payment_flag"), order.get("amount_received")
+    if not flag or received is None or order["status"] in ("completed", "canceled"):
+        return None
+    got, asked = Decimal(received), Decimal(order["amount_in"])
+    return {"flag": flag, "received": money.to_str(got), "expected": money.to_str(asked),
+            "missing": money.to_str(asked - got) if got < asked else None,
+            "over": money.to_str(got - asked) if got > asked else None}
 
 
 def _customer_action(token, action):

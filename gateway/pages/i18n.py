@@ -74,6 +74,47 @@ TEXTS = {
     "st_expired": ("Expired (not paid in time)", "Истекла (не оплачена вовремя)"),
     "st_deleted": ("Deleted", "Удалена"),
     "lang_other": ("Русский", "English"),
+    # the order page: the payment block, a payment that does not fit, the timeline in sentences (issue 15)
+    "copy": ("Copy", "Копировать"),
+    "copied": ("Copied", "Скопировано"),
+    "qr_hint": ("Scan to pay from your phone", "Отсканируйте, чтобы оплатить с телефона"),
+    "qr_label": ("QR code with the payment details", "QR-код с реквизитами платежа"),
+    "pay_until": ("Pay by", "Оплатить до"),
+    "new_tab": ("opens in a new tab", "откроется в новой вкладке"),
+    "times_zone": ("Times are in your time zone.", "Время указано в вашем часовом поясе."),
+    "mismatch_title": ("Your payment does not match the request", "Ваш платёж не совпадает с заявкой"),
+    "received": ("Received", "Получено"),
+    "expected": ("Expected", "Ожидалось"),
+    "still_owed": ("Missing", "Не хватает"),
+    "overpaid": ("Paid over", "Переплата"),
+    "mismatch_partial_next": ("Please do not send the rest on your own. An operator checks the request and either "
+                              "pays out for what arrived or refunds it; you get a letter either way.",
+                              "Пожалуйста, не доплачивайте самостоятельно. Оператор проверит заявку и либо "
+                              "выплатит по полученной сумме, либо вернёт платёж; в любом случае вы получите "
+                              "письмо."),
+    "mismatch_over_next": ("An operator checks the request and contacts you about the amount paid over; you get a "
+                           "letter.",
+                           "Оператор проверит заявку и свяжется с вами насчёт переплаты; вы получите письмо."),
+    "mismatch_late_next": ("The payment arrived after the time to pay ran out. An operator checks whether the "
+                           "exchange can still be made or refunds it; you get a letter.",
+                           "Платёж пришёл после окончания срока оплаты. Оператор проверит, можно ли ещё выполнить "
+                           "обмен, или вернёт платёж; вы получите письмо."),
+    "ev_create": ("Request created", "Заявка создана"),
+    "ev_claim": ("You reported the payment", "Вы сообщили об оплате"),
+    "ev_pay": ("Your payment arrived", "Ваш платёж получен"),
+    "ev_pay_partial": ("Your payment arrived, less than asked", "Ваш платёж получен, но меньше нужной суммы"),
+    "ev_pay_over": ("Your payment arrived, more than asked", "Ваш платёж получен, но больше нужной суммы"),
+    "ev_pay_late": ("Your payment arrived after the deadline", "Ваш платёж получен после окончания срока"),
+    "ev_expire": ("The time to pay ran out", "Время на оплату истекло"),
+    "ev_customer_cancel": ("You canceled the request", "Вы отменили заявку"),
+    "ev_process": ("The operator confirmed your payment", "Оператор подтвердил вашу оплату"),
+    "ev_finalize": ("Exchange completed", "Обмен завершён"),
+    "ev_cancel": ("The request was canceled", "Заявка отменена"),
+    "ev_payout": ("The payout has been started", "Выплата начата"),
+    "ev_payout_sent": ("The money has been sent to you", "Деньги отправлены вам"),
+    "ev_payout_failed": ("The payout is delayed, an operator is on it", "Выплата задерживается, оператор разбирается"),
+    "semi_auto_paid": ("An operator confirms the payout shortly.", "Оператор вскоре подтвердит выплату."),
+    "ps_sandbox": ("Sandbox Bank (demo)", "Тестовый банк Sandbox (демо)"),
     "page_not_found": ("Page not found.", "Страница не найдена."),
     "method_not_allowed": ("This address does not take that kind of request.",
                            "Этот адрес не принимает такой запрос."),
@@ -120,6 +161,20 @@ TEXTS = {
                        "заявку."),
     "late_paid_provider": ("Provider transfer", "Перевод платёжной системы"),
 }
+
+def payment_system_name(key, lang):
+    """The payment system's name for people (the internal key only when no name is known yet)."""
+    text = TEXTS.get("ps_" + str(key))
+    return text[1 if lang == "ru" else 0] if text else str(key).replace("_", " ").title()
+
+
+def event_key(entry, order):
+    """The TEXTS key of a history entry's sentence for the customer (the payment's flag says how it did not fit)."""
+    action = entry.get("action")
+    if action == "pay" and order.get("payment_flag"):
+        return "ev_pay_" + order["payment_flag"]
+    return "ev_" + action if "ev_" + str(action) in TEXTS else "st_" + entry["to_status"]
+
 
 # what exchange.js says live, in the page's language
 QUOTE_TEXTS = ("min", "max", "err_number", "err_too_large", "err_positive", "err_decimals", "err_min", "err_max",
