@@ -4,7 +4,7 @@ import datetime
 from decimal import Decimal
 from urllib.parse import urlencode
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 
 from gateway.pages import internal, safe_next, staff_page
 from gateway.pages.charts import bar_chart
@@ -16,10 +16,18 @@ from libs.contracts.orders import EXCHANGE_TYPES, STATUSES
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 # The CSV export's filters (libs/contracts/reporting.py ExportQuerySchema); the list takes the same ones.
-FILTERS = ("status", "exchange_type", "direction_id", "currency_in", "currency_out", "created_from", "created_to",
+FILTERS = ("q", "status", "exchange_type", "direction_id", "currency_in", "currency_out", "created_from", "created_to",
            "updated_from", "updated_to", "email", "partner_code", "amount_in_min", "amount_in_max",
            "amount_out_min", "amount_out_max")
 DATE_FILTERS = {"created_from": False, "created_to": True, "updated_from": False, "updated_to": True}
+# What operators read instead of the internal keys.
+STATUS_LABELS = {"new": "New, awaiting payment", "payment_claimed": "Customer says paid", "processing": "Processing",
+                 "paid": "Paid, awaiting payout", "payout": "Payout in progress", "payout_error": "Payout failed",
+                 "completed": "Completed", "canceled": "Canceled", "expired": "Expired unpaid", "deleted": "Deleted"}
+TYPE_LABELS = {"auto": "Automatic", "semi_auto": "Semi-automatic", "manual": "Manual"}
+FLAG_LABELS = {"partial": "underpaid", "over": "overpaid", "late": "paid late"}
+BULK_ACTIONS = ("cancel", "delete")
+
 ACTIONS = {  # page action -> (API method, API path suffix, what the dialog asks for)
     "process": ("POST", "/process", "notice"),
     "payout": ("POST", "/payout", None),
@@ -65,7 +73,8 @@ def _list_query(filters):
 
 
 def _export_query(filters):
-    return {k: (",".join(v) if k == "status" else v) for k, v in filters.items()}
+    # the search box is the list's own (the export has the filters; a search result is exported as a selection)
+    return {k: (",".join(v) if k == "status" else v) for k, v in filters.items() if k != "q"}
 
 
 @bp.get("/")
@@ -107,10 +116,86 @@ def orders():
             [(k, v) for k, vs in filters.items() for v in (vs if isinstance(vs, list) else [vs])] +
             [("cursor", result.data["next_cursor"])])
     export_url = url_for("admin.export") + ("?" + urlencode(_export_query(filters)) if filters else "")
+    direction_names = {d["id"]: "%s → %s" % (d["currency_in"], d["currency_out"])
+                       for d in (directions.data if directions.ok else [])}
     return render_template("admin/orders.html", filters=filters, result=result, statuses=STATUSES,
                            exchange_types=EXCHANGE_TYPES, directions=directions.data if directions.ok else [],
                            next_url=next_url, export_url=export_url, field_errors=result.fields,
-                           return_to=request.full_path)
+                           return_to=request.full_path, labels=_labels(), direction_names=direction_names,
+                           rows_url=url_for("admin.order_rows") + "?" + urlencode(
+                               [(k, v) for k, vs in filters.items() for v in (vs if isinstance(vs, list) else [vs])]),
+                           live=not request.args.get("cursor"), now=_utc_now())
+
+
+def _labels():
+    return {"status": STATUS_LABELS, "type": TYPE_LABELS, "flag": FLAG_LABELS}
+
+
+def _utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@bp.get("/orders/rows")
+@staff_page(READ)
+def order_rows():
+    """The list's live updates: the rows changed since `since` under the list's filters, drawn as the list draws
+    them. One indexed query on updated_at per poll (the orders list API with updated_from)."""
+    filters = _filters_from(request.args)
+    query = _list_query(filters)
+    since = request.args.get("since", "")
+    try:
+        moment = datetime.datetime.fromisoformat(since)
+    except ValueError:
+        return {"error": "since: a date-time is required"}, 422
+    # a second of overlap so a change in the same second as the last poll is not missed (rows are replaced)
+    query["updated_from"] = (moment - datetime.timedelta(seconds=1)).isoformat()
+    query["limit"] = 100
+    now = _utc_now()
+    result = internal.call("GET", "/api/v1/admin/orders", query=query)
+    if not result.ok:
+        return {"error": result.message}, result.status if result.status >= 400 else 503
+    directions = internal.call("GET", "/api/v1/admin/directions")
+    direction_names = {d["id"]: "%s → %s" % (d["currency_in"], d["currency_out"])
+                       for d in (directions.data if directions.ok else [])}
+    template = current_app.jinja_env.get_template("admin/_order_row.html")
+    module = template.make_module({"me": g.staff, "labels": _labels(), "direction_names": direction_names,
+                                   "url_for": url_for, "csrf_token": lambda: ""})
+    rows = [{"id": o["id"], "status": o["status"], "html": str(module.order_row(o))}
+            for o in result.data.get("items") or []]
+    return {"rows": rows, "now": now}
+
+
+@bp.post("/orders/bulk")
+@staff_page(ACT)
+def bulk():
+    """One action on the selected requests: cancel (one reason for all) or delete. Each goes through the API as
+    a single action would (state machine, audit); what was refused is listed with the server's reason."""
+    action = request.form.get("action", "")
+    ids = [int(i) for i in request.form.getlist("ids") if i.isdigit()][:200]
+    back = safe_next(request.form.get("return_to"), url_for("admin.orders"))
+    if action not in BULK_ACTIONS or not ids:
+        flash("Choose requests and an action.", "error")
+        return redirect(back, 303)
+    reason = (request.form.get("reason") or "").strip()
+    if action == "cancel" and not reason:
+        flash("Cancelling needs a reason for the customers.", "error")
+        return redirect(back, 303)
+    method, suffix, _ = ACTIONS[action]
+    done, refused = [], []
+    for order_id in ids:
+        result = internal.call(method, "/api/v1/admin/orders/%d%s" % (order_id, suffix),
+                               body={"reason": reason} if action == "cancel" else None)
+        if result.ok:
+            done.append(order_id)
+        else:
+            refused.append("%d (%s)" % (order_id, action_outcome(order_id, action, result)[1].split(" — ", 1)[-1]
+                                        .rstrip(".")))
+    g.action_outcome = "ok %d, refused %d" % (len(done), len(refused))
+    if done:
+        flash("%s: %s." % ({"cancel": "Canceled", "delete": "Deleted"}[action], ", ".join(map(str, done))), "ok")
+    if refused:
+        flash("Refused: %s." % "; ".join(refused), "error")
+    return redirect(back, 303)
 
 
 @bp.get("/orders/export")
