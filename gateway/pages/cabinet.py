@@ -99,6 +99,12 @@ TEXTS = {
     "w_rejected": ("rejected", "отклонён"),
     "reason": ("Reason", "Причина"),
     "not_saved": ("Not saved", "Не сохранено"),
+    "new_link": ("Send me a new link", "Прислать новую ссылку"),
+    "new_link_hint": ("Already confirmed? Just sign in. Otherwise sign up again with the same e-mail: we send a new "
+                      "link.",
+                      "Уже подтвердили? Просто войдите. Иначе зарегистрируйтесь ещё раз с тем же e-mail: мы пришлём "
+                      "новую ссылку."),
+    "withdrawal_not_saved": ("{currency} withdrawal not requested", "Вывод {currency} не заказан"),
     "join_done": ("You are a partner now: share your link.", "Теперь вы партнёр: делитесь ссылкой."),
 }
 
@@ -247,7 +253,8 @@ def confirm_post():
     try:
         _orders().account_confirm((request.form.get("token") or "")[:100])
     except errors.ValidationFailed:
-        return _render("cabinet/notice.html", 400, title=tc("confirm_title"), text=tc("bad_link"), error=True)
+        return _render("cabinet/notice.html", 400, title=tc("confirm_title"), text=tc("bad_link"), error=True,
+                       offer_new_link=True)
     flash(tc("confirmed"), "ok")
     return redirect(url_for("cabinet.signin"), 303)
 
@@ -359,7 +366,10 @@ def withdraw():
                                      if request.form.get("request_id") else None)
         flash(tc("withdrawal_sent"), "ok")
     except (errors.ValidationFailed, errors.Conflict, errors.NotFound) as exc:
-        flash("%s: %s" % (tc("not_saved"), _fields_message(exc)), "error")
+        # shown next to the withdrawal form, naming the currency (not at the top of the page)
+        currency = (request.form.get("currency") or "")[:16]
+        flash("%s: %s" % (tc("withdrawal_not_saved").replace("{currency}", currency), _fields_message(exc)),
+              "withdrawal")
     return redirect(url_for("cabinet.home") + "#withdrawals", 303)
 
 

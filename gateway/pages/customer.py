@@ -7,9 +7,12 @@ import segno
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
+from gateway import rpc
 from gateway.pages import internal
 from gateway.pages.cabinet import current_account
 from libs import money
+from libs.errors import ExchangerError
+from libs.rpc_client import RpcError
 from libs.contracts.orders import STATUSES, available_actions, for_customer
 from gateway.pages.i18n import (QUOTE_TEXTS, TEXTS, current_language, event_key, field_message, field_messages,
                                 payment_system_name, translator)
@@ -41,6 +44,16 @@ def exchange_form():
     if account:
         form["email"] = account.get("email") or ""
     return _render_form(form, {})
+
+
+def _partner_exists(code):
+    """Whether a partner code typed in the form is a partner's (an unknown one is said so instead of being dropped
+    silently). When the orders service cannot tell, the code goes on and the service decides."""
+    try:
+        found = rpc.service("orders").list_partners({"code": code, "limit": 1})
+    except (RpcError, ExchangerError):
+        return True
+    return any(p.get("active", True) for p in found.get("items") or [])
 
 
 def _signed_in_account():
@@ -77,6 +90,8 @@ def create_order():
         body["phone"] = form["phone"].replace(" ", "").replace("-", "")
     if form["partner_code"]:
         body["partner_code"] = form["partner_code"]
+        if not _partner_exists(form["partner_code"]):
+            errors["partner_code"] = [t("partner_unknown")]
     # A form shown again with its errors answers 200: it is a page to correct, not a failed resource.
     if errors:
         return _render_form(form, errors, 200, t("form_errors"))

@@ -258,3 +258,22 @@
     }
   });
 }());
+
+// "Export CSV" takes the filters as they stand in the form, applied or not (the search box is the list's own).
+(function () {
+  "use strict";
+  var form = document.getElementById("filters");
+  var link = document.getElementById("export-csv");
+  if (!form || !link) { return; }
+  var base = link.getAttribute("href").split("?")[0];
+  function update() {
+    var params = new URLSearchParams();
+    new FormData(form).forEach(function (value, key) {
+      if (key !== "q" && String(value).trim()) { params.append(key, String(value).trim()); }
+    });
+    var query = params.toString();
+    link.setAttribute("href", base + (query ? "?" + query : ""));
+  }
+  form.addEventListener("input", update);
+  form.addEventListener("change", update);
+}());

@@ -116,13 +116,14 @@ def test_paid_through_the_sandbox_auto_and_semi_auto(system, admin_token, direct
     for order in (auto, semi):
         eventually(lambda: consumed(system, order["id"]), timeout=30, message="consumed")
     eventually(lambda: settled(system, admin_token, [auto["id"], semi["id"]]), timeout=30)
-    assert mail.kinds(auto["email"]) == ["L3"] and mail.kinds(admin["email"], auto["id"]) == ["L6"]
-    assert mail.kinds(semi["email"]) == ["L3"] and mail.kinds(admin["email"], semi["id"]) == ["L7"]
+    # every request gets the "request created" letter with where to pay (L1), whatever its type
+    assert mail.kinds(auto["email"]) == ["L1", "L3"] and mail.kinds(admin["email"], auto["id"]) == ["L6"]
+    assert mail.kinds(semi["email"]) == ["L1", "L3"] and mail.kinds(admin["email"], semi["id"]) == ["L7"]
     assert len(sms_about(twilio, admin["phone"], auto["id"])) == 1                  # S1
     assert len(sms_about(twilio, admin["phone"], semi["id"])) == 1                  # S2
     assert twilio.sent_to(auto["phone"]) == []                                       # no S5 for auto
     eventually(lambda: len(twilio.sent_to(semi["phone"])) == 1, message="S5")       # semi_auto, opted in
-    assert sorted(e["kind"] for e in log(system, admin_token, order_id=semi["id"])) == ["L3", "L7", "S2", "S5"]
+    assert sorted(e["kind"] for e in log(system, admin_token, order_id=semi["id"])) == ["L1", "L3", "L7", "S2", "S5"]
 
 
 def test_automatic_directions_payment_transitions(system, admin_token, admin):
