@@ -81,7 +81,9 @@ def _export_query(filters):
 @staff_page(READ)
 def dashboard():
     counts = internal.call("GET", "/api/v1/admin/stats/status-counts")
-    stats = internal.call("GET", "/api/v1/admin/reports/stats", query={"group": "day"})
+    window = {k: request.args[k] for k in ("from", "to") if request.args.get(k, "").strip()}
+    stats = internal.call("GET", "/api/v1/admin/reports/stats", query=dict(window, group="day"))
+    per_direction = internal.call("GET", "/api/v1/admin/reports/stats", query=dict(window, group="direction"))
     charts = None
     if stats.ok:
         groups = stats.data.get("groups") or []
@@ -91,14 +93,37 @@ def dashboard():
             for item in g.get("turnover") or []:
                 per_day = turnover.setdefault(item["currency_out"], {})
                 per_day[g["day"][5:10]] = per_day.get(g["day"][5:10], Decimal(0)) + Decimal(item["amount_out"])
-        charts = {"requests": bar_chart(days, "requests per day", "chart-requests"),
+        charts = {"requests": bar_chart(days, "Requests created per day (number of requests)", "chart-requests"),
                   "turnover": [(cur, bar_chart([(d, per_day.get(d, 0)) for d, _ in days],
-                                               "turnover out per day, %s" % cur, "chart-turnover-%s" % cur))
+                                               "Turnover paid out per day, in %s" % cur, "chart-turnover-%s" % cur))
                                for cur, per_day in sorted(turnover.items())],
-                  "totals": stats.data.get("totals") or {}}
+                  "totals": stats.data.get("totals") or {}, "from": stats.data.get("from"),
+                  "to": stats.data.get("to")}
     return render_template("admin/dashboard.html", counts=counts.data if counts.ok else None,
                            counts_error=None if counts.ok else counts.message, charts=charts,
-                           stats_error=None if stats.ok else stats.message, statuses=STATUSES)
+                           stats_error=None if stats.ok else (stats.fields or stats.message), statuses=STATUSES,
+                           labels=_labels(), window=window, directions=_direction_rows(per_direction))
+
+
+def _direction_rows(result):
+    """Turnover and margin per direction over the window: [{name, requests, never_paid_share, turnover_in,
+    turnover_out, margin}], the sums per currency as text."""
+    if not result.ok:
+        return None
+    rows = []
+    for group in result.data.get("groups") or []:
+        sums = {"in": {}, "out": {}, "margin": {}}
+        for item in group.get("turnover") or []:
+            for key, amount, cur in (("in", "amount_in", "currency_in"), ("out", "amount_out", "currency_out"),
+                                     ("margin", "margin", "currency_out")):
+                sums[key][item[cur]] = sums[key].get(item[cur], Decimal(0)) + Decimal(item[amount])
+        text = {k: ", ".join("%s %s" % (money.to_str(v), c) for c, v in sorted(m.items())) or "—"
+                for k, m in sums.items()}
+        rows.append({"id": group.get("direction_id"),
+                     "name": "%s → %s" % (group.get("currency_in", "?"), group.get("currency_out", "?")),
+                     "requests": group.get("requests", 0), "never_paid_share": group.get("never_paid_share"),
+                     "turnover_in": text["in"], "turnover_out": text["out"], "margin": text["margin"]})
+    return rows
 
 
 @bp.get("/orders")

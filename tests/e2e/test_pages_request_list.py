@@ -154,3 +154,15 @@ def test_a_refused_action_shows_the_reason_and_payout_names_amount_and_recipient
     assert page.text_content("#action-amount").strip() == "%s %s" % (semi["amount_out"], semi["currency_out"])
     assert page.text_content("#action-recipient").strip() == semi["recipient"]
     inspect(page, "order-payout-dialog", "en")
+
+
+@pytest.mark.parametrize("width", ["desktop", "phone"])
+def test_dashboard_has_a_window_totals_and_directions(system, operator_page, directions, width):
+    page = operator_page(width)
+    page.goto(system.url + "/admin/")
+    page.wait_for_selector("#status-counts")
+    if page.query_selector("#stats-totals"):
+        assert page.is_visible("#never-paid") and page.is_visible("#margin-total")
+        titles = page.locator("svg.chart title").all_text_contents()
+        assert any("number of requests" in t for t in titles), titles
+    inspect(page, "dashboard-%s" % width, "en")

@@ -74,3 +74,13 @@ def test_security_headers_on_pages_and_json():
         assert r.headers["X-Content-Type-Options"] == "nosniff"
         assert r.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
         assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_chart_axes_end_on_round_numbers_with_round_ticks():
+    from decimal import Decimal
+    from gateway.pages.charts import _label, nice_top, ticks
+    assert [str(int(nice_top(v))) for v in (3, 26, 480, 1234)] == ["5", "50", "500", "2000"]
+    top = nice_top(Decimal(2300000))
+    assert [_label(top * f) for f in ticks(top)] == ["0", "500k", "1M", "1.5M", "2M", "2.5M"]
+    svg = str(bar_chart([("05-01", 26), ("05-02", 7)], "requests per day", "c3"))
+    assert ">50<" in svg and ">40<" in svg and "E+" not in svg
