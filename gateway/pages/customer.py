@@ -56,6 +56,15 @@ def _partner_exists(code):
     return any(p.get("active", True) for p in found.get("items") or [])
 
 
+def _sms_offer():
+    """The completion SMS the form may offer: only when SMS is on (None when the orders service cannot tell)."""
+    try:
+        offer = rpc.service("orders").sms_offer()
+    except (RpcError, ExchangerError):
+        return None
+    return offer if offer.get("available") else None
+
+
 def _signed_in_account():
     """The cabinet's account, if the visitor is signed in (their e-mail fills the form); none if orders is down."""
     try:
@@ -69,7 +78,7 @@ def _render_form(form, errors, status=200, message=None):
     lang = current_language()
     t = translator(lang)
     return render_template("exchange.html", directions=directions or [], form=form, errors=errors,
-                           texts={key: t(key) for key in QUOTE_TEXTS},
+                           texts={key: t(key) for key in QUOTE_TEXTS}, sms_offer=_sms_offer(),
                            unavailable=directions is None, message=message,
                            lang_switch=url_for("customer.exchange_form", lang="ru" if lang == "en" else "en")), status
 

@@ -117,3 +117,26 @@ def test_cabinet_pages(system, pages, width, lang):  # noqa: F811
     # a signed-in customer's e-mail is filled in on the exchange form (item 5)
     page.goto(system.url + "/")
     assert page.input_value("#email") == person["email"]
+
+
+def test_paid_sms_is_offered_only_while_sms_is_on(system, pages):  # noqa: F811
+    from tests.conftest import eventually
+    from tests.e2e.notifier_support import put_settings
+    token = system.login()
+    before = system.api("GET", "/api/v1/admin/settings", token=token).json()
+    page = new_page(pages, "desktop", "ru")
+
+    def offered():
+        page.goto(system.url + "/?lang=ru")
+        return page.locator("#sms_opt_in").count() == 1
+    try:
+        put_settings(system, token, sms_enabled=False, customer_sms_fee="1.5")
+        eventually(lambda: not offered(), timeout=30, message="no paid SMS while SMS is off")
+        put_settings(system, token, sms_enabled=True)
+        eventually(offered, timeout=30, message="paid SMS offered once SMS is on")
+        assert "1.5 %" in page.text_content("label.check")
+        inspect(page, "lang-ru-desktop-form-sms", "ru")
+    finally:
+        current = system.api("GET", "/api/v1/admin/settings", token=token).json()
+        put_settings(system, token, sms_enabled=before["sms_enabled"],
+                     customer_sms_fee=before["customer_sms_fee"], version=current["version"])

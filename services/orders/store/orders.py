@@ -420,6 +420,14 @@ def apply_balance(db, event_id, consumer, data):
         return cur.rowcount == 1
 
 
+def sms_offer(db):
+    """Whether customers may order a completion SMS now (the notifier announces it: SMS on and Twilio configured),
+    and its fee: the exchange form offers the option only then."""
+    row = db.fetchone("SELECT fee_percent, available FROM sms_fee_setting WHERE id = 1")
+    return {"available": bool(row and row["available"]),
+            "fee_percent": money.to_str(row["fee_percent"]) if row else "0"}
+
+
 def apply_sms_fee_setting(db, event_id, consumer, data):
     """settings_changed from the notifier: keep the newest announced customer SMS fee (versions only grow)."""
     with db.transaction() as cur:
