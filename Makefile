@@ -34,7 +34,7 @@ TEST_DATABASE_URL ?= postgresql://exchanger:exchanger@127.0.0.1:5432/exchanger_t
 TEST_AMQP_URI ?= pyamqp://guest:guest@127.0.0.1:5672/exchanger_test
 PYTEST ?= $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: run test install services migrate unit interface e2e bench clean
+.PHONY: run test install services migrate unit interface e2e bench clean browser-deps
 
 $(STAMP): requirements.txt constraints.txt
 	@command -v python3 >/dev/null || { echo "python3 is required"; exit 1; }
@@ -44,6 +44,15 @@ $(STAMP): requirements.txt constraints.txt
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# axe-core for the browser tests' accessibility pass (tests/e2e/browser/package.json, pinned in its lock file).
+BROWSER_DEPS := tests/e2e/browser/node_modules/axe-core/axe.min.js
+$(BROWSER_DEPS): tests/e2e/browser/package.json tests/e2e/browser/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm; }
+	cd tests/e2e/browser && npm ci --no-audit --no-fund --silent
+	@touch $(BROWSER_DEPS)
+
+browser-deps: $(BROWSER_DEPS)
 
 services:
 	@bash deploy/local/ensure-services.sh
@@ -83,7 +92,7 @@ run: install services
 
 # The suite runs against real PostgreSQL and RabbitMQ (its own database and virtual host).
 # Three pytest runs: unit and interface tests use eventlet (nameko), end-to-end tests drive real processes.
-test: install services
+test: install services browser-deps
 	@export DATABASE_URL=$(TEST_DATABASE_URL) AMQP_URI=$(TEST_AMQP_URI); \
 	  set -e; \
 	  $(PYTEST) tests/unit; \
@@ -96,7 +105,7 @@ unit: install
 interface: install services
 	DATABASE_URL=$(TEST_DATABASE_URL) AMQP_URI=$(TEST_AMQP_URI) $(PYTEST) tests/interface
 
-e2e: install services
+e2e: install services browser-deps
 	DATABASE_URL=$(TEST_DATABASE_URL) AMQP_URI=$(TEST_AMQP_URI) $(PYTEST) tests/e2e
 
 # Against a running `make run` (each prints one JSON line last).

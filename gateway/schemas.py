@@ -70,6 +70,8 @@ class AdminOrdersQuerySchema(StrictSchema):
     amount_in_max = AmountOrZeroString()
     amount_out_min = AmountOrZeroString()
     amount_out_max = AmountOrZeroString()
+    q = fields.String(validate=validate.Length(min=1, max=200),
+                      metadata={"description": "search: id, reference, e-mail or recipient fragment, or an amount"})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     cursor = fields.String(validate=validate.Regexp(r"^[0-9]{1,18}$"))
 

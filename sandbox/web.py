@@ -58,11 +58,16 @@ def _parse_uuid(value):
         return None
 
 
-def _page(wallet=None, form=None, sent=None, error=None, status=200):
+def _page(wallet=None, form=None, sent=None, error=None, status=200, currency=None):
     form = form or {}
 
     def load(cur):
-        wallets = storage.list_accounts(cur, exclude_owner=EXCHANGER_OWNER, limit=MAX_WALLETS)
+        # A link that names the currency to pay (the exchanger's order page) lists the wallets of that currency,
+        # the first one chosen, so the customer pays in the right money.
+        wallets = storage.list_accounts(cur, exclude_owner=EXCHANGER_OWNER, limit=MAX_WALLETS,
+                                        **({"currency": currency} if currency and not wallet else {}))
+        if not wallets and currency:
+            wallets = storage.list_accounts(cur, exclude_owner=EXCHANGER_OWNER, limit=MAX_WALLETS)
         selected = storage.get_account(cur, wallet) if wallet else None
         if selected is None and wallets:
             selected = wallets[0]
@@ -93,7 +98,8 @@ def _page(wallet=None, form=None, sent=None, error=None, status=200):
 def index():
     # to / amount / reference may be prefilled by a link, e.g. from the exchanger's "how to pay" page.
     form = {key: request.args.get(key, "")[:200] for key in ("to_account", "amount", "reference")}
-    return _page(wallet=request.args.get("wallet"), form=form, sent=_parse_uuid(request.args.get("sent")))
+    return _page(wallet=request.args.get("wallet"), form=form, sent=_parse_uuid(request.args.get("sent")),
+                 currency=(request.args.get("currency") or "")[:16] or None)
 
 
 def _messages(errors):

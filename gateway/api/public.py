@@ -12,7 +12,7 @@ from gateway.errors import ApiError
 from gateway.schemas import EmptySchema
 from gateway.security.caller import client_ip
 from gateway.security.ratelimits import order_limits
-from libs.contracts.orders import OrderCreateSchema
+from libs.contracts.orders import OrderCreateSchema, for_customer
 
 bp = Blueprint("public_api", __name__, url_prefix="/api/v1")
 
@@ -76,7 +76,7 @@ def create_order():
 @bp.get("/orders/<token>")
 def get_order(token):
     _check_token(token)
-    return jsonify(rpc.service("orders").get_order_by_token(token))
+    return jsonify(for_customer(rpc.service("orders").get_order_by_token(token)))
 
 
 CHAIN_SYSTEMS = ("litecoin", "evm")
@@ -103,11 +103,11 @@ def get_order_deposit(token):
 def claim_paid(token):
     _check_token(token)
     load_body(EmptySchema)
-    return jsonify(rpc.service("orders").claim_paid(token, {"ip": client_ip()}))
+    return jsonify(for_customer(rpc.service("orders").claim_paid(token, {"ip": client_ip()})))
 
 
 @bp.post("/orders/<token>/cancel")
 def cancel(token):
     _check_token(token)
     load_body(EmptySchema)
-    return jsonify(rpc.service("orders").cancel_by_customer(token, {"ip": client_ip()}))
+    return jsonify(for_customer(rpc.service("orders").cancel_by_customer(token, {"ip": client_ip()})))

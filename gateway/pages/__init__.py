@@ -85,8 +85,10 @@ def init_app(app):
         if exc.code == 429:
             return _page_error(429, t("too_many"))
         if exc.code == 404:
-            return _page_error(404, t("not_found") if request.path.startswith("/orders/") else "Page not found.")
-        return _page_error(exc.code or 500, exc.description or t("error"))
+            return _page_error(404, t("not_found") if request.path.startswith("/orders/") else t("page_not_found"))
+        # werkzeug's descriptions are English: a page in Russian says it in its own words.
+        worded = {400: "bad_request", 403: "forbidden", 405: "method_not_allowed"}.get(exc.code)
+        return _page_error(exc.code or 500, t(worded) if worded else t("error"))
 
     @app.errorhandler(Exception)
     def _unexpected(exc):

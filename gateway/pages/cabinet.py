@@ -18,7 +18,7 @@ from flask import (Blueprint, current_app, flash, g, get_flashed_messages, redir
 from gateway import rpc
 from gateway.api import account as account_api
 from gateway.api.partner import REF_COOKIE, REF_COOKIE_DAYS, referral_link
-from gateway.pages.i18n import current_language, translator
+from gateway.pages.i18n import current_language, field_message, field_messages, translator
 from libs import config
 from libs.rpc_client import RpcError
 from libs import errors
@@ -132,10 +132,18 @@ TEXTS = {
     "minimum": ("Minimum", "Минимум"),
     "withdrawal_sent": ("Withdrawal requested: an operator will pay it.", "Вывод заказан: оператор его выплатит."),
     "w_requested": ("requested", "заказан"),
-    "w_approved": ("paid", "выплачен"),
+    "w_approved": ("approved, being paid", "одобрен, выплачивается"),
+    "w_paid": ("paid", "выплачен"),
+    "w_failed": ("payout failed, an operator is on it", "выплата не прошла, оператор разбирается"),
     "w_rejected": ("rejected", "отклонён"),
     "reason": ("Reason", "Причина"),
     "not_saved": ("Not saved", "Не сохранено"),
+    "new_link": ("Send me a new link", "Прислать новую ссылку"),
+    "new_link_hint": ("Already confirmed? Just sign in. Otherwise sign up again with the same e-mail: we send a new "
+                      "link.",
+                      "Уже подтвердили? Просто войдите. Иначе зарегистрируйтесь ещё раз с тем же e-mail: мы пришлём "
+                      "новую ссылку."),
+    "withdrawal_not_saved": ("{currency} withdrawal not requested", "Вывод {currency} не заказан"),
     "join_done": ("You are a partner now: share your link.", "Теперь вы партнёр: делитесь ссылкой."),
 }
 
@@ -208,10 +216,18 @@ def _render(template, status=200, **context):
                            flashes=get_flashed_messages(with_categories=True), **context), status
 
 
+FIELD_LABELS = {"amount": "amount", "currency": "currency", "to_account": "to_account", "email": "email",
+                "password": "password"}
+
+
 def _fields_message(exc):
-    fields = getattr(exc, "fields", None) or {}
-    return "; ".join("%s: %s" % (k, " ".join(map(str, v)) if isinstance(v, list) else v)
-                     for k, v in fields.items()) or getattr(exc, "message", None) or str(exc)
+    """A refused call's fields in the page's language, each named by its form label (never a raw key)."""
+    lang = current_language()
+    tc = texts(lang)
+    fields = field_messages(getattr(exc, "fields", None) or {}, lang)
+    return "; ".join("%s: %s" % (tc(FIELD_LABELS[k]) if k in FIELD_LABELS else tc("not_saved"), " ".join(v))
+                     for k, v in fields.items()) \
+        or field_message(getattr(exc, "message", None) or str(exc), lang)
 
 
 # -- the referral link -----------------------------------------------------------------------------------------
@@ -259,7 +275,8 @@ def signup_post():
     try:
         account_api.signup(form["email"], password, current_language())
     except errors.ValidationFailed as exc:
-        return _render("cabinet/signup.html", form=form, errors=exc.fields, message=tc("form_errors"))
+        return _render("cabinet/signup.html", form=form, errors=field_messages(exc.fields, current_language()),
+                       message=tc("form_errors"))
     return _render("cabinet/notice.html", title=tc("check_mail"), text=tc("signup_sent"))
 
 
@@ -279,7 +296,8 @@ def confirm_post():
     except errors.ValidationFailed as exc:
         if "password" in exc.fields:
             return _render("cabinet/confirm.html", 422, token=token, message=tc("wrong_signup_password"))
-        return _render("cabinet/notice.html", 400, title=tc("confirm_title"), text=tc("bad_link"), error=True)
+        return _render("cabinet/notice.html", 400, title=tc("confirm_title"), text=tc("bad_link"), error=True,
+                       offer_new_link=True)
     flash(tc("confirmed"), "ok")
     return redirect(url_for("cabinet.signin"), 303)
 
@@ -365,14 +383,16 @@ def reset_post():
         try:
             account_api.request_reset((request.form.get("email") or "").strip())
         except errors.ValidationFailed as exc:
-            return _render("cabinet/reset.html", token="", errors=exc.fields, message=tc("form_errors"))
+            return _render("cabinet/reset.html", token="", errors=field_messages(exc.fields, current_language()),
+                           message=tc("form_errors"))
         return _render("cabinet/notice.html", title=tc("check_mail"), text=tc("reset_sent"))
     try:  # step 2: the letter's link, a new password
         _orders().account_password_reset(token, request.form.get("password") or "")
     except errors.ValidationFailed as exc:
         if "token" in exc.fields:
             return _render("cabinet/notice.html", 400, title=tc("reset_title"), text=tc("bad_link"), error=True)
-        return _render("cabinet/reset.html", token=token, errors=exc.fields, message=tc("form_errors"))
+        return _render("cabinet/reset.html", token=token, errors=field_messages(exc.fields, current_language()),
+                       message=tc("form_errors"))
     flash(tc("reset_done"), "ok")
     return redirect(url_for("cabinet.signin"), 303)
 
@@ -478,7 +498,10 @@ def withdraw():
         flash(tc("withdrawal_sent") if withdrawal.get("destination_confirmed", True)
               else tc("withdrawal_confirm_mail"), "ok")
     except (errors.ValidationFailed, errors.Conflict, errors.NotFound) as exc:
-        flash("%s: %s" % (tc("not_saved"), _fields_message(exc)), "error")
+        # shown next to the withdrawal form, naming the currency (not at the top of the page)
+        currency = (request.form.get("currency") or "")[:16]
+        flash("%s: %s" % (tc("withdrawal_not_saved").replace("{currency}", currency), _fields_message(exc)),
+              "withdrawal")
     return redirect(url_for("cabinet.home") + "#withdrawals", 303)
 
 

@@ -9,23 +9,45 @@ WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM, PAD_TOP = 640, 180, 44, 22, 10
 def _label(value):
     value = Decimal(value)
     if value >= 1000000:
-        return "%sM" % (value / 1000000).quantize(Decimal("0.1"))
+        return "%sM" % _label(value / 1000000)
     if value >= 1000:
-        return "%sk" % (value / 1000).quantize(Decimal("0.1"))
-    return str(value.normalize()) if value == value.to_integral() else str(value.quantize(Decimal("0.01")))
+        return "%sk" % _label(value / 1000)
+    if value == value.to_integral():
+        return str(int(value))
+    return format(value.quantize(Decimal("0.01")), "f").rstrip("0").rstrip(".")
+
+
+def nice_top(value):
+    """The smallest 1, 2, 2.5 or 5 × 10^k at or above `value`: the axis ends on a round number (see `ticks`)."""
+    value = Decimal(value)
+    if value <= 0:
+        return Decimal(1)
+    exponent = value.adjusted()
+    for step in (Decimal(1), Decimal(2), Decimal("2.5"), Decimal(5), Decimal(10)):
+        top = step.scaleb(exponent)
+        if top >= value:
+            return top
+    return Decimal(10).scaleb(exponent)
+
+
+def ticks(top):
+    """Fractions of a `nice_top` axis where round numbers fall: 1 → fifths, 2 → quarters, 2.5 and 5 → fifths."""
+    leading = top.scaleb(-top.adjusted()).normalize()
+    parts = 4 if leading == 2 else 5
+    return [Decimal(i) / parts for i in range(parts + 1)]
 
 
 def bar_chart(points, title, element_id):
     """points: [(label, number)] -> an accessible <svg> bar chart (values are Decimal-safe, never money maths)."""
     points = [(str(label), Decimal(str(value))) for label, value in points]
-    top = max([v for _, v in points] + [Decimal(1)])
+    top = nice_top(max([v for _, v in points] + [Decimal(0)]))
     inner_w, inner_h = WIDTH - PAD_LEFT - 8, HEIGHT - PAD_BOTTOM - PAD_TOP
     n = max(len(points), 1)
     slot = Decimal(inner_w) / n
     bar = max(int(slot * Decimal("0.7")), 1)
     parts = ['<svg class="chart" id="%s" viewBox="0 0 %d %d" role="img" aria-label="%s">' % (
         escape(element_id), WIDTH, HEIGHT, escape(title)), "<title>%s</title>" % escape(title)]
-    for fraction in (Decimal(0), Decimal("0.5"), Decimal(1)):
+    for fraction in ticks(top):
         y = PAD_TOP + int(inner_h * (1 - fraction))
         parts.append('<line class="grid" x1="%d" y1="%d" x2="%d" y2="%d"/>' % (PAD_LEFT, y, WIDTH - 8, y))
         parts.append('<text class="axis" x="%d" y="%d" text-anchor="end">%s</text>' % (

@@ -46,7 +46,27 @@ def _kinds():
 @staff_page(READ)
 def settings():
     result = internal.call("GET", "/api/v1/admin/settings")
-    return render_template("admin/settings.html", result=result, kinds=_kinds())
+    return render_template("admin/settings.html", result=result, kinds=_kinds(), kind_words=KIND_WORDS)
+
+
+# What each letter and SMS of the matrix (docs/notifier.md) sends, and to whom.
+KIND_WORDS = {
+    "L1": "Letter to the customer: request created, where to pay (every request)",
+    "L2": "Letter to the customer: payment confirmed by the operator, with the notice (manual)",
+    "L3": "Letter to the customer: exchange completed (every request)",
+    "L4": "Letter to the customer: request canceled, with the reason (every request)",
+    "L5": "Message to the partner in the cabinet: commission credited",
+    "L6": "Letter to the admin: an automatic exchange completed",
+    "L7": "Letter to the admin: a semi-automatic request is paid and awaits the payout",
+    "L8": "Letter to the admin: a new manual request",
+    "L9": "Letter to the admin: a customer says a manual request is paid",
+    "L10": "Letter to the admin: a payout failed",
+    "S1": "SMS to the admin: an automatic exchange completed",
+    "S2": "SMS to the admin: a semi-automatic request is paid",
+    "S3": "SMS to the admin: a new manual request",
+    "S4": "SMS to the admin: a payout failed",
+    "S5": "SMS to the customer who paid for it: exchange completed",
+}
 
 
 @bp.post("/settings")

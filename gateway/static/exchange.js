@@ -17,9 +17,20 @@
 
   function pow10(n) { var r = BigInt(1); for (var i = 0; i < n; i++) { r *= TEN; } return r; }
 
+  function say(key, values) {
+    return String(texts[key] || key).replace(/\{(\w+)\}/g, function (_, name) { return values[name]; });
+  }
+
+  // What the customer typed, as the server reads it (gateway/pages/customer.py normalise_amount): spaces
+  // dropped, one decimal comma read as a point.
+  function normalise(text) {
+    text = String(text || "").replace(/\s/g, "");
+    return (text.match(/,/g) || []).length <= 1 ? text.replace(",", ".") : text;
+  }
+
   // "12.50" -> {n: 1250n, s: 2}; null when it is not a plain positive decimal.
   function parse(text) {
-    text = String(text || "").trim().replace(",", ".");
+    text = normalise(text);
     if (!/^\d{1,20}(\.\d{1,18})?$/.test(text)) { return null; }
     var parts = text.split(".");
     var frac = parts[1] || "";
@@ -78,14 +89,14 @@
 
   function check(d, a, outUnits) {
     if (a.s > d.precision_in && a.n % pow10(a.s - d.precision_in) !== BigInt(0)) {
-      return d.currency_in + ": " + d.precision_in + " decimals max";
+      return say("err_decimals", {cur: d.currency_in, n: d.precision_in});
     }
-    if (cmp(a, parse(d.min_amount)) < 0) { return texts.min + " " + d.min_amount + " " + d.currency_in; }
-    if (cmp(a, parse(d.max_amount)) > 0) { return texts.max + " " + d.max_amount + " " + d.currency_in; }
+    if (cmp(a, parse(d.min_amount)) < 0) { return say("err_min", {amount: d.min_amount, cur: d.currency_in}); }
+    if (cmp(a, parse(d.max_amount)) > 0) { return say("err_max", {amount: d.max_amount, cur: d.currency_in}); }
     // what open orders do not hold yet (the service holds it again, atomically, when the order is created)
     var reserve = parse(d.reserve_available);
     if (reserve && cmp({n: outUnits, s: d.precision_out}, reserve) > 0) {
-      return texts.max + " " + d.reserve_available + " " + d.currency_out;
+      return say("err_reserve", {amount: d.reserve_available, cur: d.currency_out});
     }
     return "";
   }
@@ -105,7 +116,14 @@
     if (!d) { return; }
     describe(d);
     var a = parse(amountIn.value);
-    if (!a) { amountOut.value = ""; showError(""); return; }
+    if (!a) {
+      amountOut.value = "";
+      var typed = normalise(amountIn.value);
+      // letters, two separators, a huge number: said at once, as the server would say it
+      showError(!typed ? "" : (/^\d{21,}(\.\d*)?$/.test(typed) ? say("err_too_large", {}) : say("err_number", {})));
+      return;
+    }
+    if (a.n === BigInt(0)) { amountOut.value = ""; showError(say("err_positive", {})); return; }
     var out = forward(d, a);
     amountOut.value = format(out, d.precision_out);
     showError(check(d, a, out));

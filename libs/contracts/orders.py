@@ -56,6 +56,21 @@ def available_actions(status, exchange_type, actor_kind="staff"):
             if status in a.from_statuses and exchange_type in a.exchange_types and actor_kind in a.actor_kinds]
 
 
+
+# What the customer is told of the history: the operator's notice or cancel reason, which were written for them;
+# the other notes are for staff (payment ids, payout keys, provider error codes), and so is who acted.
+CUSTOMER_NOTE_ACTIONS = ("process", "finalize", "cancel")
+
+
+def for_customer(order):
+    """The order as its customer sees it (by its token): the history without actors and internal notes."""
+    shown = dict(order)
+    if "history" in order:
+        shown["history"] = [{"from_status": h.get("from_status"), "to_status": h["to_status"], "action": h["action"],
+                             "note": h.get("note") if h["action"] in CUSTOMER_NOTE_ACTIONS else None,
+                             "at": h["at"]} for h in order["history"] or []]
+    return shown
+
 # -- the order snapshot ------------------------------------------------------------------------------------------
 class PayToSchema(Schema):
     """Where the customer pays: the account, the exact amount and the reference to quote."""

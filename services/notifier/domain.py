@@ -24,7 +24,7 @@ CREATED = "created"  # pseudo status for order_created
 # kind, channel, audience, to_status (or CREATED), from_statuses (None: any), exchange types
 Rule = collections.namedtuple("Rule", "kind channel audience to_status from_statuses exchange_types")
 RULES = [
-    Rule("L1", "email", "customer", CREATED, None, ("manual",)),          # request is being processed
+    Rule("L1", "email", "customer", CREATED, None, ALL),                  # request created: where to pay
     Rule("L2", "email", "customer", "processing", ("payment_claimed",), ("manual",)),  # funds received + notice
     Rule("L3", "email", "customer", "completed", None, ALL),              # completed (+ notice if any)
     Rule("L4", "email", "customer", "canceled", None, ALL),               # canceled (+ reason)

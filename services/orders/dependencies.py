@@ -70,6 +70,9 @@ class Orders:
     def count_by_status(self):
         return order_store.count_by_status(self.db)
 
+    def sms_offer(self):
+        return order_store.sms_offer(self.db)
+
     def transition(self, action_name, actor, order_id=None, token=None, note=None):
         return order_store.transition(self.db, action_name, actor, order_id=order_id, token=token, note=note)
 

@@ -64,6 +64,10 @@ class OrdersService:
     def cancel_by_customer(self, token, actor=None):
         return self.orders.cancel_by_customer(token, actor)
 
+    @rpc(expected_exceptions=expected)
+    def sms_offer(self):
+        return self.orders.sms_offer()
+
     # -- operators (an operator command without an actor is refused) ---------------------------------------------------
     @rpc(expected_exceptions=expected)
     def list_orders(self, filters=None):

@@ -266,6 +266,7 @@ COLUMNS = [
     ("amount_received", _amount("amount_received")),
     ("completed_at", _utc("completed_at")),
     ("payout_status", _text("payout_status")),
+    ("reference", "o.reference"),   # what the customer and the order page call the request
 ]
 HEADER = [name for name, _ in COLUMNS]
 

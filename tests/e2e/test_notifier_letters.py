@@ -84,16 +84,19 @@ def test_manual_exchange_letters_and_sms(system, admin_token, directions, admin)
 
 @pytest.mark.parametrize("exchange_type", ["semi_auto", "auto"])
 def test_automatic_directions_through_the_api(system, admin_token, directions, admin, exchange_type):
-    """Created: no letter. Canceled by an operator: L4 with the reason, nothing else."""
+    """Created: the "request created" letter (L1, issue 15). Canceled by an operator: L4 with the reason."""
     mail = Mail(system)
     order = new_order(system, directions[exchange_type], phone=unique_phone(), sms_opt_in=True)
     act(system, admin_token, order["id"], "cancel", reason="Customer asked to stop, refund arranged")
     eventually(lambda: consumed(system, order["id"]), timeout=30, message="events consumed")
     eventually(lambda: settled(system, admin_token, [order["id"]]), timeout=30)
-    assert mail.kinds(order["email"]) == ["L4"]
-    assert "Customer asked to stop, refund arranged" in text_of(mail.letters(order["email"])[0])
+    assert mail.kinds(order["email"]) == ["L1", "L4"]
+    by_kind = {m["X-Exchanger-Kind"]: m for m in mail.letters(order["email"])}
+    assert "Customer asked to stop, refund arranged" in text_of(by_kind["L4"])
+    assert order["pay_to"]["reference"] in text_of(by_kind["L1"]) and order["reference"] in by_kind["L1"]["Subject"]
     assert mail.letters(admin["email"], order["id"]) == []
-    assert [(e["kind"], e["channel"]) for e in log(system, admin_token, order_id=order["id"])] == [("L4", "email")]
+    assert sorted((e["kind"], e["channel"]) for e in log(system, admin_token, order_id=order["id"])) == [
+        ("L1", "email"), ("L4", "email")]
 
 
 def test_paid_through_the_sandbox_auto_and_semi_auto(system, admin_token, directions, admin):
@@ -116,13 +119,14 @@ def test_paid_through_the_sandbox_auto_and_semi_auto(system, admin_token, direct
     for order in (auto, semi):
         eventually(lambda: consumed(system, order["id"]), timeout=30, message="consumed")
     eventually(lambda: settled(system, admin_token, [auto["id"], semi["id"]]), timeout=30)
-    assert mail.kinds(auto["email"]) == ["L3"] and mail.kinds(admin["email"], auto["id"]) == ["L6"]
-    assert mail.kinds(semi["email"]) == ["L3"] and mail.kinds(admin["email"], semi["id"]) == ["L7"]
+    # every request gets the "request created" letter with where to pay (L1), whatever its type
+    assert mail.kinds(auto["email"]) == ["L1", "L3"] and mail.kinds(admin["email"], auto["id"]) == ["L6"]
+    assert mail.kinds(semi["email"]) == ["L1", "L3"] and mail.kinds(admin["email"], semi["id"]) == ["L7"]
     assert len(sms_about(twilio, admin["phone"], auto["id"])) == 1                  # S1
     assert len(sms_about(twilio, admin["phone"], semi["id"])) == 1                  # S2
     assert twilio.sent_to(auto["phone"]) == []                                       # no S5 for auto
     eventually(lambda: len(twilio.sent_to(semi["phone"])) == 1, message="S5")       # semi_auto, opted in
-    assert sorted(e["kind"] for e in log(system, admin_token, order_id=semi["id"])) == ["L3", "L7", "S2", "S5"]
+    assert sorted(e["kind"] for e in log(system, admin_token, order_id=semi["id"])) == ["L1", "L3", "L7", "S2", "S5"]
 
 
 def test_automatic_directions_payment_transitions(system, admin_token, admin):

@@ -98,6 +98,7 @@ def test_order_page_is_usable_at_360px_in_russian(system, pages, directions):  #
         box = page.locator(selector).bounding_box()
         assert box and box["x"] >= 0 and box["x"] + box["width"] <= 360, (selector, box)
     assert page.locator("#paid-button").bounding_box()["height"] >= 36
+    page.once("dialog", lambda dialog: dialog.accept())   # cancelling asks first
     page.click("#cancel-button")
     page.wait_for_selector("#status[data-status=canceled]")
     assert page.is_hidden("#pay")

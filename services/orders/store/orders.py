@@ -198,6 +198,24 @@ def list_orders(db, filters):
         if filters.get(key) not in (None, ""):
             where.append("%s %s %%s" % (column, op))
             params.append(filters[key])
+    if filters.get("q"):
+        # the operators' search box: a request id, a reference, a fragment of the e-mail or the recipient, or an
+        # amount (given or received)
+        q = str(filters["q"]).strip()
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        found = ["reference = upper(%s)", "email ILIKE %s", "recipient ILIKE %s"]
+        found_params = [q, like, like]
+        if q.isdigit() and len(q) <= 18:
+            found.append("id = %s")
+            found_params.append(int(q))
+        try:
+            amount = money.parse_amount(q.replace(",", "."))
+            found.append("(amount_in = %s OR amount_out = %s)")
+            found_params += [amount, amount]
+        except money.AmountError:
+            pass
+        where.append("(" + " OR ".join(found) + ")")
+        params.extend(found_params)
     if not filters.get("include_deleted") and not (statuses and "deleted" in statuses):
         where.append("status <> 'deleted'")
     if filters.get("cursor"):
@@ -447,6 +465,14 @@ def apply_balance(db, event_id, consumer, data):
         # the reserve is the `amount` of the monitors' file (docs/monitors.md)
         publish_directions_changed(cur, directions_of_currency(cur, data["currency"]), "reserve")
         return True
+
+
+def sms_offer(db):
+    """Whether customers may order a completion SMS now (the notifier announces it: SMS on and Twilio configured),
+    and its fee: the exchange form offers the option only then."""
+    row = db.fetchone("SELECT fee_percent, available FROM sms_fee_setting WHERE id = 1")
+    return {"available": bool(row and row["available"]),
+            "fee_percent": money.to_str(row["fee_percent"]) if row else "0"}
 
 
 def apply_sms_fee_setting(db, event_id, consumer, data):

@@ -141,7 +141,7 @@ def test_rows_carry_the_owners_values(reporting_engine, dataset):
         "currency_out": "EUR", "amount_out": "46.22", "rate_in": "1", "rate_out": "0.92", "fee": "0.5",
         "email": order["email"], "recipient": order["recipient"], "partner_code": "", "payment_flag": "",
         "direction_id": "1", "fee_amount": "0.46", "amount_received": "", "completed_at": "2011-03-02 08:20:00",
-        "payout_status": ""}
+        "payout_status": "", "reference": order["reference"]}
 
 
 NASTY = ['=HYPERLINK("http://evil.example","click")', "+1", "@SUM(1+1)", "\tTAB", "-2+3", "\rCR", "=1+2"]

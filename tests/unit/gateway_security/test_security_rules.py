@@ -90,3 +90,11 @@ def test_the_admins_addresses_are_handed_to_the_notifier_when_they_change_until_
     alerts.sync_recipients(["a@example.com", "b@example.com"], calls.append)     # same list: no call
     alerts.sync_recipients([], calls.append)                                     # the last admin address removed
     assert calls == [["a@example.com", "b@example.com"], []]
+def test_chart_axes_end_on_round_numbers_with_round_ticks():
+    from decimal import Decimal
+    from gateway.pages.charts import _label, nice_top, ticks
+    assert [str(int(nice_top(v))) for v in (3, 26, 480, 1234)] == ["5", "50", "500", "2000"]
+    top = nice_top(Decimal(2300000))
+    assert [_label(top * f) for f in ticks(top)] == ["0", "500k", "1M", "1.5M", "2M", "2.5M"]
+    svg = str(bar_chart([("05-01", 26), ("05-02", 7)], "requests per day", "c3"))
+    assert ">50<" in svg and ">40<" in svg and "E+" not in svg

@@ -40,7 +40,7 @@ MATRIX = [
     ("manual", "new", "expired", []),
     ("manual", "processing", "deleted", []),
     # semi_auto
-    ("semi_auto", None, "new", []),
+    ("semi_auto", None, "new", [("L1", "email", "customer")]),
     ("semi_auto", "new", "paid", [("L7", "email", "admin"), ("S2", "sms", "admin")]),
     ("semi_auto", "expired", "paid", [("L7", "email", "admin"), ("S2", "sms", "admin")]),
     ("semi_auto", "paid", "payout", []),
@@ -51,7 +51,7 @@ MATRIX = [
     ("semi_auto", "paid", "canceled", [("L4", "email", "customer")]),
     ("semi_auto", "new", "expired", []),
     # auto
-    ("auto", None, "new", []),
+    ("auto", None, "new", [("L1", "email", "customer")]),
     ("auto", "new", "paid", []),
     ("auto", "paid", "payout", []),
     ("auto", "payout", "completed", [("L3", "email", "customer"), ("L6", "email", "admin"), ("S1", "sms", "admin")]),

@@ -21,7 +21,9 @@ def snapshot(**kw):
 def test_every_letter_renders_with_the_order_details(kind, language):
     order = snapshot(status="completed", language=language, notice="Paid from card 1234")
     subject, text, html = R.render_order(kind, "email", language, order)
-    assert subject and "\n" not in subject and str(order["id"]) in subject
+    # a customer's letter names the request as its page does (the reference); operators' letters by the id
+    name = order["reference"] if kind in ("L1", "L2", "L3", "L4") else str(order["id"])
+    assert subject and "\n" not in subject and name in subject
     for value in ("100 EUR", "106.465 USDT", "1 EUR = 1.07 USDT", "USDT-ACC-42"):
         assert value in text, (kind, value)
         assert value in html, (kind, value)
@@ -47,7 +49,8 @@ def test_every_sms_renders_short(kind, language):
 
 def test_russian_letters_are_russian():
     subject, text, _ = R.render_order("L1", "email", "ru", snapshot(language="ru"))
-    assert subject.startswith("Заявка №") and "Получаете" in text and "EXAB23CD45EF" in text
+    assert subject.startswith("Заявка ") and "ожидает оплаты" in subject and "Получаете" in text
+    assert "EXAB23CD45EF" in text and "Куда платить" in text
 
 
 def test_notice_and_reason_appear_and_html_is_escaped():
