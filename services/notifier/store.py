@@ -299,8 +299,11 @@ class NotifierStore:
         if withdrawal:
             withdrawal = dict(withdrawal, amount=money.to_str(withdrawal["amount"]))
         expires = data.get("expires_at")
+        # A new destination's confirmation link is stored apart like a sign-up's (domain.fill_link puts it in
+        # when the letter is sent), so the send log never holds it in clear.
+        link = data.get("link")
         context = {"language": language, "site_name": self.renderer.site_name, "notice": data["notice"],
-                   "link": data.get("link"), "withdrawal": withdrawal,
+                   "link": domain.LINK_PLACEHOLDER if link else None, "withdrawal": withdrawal,
                    "expires": expires.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
                    if expires else None}
         with self.db.transaction() as cur:
@@ -309,7 +312,7 @@ class NotifierStore:
             subject, text, html = self.renderer.render(kind, "email", language, context)
             send = domain.Send(kind, "email", "customer", data["email"], language)
             new_id = self._insert(cur, send, "account:%s:%s" % (kind, data["key"]), None, subject, text, html,
-                                  event_id)
+                                  event_id, secret_link=link)
             if new_id:
                 cur.execute("SELECT pg_notify(%s, '')", (WAKE_CHANNEL,))
         return {"duplicate": False, "queued": [new_id] if new_id else []}

@@ -26,7 +26,10 @@ EXPECTED = {
     "notifier": messaging_ddl(),
     # reporting deletes old inbox rows by age (services/reporting/readmodel.py): its own index for that.
     "reporting": messaging_ddl() + "CREATE INDEX processed_events_age ON processed_events (processed_at);",
-    "gateway": audit_ddl(),
+    # step-up answers are capped per staff member by counting their audit rows (gateway/security/stepup.py)
+    "gateway": audit_ddl()
+    + "CREATE INDEX audit_log_step_up ON audit_log (actor, created_at) WHERE action = 'step_up';",
+    "rates": messaging_ddl() + audit_ddl([("direction_id", "bigint"), ("source", "text")]),
     # the first part born on libs/schema_parts.py: operators' actions on the messaging (libs/dlq.py)
     "ops": audit_ddl([("queue", "text"), ("event_id", "text")]),
 }

@@ -93,6 +93,6 @@ def test_an_operator_edit_announces_directions_changed(orders, db):
     direction = own_direction(orders, db)
     before = len(announced(db, direction["id"]))
     call(orders, "update_direction", direction["id"], {"max_amount": "900", "floating": True}, ADMIN)
-    assert announced(db, direction["id"])[before:] == ["operator"]
+    assert announced(db, direction["id"])[before:] == ["direction_updated"]
     assert call(orders, "get_direction", direction["id"])["floating"] is True
     call(orders, "update_direction", direction["id"], {"floating": False}, ADMIN)
