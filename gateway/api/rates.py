@@ -119,8 +119,8 @@ def document(spec, op):
     spec.path("/api/v1/admin/rates/sources", operations={"get": op(
         "Rate sources with their values, ages and errors", errors=(), secured=True, tag="admin")})
     spec.path("/api/v1/admin/rates/manual/{source}/{symbol}", operations={"put": op(
-        "Set a value of the manual source (operator; step-up; audited and alerted)", "RateManualValue", errors=("400", "404", "422"),
-        secured=True, tag="admin", params=[
+        "Set a value of the manual source (operator; step-up; audited and alerted)", "RateManualValue",
+        errors=("400", "404", "422"), secured=True, tag="admin", params=[
             {"name": "source", "in": "path", "required": True, "schema": {"type": "string"}},
             {"name": "symbol", "in": "path", "required": True, "schema": {"type": "string"}}])})
     spec.path("/api/v1/admin/rates/formulas", operations={"get": op(
@@ -128,13 +128,13 @@ def document(spec, op):
     spec.path("/api/v1/admin/rates/formulas/{direction_id}", operations={
         "get": op("A direction's formula, its history and its rate history", errors=(), secured=True,
                   tag="admin", params=[did]),
-        "put": op("Save a direction's formula (admin; step-up; checked, its history kept, alerted)", "RateFormulaInput",
-                  errors=("400", "404", "409", "422"), secured=True, tag="admin", params=[did]),
-        "delete": op("Remove a direction's formula: its rate is set by hand again (admin; step-up; alerted)", errors=("404",),
-                     secured=True, tag="admin", params=[did])})
+        "put": op("Save a direction's formula (admin; step-up; checked, its history kept, alerted)",
+                  "RateFormulaInput", errors=("400", "404", "409", "422"), secured=True, tag="admin", params=[did]),
+        "delete": op("Remove a direction's formula: its rate is set by hand again (admin; step-up; alerted)",
+                     errors=("404",), secured=True, tag="admin", params=[did])})
     spec.path("/api/v1/admin/rates/formulas/{direction_id}/preview", operations={"post": op(
         "The rate a formula would give now, and whether a guard would freeze it", "RateFormulaInput",
         ("200", "RatePreview"), ("400", "404", "422"), secured=True, tag="admin", params=[did])})
     spec.path("/api/v1/admin/rates/formulas/{direction_id}/accept", operations={"post": op(
-        "Accept the computed value a jump or spread guard froze on (operator; step-up; audited and alerted)", errors=("404",),
-        secured=True, tag="admin", params=[did])})
+        "Accept the computed value a jump or spread guard froze on (operator; step-up; audited and alerted)",
+        errors=("404",), secured=True, tag="admin", params=[did])})
