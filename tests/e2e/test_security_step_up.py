@@ -14,7 +14,7 @@ import requests
 from tests.conftest import ROOT, eventually
 from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USER
 from tests.e2e.notifier_support import Mail, log, put_settings, standin, text_of, unique_phone
-from tests.e2e.partners_support import (balance, clear_direction_rule, complete_manual, new_partner,
+from tests.e2e.partners_support import (balance, clear_direction_rule, complete_manual, letter_link, new_partner,
                                         order_as_visitor, set_direction_rule, visit_link)
 from tests.e2e.test_security_staff import browser_session, csrf_of, make_staff, manual_claimed
 
@@ -265,6 +265,9 @@ def test_an_approved_withdrawal_asks_the_operator_again_and_alerts(system, admin
                    json={"amount": "5", "currency": "USDT", "to_account": "CAROL-USDT"})
     assert r.status_code == 201, r.text
     withdrawal = r.json()
+    # a new destination is paid only once the partner confirmed it by the letter's link (docs/security.md)
+    _, link_token, _ = letter_link(system, partner["email"], "WITHDRAWAL")
+    assert system.api("POST", "/api/v1/account/destinations/confirm", json={"token": link_token}).ok
     username, password = make_staff(system, "operator")
     operator = system.login(username, password)
     path = "/api/v1/admin/withdrawals/%s/approve" % withdrawal["id"]
