@@ -145,6 +145,9 @@ def test_an_order_pays_out_at_its_own_rate(system, admin_token):
 
 def test_a_floating_order_pays_out_at_the_rate_at_payment(system, admin_token):
     standin(source="binance_price", pin={"USDTTRY": "35"}, down=None)
+    # the pinned value fetched before the formula is saved: the direction's own rate is 1 too, so rate_becomes("1")
+    # alone would not tell the engine's first verdict (on an older, unpinned value) from the pinned one
+    value_is(system, admin_token, "binance_price.USDTTRY", "35")
     direction = own_direction(system, admin_token, "USD", floating=True)
     save_formula(system, admin_token, direction["id"], "binance_price.USDTTRY / 35")
     rate_becomes(system, direction["id"], "1")
