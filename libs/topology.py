@@ -58,6 +58,7 @@ SUBSCRIPTIONS = [
     # notifier: a change that moves money, or who may move it, alerts every admin (docs/security.md)
     sub(events.ORDERS, events.SECURITY_CHANGE, "notifier", "handle_security_change"),
     sub(events.PAYMENTS, events.SECURITY_CHANGE, "notifier", "handle_security_change"),
+    sub(events.RATES, events.SECURITY_CHANGE, "notifier", "handle_security_change"),
     # the rate engine (docs/rates.md): orders applies its verdicts on directions; the notifier mails the admin the
     # directions a guard froze
     sub(events.RATES, events.RATES_COMPUTED, "orders", "handle_rates_computed"),

@@ -1,7 +1,8 @@
 """Operator API of the rate engine (docs/rates.md): sources with their last values, ages and errors; the manual
 source; formulas with a preview, saved with their history; accepting a rate a guard froze on; the rate history of
-a direction. Analysts read; operators set manual values and accept rates; admins change formulas. Every change is
-audited by the rates service (rates.audit_log, formula_history)."""
+a direction. Analysts read; operators set manual values and accept rates; admins change formulas. A change decides
+a direction's rate, so each asks for a step-up and alerts every admin (docs/security.md, "Step-up and alerts"); it
+is audited by the rates service (rates.audit_log, formula_history)."""
 from flask import Blueprint, jsonify
 from marshmallow import Schema, fields, validate
 
@@ -10,6 +11,7 @@ from gateway.api import load_body
 from gateway.schemas import AmountString, StrictSchema
 from gateway.security.caller import actor, require
 from gateway.security.staff import ACT, ADMIN, READ
+from gateway.security.stepup import require_step_up
 
 bp = Blueprint("rates_api", __name__, url_prefix="/api/v1/admin/rates")
 
@@ -60,6 +62,7 @@ def list_sources():
 
 @bp.put("/manual/<source>/<symbol>")
 @require(ACT)
+@require_step_up
 def set_manual_value(source, symbol):
     data = load_body(ManualValueSchema)
     # names are checked by the rates service (unknown source 404, a bad symbol 422), never trimmed here
@@ -87,6 +90,7 @@ def preview(direction_id):
 
 @bp.put("/formulas/<int:direction_id>")
 @require(ADMIN)
+@require_step_up
 def save_formula(direction_id):
     data = load_body(FormulaInputSchema)
     return jsonify(rates().save_formula(_direction(direction_id), data, actor()))
@@ -94,12 +98,14 @@ def save_formula(direction_id):
 
 @bp.delete("/formulas/<int:direction_id>")
 @require(ADMIN)
+@require_step_up
 def delete_formula(direction_id):
     return jsonify(rates().delete_formula(min(direction_id, MAX_INT), actor()))
 
 
 @bp.post("/formulas/<int:direction_id>/accept")
 @require(ACT)
+@require_step_up
 def accept(direction_id):
     return jsonify(rates().accept_rate(min(direction_id, MAX_INT), actor()))
 
@@ -113,8 +119,8 @@ def document(spec, op):
     spec.path("/api/v1/admin/rates/sources", operations={"get": op(
         "Rate sources with their values, ages and errors", errors=(), secured=True, tag="admin")})
     spec.path("/api/v1/admin/rates/manual/{source}/{symbol}", operations={"put": op(
-        "Set a value of the manual source (operator; audited)", "RateManualValue", errors=("400", "404", "422"),
-        secured=True, tag="admin", params=[
+        "Set a value of the manual source (operator; step-up; audited and alerted)", "RateManualValue",
+        errors=("400", "404", "422"), secured=True, tag="admin", params=[
             {"name": "source", "in": "path", "required": True, "schema": {"type": "string"}},
             {"name": "symbol", "in": "path", "required": True, "schema": {"type": "string"}}])})
     spec.path("/api/v1/admin/rates/formulas", operations={"get": op(
@@ -122,13 +128,13 @@ def document(spec, op):
     spec.path("/api/v1/admin/rates/formulas/{direction_id}", operations={
         "get": op("A direction's formula, its history and its rate history", errors=(), secured=True,
                   tag="admin", params=[did]),
-        "put": op("Save a direction's formula (admin; checked, previewed, its history kept)", "RateFormulaInput",
-                  errors=("400", "404", "409", "422"), secured=True, tag="admin", params=[did]),
-        "delete": op("Remove a direction's formula: its rate is set by hand again", errors=("404",),
-                     secured=True, tag="admin", params=[did])})
+        "put": op("Save a direction's formula (admin; step-up; checked, its history kept, alerted)",
+                  "RateFormulaInput", errors=("400", "404", "409", "422"), secured=True, tag="admin", params=[did]),
+        "delete": op("Remove a direction's formula: its rate is set by hand again (admin; step-up; alerted)",
+                     errors=("404",), secured=True, tag="admin", params=[did])})
     spec.path("/api/v1/admin/rates/formulas/{direction_id}/preview", operations={"post": op(
         "The rate a formula would give now, and whether a guard would freeze it", "RateFormulaInput",
         ("200", "RatePreview"), ("400", "404", "422"), secured=True, tag="admin", params=[did])})
     spec.path("/api/v1/admin/rates/formulas/{direction_id}/accept", operations={"post": op(
-        "Accept the computed value a jump or spread guard froze on (operator; audited)", errors=("404",),
-        secured=True, tag="admin", params=[did])})
+        "Accept the computed value a jump or spread guard froze on (operator; step-up; audited and alerted)",
+        errors=("404",), secured=True, tag="admin", params=[did])})

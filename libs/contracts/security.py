@@ -24,6 +24,11 @@ ALERTED_ACTIONS = {
     # payments: payouts settled by hand
     "resolve_payout": "a payout was resolved by hand",
     "resolve_withdrawal_payout": "a withdrawal payout was resolved by hand",
+    # rates: what decides a direction's rate (docs/rates.md); a formula's value is the rate customers get
+    "manual_value_set": "a manual rate source value changed",
+    "formula_save": "a direction's rate formula or its guards changed",
+    "formula_delete": "a direction's rate formula was removed",
+    "rate_accept": "a rate the guards froze on was accepted",
     # gateway: staff (queued by the gateway itself, gateway/security/alerts.py)
     "staff_create": "a staff member was created",
     "staff_update": "a staff member's role, password or access changed",

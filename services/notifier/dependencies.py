@@ -140,7 +140,7 @@ class Letters:
         return self.store.consume_alert_event(consumer, envelope["event_id"], subject, body, key)
 
     def security_change(self, consumer, payload):
-        """orders' or payments' `security_change` (libs/contracts/security.py): a letter to the admin address and a
+        """orders', payments' or the rate engine's `security_change` (libs/contracts/security.py): a letter to the admin address and a
         text to the admin phone where SMS is on. Always sent: no setting switches it off."""
         envelope, data = schemas.load_event(schemas.SECURITY_CHANGE_SCHEMA, payload)
         subject, body = security.change_text(data)

@@ -69,7 +69,9 @@ class NotifierService:
     def handle_payout_succeeded_after_resolve(self, payload):
         return self.letters.payout_succeeded_after_resolve("notifier.handle_payout_succeeded_after_resolve", payload)
 
-    # A change that moves money, made in orders or payments (libs/contracts/security.py): alert every admin.
+    # A change that moves money, made in orders, payments or the rate engine (libs/contracts/security.py): alert
+    # every admin.
+    @reliable_event_handler(events.RATES, events.SECURITY_CHANGE)
     @reliable_event_handler(events.PAYMENTS, events.SECURITY_CHANGE)
     @reliable_event_handler(events.ORDERS, events.SECURITY_CHANGE)
     def handle_security_change(self, payload):

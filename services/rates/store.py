@@ -2,7 +2,7 @@
 import json
 
 from libs import outbox
-from libs.audit import audit_statement
+from libs.audit import write_audit
 from libs.contracts import events
 from libs.db import execute_batch
 
@@ -74,9 +74,9 @@ class RatesStore:
                 "value = EXCLUDED.value, source_time = now(), fetched_at = now(), set_by = EXCLUDED.set_by "
                 "RETURNING *", (source, symbol, value, actor.get("name")))
             row = cur.fetchone()
-            cur.execute(*audit_statement(actor, "manual_value_set", "ok", {
-                "symbol": symbol, "value": str(value), "before": str(before["value"]) if before else None},
-                source=source))
+            write_audit(cur, actor, "manual_value_set", "ok", {
+                "source": source, "symbol": symbol, "value": str(value),
+                "before": str(before["value"]) if before else None}, alert_source=SOURCE, source=source)
         return row
 
     # -- formulas --------------------------------------------------------------------------------------------------
@@ -129,10 +129,11 @@ class RatesStore:
                  "VALUES (%s, %s, %s, %s, %s, %s, %s)",
                  (row["direction_id"], row["version"], actor.get("name"), actor.get("role"), actor.get("ip"),
                   json.dumps(_formula_record(before)) if before else None, json.dumps(after))),
-                audit_statement(actor, "formula_save", "ok", {"version": row["version"], "after": after,
-                                                              "before": _formula_record(before) if before else None},
-                                direction_id=row["direction_id"], source=None),
             ])
+            write_audit(cur, actor, "formula_save", "ok", {
+                "direction_id": row["direction_id"], "version": row["version"], "after": after,
+                "before": _formula_record(before) if before else None},
+                alert_source=SOURCE, direction_id=row["direction_id"], source=None)
         return row
 
     def delete_formula(self, direction_id, actor):
@@ -149,14 +150,15 @@ class RatesStore:
                  "VALUES (%s, %s, %s, %s, %s, %s, NULL)",
                  (direction_id, before["version"] + 1, actor.get("name"), actor.get("role"), actor.get("ip"),
                   json.dumps(_formula_record(before)))),
-                audit_statement(actor, "formula_delete", "ok", {"before": _formula_record(before)},
-                                direction_id=direction_id, source=None),
                 ("INSERT INTO rate_history (direction_id, seq, value, rate_in, rate_out, frozen, reason) "
                  "VALUES (%s, %s, NULL, NULL, NULL, false, 'formula removed')", (direction_id, seq)),
             ])
             outbox.write_event(cur, SOURCE, events.RATES_COMPUTED, {"items": [{
                 "direction_id": direction_id, "seq": seq, "rate_in": None, "rate_out": None, "frozen": False,
                 "reason": None, "code": "removed"}]}, aggregate_id=direction_id)
+            write_audit(cur, actor, "formula_delete", "ok", {"direction_id": direction_id,
+                                                             "before": _formula_record(before)},
+                        alert_source=SOURCE, direction_id=direction_id, source=None)
         return True
 
     def accept(self, direction_id, actor):
@@ -170,10 +172,10 @@ class RatesStore:
             cur.execute("UPDATE formulas SET accepted_value = coalesce(value, accepted_value) "
                         "WHERE direction_id = %s RETURNING *", (direction_id,))
             after = cur.fetchone()
-            cur.execute(*audit_statement(actor, "rate_accept", "ok", {
-                "value": str(row["value"]) if row["value"] is not None else None,
+            write_audit(cur, actor, "rate_accept", "ok", {
+                "direction_id": direction_id, "value": str(row["value"]) if row["value"] is not None else None,
                 "accepted_before": str(row["accepted_value"]) if row["accepted_value"] is not None else None,
-                "frozen_reason": row["frozen_reason"]}, direction_id=direction_id, source=None))
+                "frozen_reason": row["frozen_reason"]}, alert_source=SOURCE, direction_id=direction_id, source=None)
         return after
 
     def formula_history(self, direction_id, limit=50):

@@ -1,6 +1,6 @@
 """The rates panel in a real browser (docs/rates.md, "Panel"): an admin previews a formula (the value and the
-rate), is refused one that divides by zero, saves one, and sees the rate charted, the formula's history and the
-sources with their values and ages."""
+rate), is refused one that divides by zero, saves one after confirming the password (step-up), and sees the rate
+charted, the formula's history and the sources with their values and ages."""
 import re
 
 import requests
@@ -13,7 +13,7 @@ from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USER, RATES_STANDIN_PORT
 def eur_rub_direction(system, token):
     body = {"currency_in": "EUR", "currency_out": "RUB", "exchange_type": "auto", "rate_in": "1", "rate_out": "1",
             "fee": "0", "min_amount": "10", "max_amount": "5000"}
-    r = system.api("POST", "/api/v1/admin/directions", token=token, json=body)
+    r = system.sensitive("POST", "/api/v1/admin/directions", token=token, json=body)
     if r.status_code == 409:
         return next(d for d in system.api("GET", "/api/v1/admin/directions", token=token).json()
                     if (d["currency_in"], d["currency_out"], d["exchange_type"]) == ("EUR", "RUB", "auto"))
@@ -53,6 +53,11 @@ def test_admin_previews_saves_and_watches_a_formula(system, pages):  # noqa: F81
 
     page.fill("input[name=expression]", "binance.ETHUSDT.bid / 35")
     page.click("#save-button")
+    # A formula decides the rate: the page asks for the password again, then saves (docs/security.md).
+    page.wait_for_selector("#step-up-form")
+    assert page.input_value("#step-up-form input[name=expression]") == "binance.ETHUSDT.bid / 35"
+    page.fill("#step_up_password", ADMIN_PASSWORD)
+    page.click("#step-up-confirm")
     page.wait_for_url(re.compile(r".*/admin/rates/%d$" % direction["id"]))
     assert "Formula saved" in page.text_content(".flash")
 

@@ -14,7 +14,7 @@ import requests
 from tests.conftest import ROOT, eventually
 from tests.e2e.conftest import ADMIN_PASSWORD, ADMIN_USER
 from tests.e2e.notifier_support import Mail, log, put_settings, standin, text_of, unique_phone
-from tests.e2e.partners_support import (balance, clear_direction_rule, complete_manual, new_partner,
+from tests.e2e.partners_support import (balance, clear_direction_rule, complete_manual, letter_link, new_partner,
                                         order_as_visitor, set_direction_rule, visit_link)
 from tests.e2e.test_security_staff import browser_session, csrf_of, make_staff, manual_claimed
 
@@ -120,6 +120,48 @@ def test_direction_fee_change_asks_again_and_alerts(system, admin_token, admin):
     assert "direction_update" in text and str(direction["id"]) in text
 
 
+def test_rate_formula_and_manual_value_ask_again_and_alert(system, admin_token, admin):
+    """A formula decides a direction's rate like PATCH /directions does (docs/rates.md): without a step-up nothing
+    is saved; after it the formula is saved and every admin gets a letter naming the change, as for a manual value
+    and the formula's removal."""
+    a, b = unique_code(), unique_code()
+    for code in (a, b):
+        assert system.sensitive("POST", "/api/v1/admin/currencies", token=admin_token, json={
+            "code": code, "name": code, "precision": 2, "payment_system": "testpay", "account": "A-" + code,
+            "active": False}).status_code == 201
+    r = system.sensitive("POST", "/api/v1/admin/directions", token=admin_token, json={
+        "currency_in": a, "currency_out": b, "exchange_type": "manual", "rate_in": "1", "rate_out": "1",
+        "fee": "0", "min_amount": "1", "max_amount": "100", "active": False})
+    assert r.status_code == 201, r.text
+    direction_id = r.json()["id"]
+    symbol = "SEC%s" % a
+    manual = "/api/v1/admin/rates/manual/manual/%s" % symbol
+    formula = "/api/v1/admin/rates/formulas/%d" % direction_id
+    body = {"expression": "markup(manual.%s, 3)" % symbol, "quote": "out_per_in"}
+    forget_step_up(system)
+    assert refused(system.api("PUT", manual, token=admin_token, json={"value": "91.5"}))
+    assert refused(system.api("PUT", formula, token=admin_token, json=body))
+    assert refused(system.api("DELETE", formula, token=admin_token))
+    assert refused(system.api("POST", formula + "/accept", token=admin_token, json={}))
+    assert system.api("GET", formula, token=admin_token).json()["formula"] is None       # nothing saved
+    assert not system.sql("SELECT 1 FROM rates.source_values WHERE symbol = %s", (symbol,))
+    assert not system.sql("SELECT 1 FROM rates.outbox WHERE event_type = 'security_change' "
+                          "AND payload->'data'->'detail'->>'direction_id' = %s", (str(direction_id),))
+
+    r = system.sensitive("PUT", manual, token=admin_token, json={"value": "91.5"})
+    assert r.status_code == 200, r.text
+    r = system.api("PUT", formula, token=admin_token, json=body)            # the step-up holds a few minutes
+    assert r.status_code == 200, r.text
+    assert system.api("GET", formula, token=admin_token).json()["formula"]["expression"] == body["expression"]
+    text = alert_arrives(system, admin["email"], "rate formula", containing="markup(manual.%s, 3)" % symbol)
+    assert "formula_save" in text and str(direction_id) in text and ADMIN_USER in text
+    text = alert_arrives(system, admin["email"], "manual rate source", containing=symbol)
+    assert "91.5" in text
+    assert system.api("DELETE", formula, token=admin_token).status_code == 200
+    assert "formula_delete" in alert_arrives(system, admin["email"], "formula was removed",
+                                             containing="markup(manual.%s, 3)" % symbol)
+
+
 def test_partner_commission_change_asks_again_and_alerts(system, admin_token, admin):
     current = system.api("GET", "/api/v1/admin/commission", token=admin_token).json()
     forget_step_up(system)
@@ -223,6 +265,9 @@ def test_an_approved_withdrawal_asks_the_operator_again_and_alerts(system, admin
                    json={"amount": "5", "currency": "USDT", "to_account": "CAROL-USDT"})
     assert r.status_code == 201, r.text
     withdrawal = r.json()
+    # a new destination is paid only once the partner confirmed it by the letter's link (docs/security.md)
+    _, link_token, _ = letter_link(system, partner["email"], "WITHDRAWAL")
+    assert system.api("POST", "/api/v1/account/destinations/confirm", json={"token": link_token}).ok
     username, password = make_staff(system, "operator")
     operator = system.login(username, password)
     path = "/api/v1/admin/withdrawals/%s/approve" % withdrawal["id"]

@@ -133,3 +133,37 @@ def test_sources_formula_guards_and_manual_value(rates, db):
         call(rates, "save_formula", DIRECTION, {"expression": "manual.usdt_rub", "expected_version": 1}, ADMIN)
     audit = [r["action"] for r in db.fetchall("SELECT action FROM audit_log ORDER BY id")]
     assert {"formula_save", "rate_accept", "manual_value_set"} <= set(audit)
+
+
+def test_staff_changes_raise_security_change_in_the_same_transaction_the_engine_none(db):
+    """A staff actor's manual value, formula save, accept and removal each write `security_change` into the rates
+    outbox with their audit row (docs/security.md, "Step-up and alerts"); the engine's own actor (no role) and a
+    save refused for its version write none."""
+    from services.rates.store import RatesStore
+    store = RatesStore(db)
+    with db.transaction() as cur:
+        cur.execute("INSERT INTO sources (name, kind, poll_seconds, timeout_seconds, max_age_seconds) "
+                    "VALUES ('manual', 'manual', 60, 5, 3600) ON CONFLICT (name) DO NOTHING")
+    staff = {"name": "op-rates", "role": "operator", "ip": "198.51.100.7"}
+    engine = {"name": "rate-engine", "kind": "system"}
+    values = {"expression": "manual.USDRUB", "quote": "out_per_in", "max_jump_percent": "5",
+              "max_spread_percent": "5"}
+    store.set_manual_value("manual", "USDRUB", "90.5", engine)
+    store.save_formula(DIRECTION, values, engine)
+    assert outbox(db, events.SECURITY_CHANGE) == []
+    assert store.save_formula(DIRECTION, values, ADMIN, expected_version=99) is None
+    assert outbox(db, events.SECURITY_CHANGE) == []
+    store.set_manual_value("manual", "USDRUB", "91", staff)
+    store.save_formula(DIRECTION, dict(values, expression="markup(manual.USDRUB, 2)"), ADMIN)
+    store.accept(DIRECTION["id"], staff)
+    store.delete_formula(DIRECTION["id"], ADMIN)
+    alerts = outbox(db, events.SECURITY_CHANGE)
+    assert [a["action"] for a in alerts] == ["manual_value_set", "formula_save", "rate_accept", "formula_delete"]
+    assert alerts[0]["actor"] == "op-rates" and alerts[0]["actor_ip"] == "198.51.100.7"
+    assert alerts[0]["detail"]["value"] == "91" and alerts[0]["detail"]["before"] == "90.5"
+    assert alerts[1]["detail"]["after"]["expression"] == "markup(manual.USDRUB, 2)"
+    assert alerts[1]["detail"]["before"]["expression"] == "manual.USDRUB"
+    assert all(a["what"] != a["action"] for a in alerts)       # each has its admin-readable description
+    audited = db.fetchall("SELECT actor, action FROM audit_log WHERE action IN ('manual_value_set', 'formula_save', "
+                          "'rate_accept', 'formula_delete') ORDER BY id DESC LIMIT 6")
+    assert len(audited) == 6 and {r["actor"] for r in audited} == {"rate-engine", "op-rates", "admin-rates"}

@@ -97,4 +97,26 @@ def test_the_alert_text_names_who_what_when_and_the_change():
                                               "partner_update", "direction_commission_update",
                                               "partner_withdrawal_approve", "resolve_payout",
                                               "resolve_withdrawal_payout", "staff_create", "staff_update",
-                                              "staff_reset_totp"}
+                                              "staff_reset_totp", "manual_value_set", "formula_save",
+                                              "formula_delete", "rate_accept"}
+
+
+@pytest.mark.parametrize("actor, action, alerted", [
+    ({"name": "ana", "role": "admin", "ip": "198.51.100.4"}, "formula_save", True),
+    ({"name": "olga", "role": "operator"}, "manual_value_set", True),
+    ({"name": "olga", "role": "operator"}, "rate_accept", True),
+    ({"name": "ana", "role": "admin"}, "formula_delete", True),
+    ({"name": "rate-engine", "kind": "system"}, "formula_save", False),     # the engine itself: no takeover
+])
+def test_rate_engine_changes_are_alerted_from_the_rates_outbox(actor, action, alerted):
+    """docs/rates.md: a formula or a manual value decides a direction's rate, so a staff change of it is alerted
+    from the rates service's own outbox, with its audit row (rates.audit_log has direction_id and source)."""
+    cur = RecordingCursor()
+    write_audit(cur, actor, action, "ok", {"direction_id": 7, "after": {"expression": "cbr.USD"}},
+                alert_source="rates", direction_id=7, source=None)
+    assert cur.statements[0][0].startswith("INSERT INTO audit_log (actor, actor_role, actor_ip, action, outcome, "
+                                           "detail, direction_id, source)")
+    found = _security_events(cur)
+    assert len(found) == (1 if alerted else 0)
+    if alerted:
+        assert found[0]["source"] == "rates" and found[0]["data"]["what"] != action

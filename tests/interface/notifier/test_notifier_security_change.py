@@ -1,6 +1,7 @@
-"""`security_change` from orders and from payments (a change that moves money, libs/contracts/security.py) becomes
-one alert letter to the admin address and one SMS to the admin phone where SMS is on, whatever is delivered twice,
-and whatever kinds of the matrix are switched off (docs/security.md, "Step-up and alerts")."""
+"""`security_change` from orders, payments and the rate engine (a change that moves money,
+libs/contracts/security.py) becomes one alert letter to the admin address and one SMS to the admin phone where SMS
+is on, whatever is delivered twice, and whatever kinds of the matrix are switched off (docs/security.md, "Step-up
+and alerts")."""
 import uuid
 
 import pytest
@@ -54,3 +55,19 @@ def test_the_admins_own_addresses_get_every_alert_too(notifier, rpc, devsmtp, db
             eventually(lambda: devsmtp.letters(to), message="alert to %s" % to)
     finally:
         rpc.set_alert_recipients([])
+
+
+def test_a_rate_engine_change_from_the_rates_source_is_alerted(notifier, devsmtp, db, settings):
+    s = settings(enabled_kinds=[])
+    saved = change("rates", "formula_save", {"direction_id": 7, "version": 2,
+                                             "before": {"expression": "cbr.USD"},
+                                             "after": {"expression": "markup(cbr.USD, 40)"}})
+    publish("rates", saved)
+    publish("rates", saved)
+    got = eventually(lambda: devsmtp.letters(s["admin_email"]), message="the formula alert")
+    assert "rate formula" in str(got[0]["Subject"]) and "mallory" in str(got[0]["Subject"])
+    body = got[0].get_body(("plain",)).get_content()
+    assert "markup(cbr.USD, 40)" in body and "direction_id: 7" in body
+    eventually(lambda: db.fetchone("SELECT count(*) AS n FROM processed_events WHERE event_id = %s",
+                                   (saved["event_id"],))["n"] == 1)
+    assert len(devsmtp.letters(s["admin_email"])) == 1
