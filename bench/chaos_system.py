@@ -288,6 +288,11 @@ class ChaosSystem:
                     raise
                 time.sleep(1)
 
+    def sensitive(self, method, path, token=None, **kwargs):
+        """A change that moves money: step up on the admin's token first (docs/security.md), then the call."""
+        self.admin_token()
+        return self._staff.sensitive(method, path, token=token, **kwargs)
+
     def ready(self):
         try:
             return requests.get(self.url + "/readyz", timeout=3).status_code == 200

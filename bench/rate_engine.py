@@ -31,7 +31,13 @@ def main():
     parser.add_argument("--formulas", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    db = Database(schema="rates", maxconn=2)
+    print(json.dumps(measure(args.formulas, args.rounds)))
+
+
+def measure(formulas=1000, rounds=5, database_url=None):
+    """The figures as a dict (bench/rates.py reports recompute_ms from here)."""
+    args = argparse.Namespace(formulas=formulas, rounds=rounds)
+    db = Database(url=database_url, schema="rates", maxconn=2)
     engine = Engine(db, SOURCES)
     engine.start()
 
@@ -67,9 +73,9 @@ def main():
     finally:
         clean()
         db.close()
-    print(json.dumps({"formulas": args.formulas, "recompute_ms": round(statistics.median(timings), 1),
-                      "recompute_ms_max": round(max(timings), 1), "unchanged_ms": round(unchanged, 1),
-                      "load_average": os.getloadavg()[0]}))
+    return {"formulas": args.formulas, "recompute_ms": round(statistics.median(timings), 1),
+            "recompute_ms_max": round(max(timings), 1), "unchanged_ms": round(unchanged, 1),
+            "load_average": os.getloadavg()[0]}
 
 
 if __name__ == "__main__":

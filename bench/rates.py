@@ -12,8 +12,8 @@
 3. Changes the rate of every bench direction in one transaction (as the rate engine would, with the same event)
    and measures until /rates.xml shows all of them changed: reflect_ms (the event through the outbox and broker,
    one render, the gateway's next version check).
-4. recompute_ms, the rate engine recomputing 1,000 formulas after a source change, needs services/rates; when it
-   is not installed the field is null and `recompute_note` says so.
+4. recompute_ms, the rate engine recomputing as many formulas as directions after a source change (the median of 5
+   rounds of bench/rate_engine.py: read every formula and value, judge each, publish every changed verdict).
 5. Removes its currencies and directions (unless --keep).
 
 Prints one JSON line, last: {"directions", "clients", "p50_ms", "p99_ms", "p99_304_ms", "rps", "bytes",
@@ -183,7 +183,9 @@ def recompute(args):
     """The rate engine's recompute of 1,000 formulas, when services/rates is installed (issue 13, items 1-3)."""
     if importlib.util.find_spec("services.rates") is None:
         return None, "services/rates is not installed in this checkout: the rate engine is not measured"
-    return None, "services/rates exists: its benchmark entry point is not wired into bench/rates.py yet"
+    from bench import rate_engine   # in process, against the rates schema of the same database
+    figures = rate_engine.measure(args.directions, 5, args.database_url)
+    return figures["recompute_ms"], None
 
 
 def main(argv=None):

@@ -63,10 +63,12 @@ CUSTOMER_NOTE_ACTIONS = ("process", "finalize", "cancel")
 
 
 def for_customer(order):
-    """The order as its customer sees it (by its token): the history without actors and internal notes."""
+    """The order as its customer sees it (by its token): the history without actors and internal notes; who acted
+    only as `customer` or `exchanger` (`by`, set by orders' public history), never a staff member's name."""
     shown = dict(order)
     if "history" in order:
         shown["history"] = [{"from_status": h.get("from_status"), "to_status": h["to_status"], "action": h["action"],
+                             "by": h.get("by"),
                              "note": h.get("note") if h["action"] in CUSTOMER_NOTE_ACTIONS else None,
                              "at": h["at"]} for h in order["history"] or []]
     return shown
