@@ -95,6 +95,15 @@ def account_limits(view):
                          key_func=ip_key, methods=["POST"])(view)
 
 
+def account_letter_limits(view):
+    """Sign-up and reset letters to one address (docs/security.md, "Throttles and lockout"): one count per e-mail
+    shared by both endpoints (API and cabinet pages), whatever the client address, so a script cannot fill one
+    inbox from many addresses; 429 with Retry-After. The notifier's cap per recipient stays behind it."""
+    return limiter.shared_limit(lambda: config.env("ACCOUNT_LETTER_RATE_LIMIT", "5 per hour"), scope="account-letters",
+                                key_func=lambda: "letters|" + _submitted_email(), methods=["POST"],
+                                exempt_when=lambda: not _submitted_email())(view)
+
+
 # -- schemas -------------------------------------------------------------------------------------------------------
 class SignupSchema(StrictSchema):
     email = fields.Email(required=True, validate=validate.Length(max=254))
@@ -231,6 +240,7 @@ def throttled(retry_after):
 
 @bp.post("/signup")
 @account_limits
+@account_letter_limits
 def signup_api():
     data = load_body(SignupSchema)
     signup(data["email"], data["password"], data["language"])
@@ -270,6 +280,7 @@ def revoke_api():
 
 @bp.post("/password-reset")
 @account_limits
+@account_letter_limits
 def reset_request_api():
     data = load_body(ResetRequestSchema)
     request_reset(data["email"])

@@ -268,6 +268,7 @@ def signup():
 
 @bp.post("/signup")
 @account_api.account_limits
+@account_api.account_letter_limits
 def signup_post():
     tc = texts(current_language())
     form = {"email": (request.form.get("email") or "").strip()}
@@ -376,6 +377,7 @@ def reset():
 
 @bp.post("/reset")
 @account_api.account_limits
+@account_api.account_letter_limits
 def reset_post():
     tc = texts(current_language())
     token = (request.form.get("token") or "")[:100]

@@ -248,3 +248,29 @@ def test_the_cabinet_pages_confirm_with_the_password_enrol_totp_and_change_the_p
     assert "password is changed" in browser.get(system.url + "/account/", timeout=30).text   # this session stays
     eventually(lambda: [m for m in Mail(system).letters(to=email) if m["X-Exchanger-Kind"] == "PASSWORD"],
                timeout=30, message="PASSWORD letter")
+
+
+def test_sign_up_and_reset_letters_to_one_address_stop_at_the_limit_with_a_429_whatever_the_client(system):
+    """ACCOUNT_LETTER_RATE_LIMIT (5 per hour): one count per e-mail shared by sign-up and reset, through the API and
+    the cabinet's form, from any client address (X-Forwarded-For: the suite trusts one proxy)."""
+    email = unique_email("letters")
+    answers = []
+    answers.append(requests.post(system.url + "/api/v1/account/signup", timeout=60,
+                                 headers={"X-Forwarded-For": "198.51.100.10"},
+                                 json={"email": email, "password": "a long and unusual passphrase"}))
+    for i in range(4):
+        answers.append(requests.post(system.url + "/api/v1/account/password-reset", timeout=60,
+                                     headers={"X-Forwarded-For": "198.51.100.%d" % (20 + i)}, json={"email": email}))
+    assert [r.status_code for r in answers if r.status_code >= 400] == [], [r.text for r in answers]
+    refused = requests.post(system.url + "/api/v1/account/password-reset", timeout=60,
+                            headers={"X-Forwarded-For": "198.51.100.30"}, json={"email": email})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0, refused.text
+    page = requests.Session()
+    form = page.get(system.url + "/account/reset", headers={"X-Forwarded-For": "198.51.100.31"}, timeout=60)
+    csrf = CSRF_RE.search(form.text).group(1)
+    again = page.post(system.url + "/account/reset", timeout=60, headers={"X-Forwarded-For": "198.51.100.31"},
+                      data={"csrf_token": csrf, "email": email.upper()})
+    assert again.status_code == 429
+    # another address is not held back by it
+    other = requests.post(system.url + "/api/v1/account/password-reset", timeout=60, json={"email": unique_email("x")})
+    assert other.status_code < 400, other.text
