@@ -7,6 +7,6 @@ python -m libs.migrate
 python -m libs.topology
 python -m services.orders.seed
 # demo formulas over the rates stand-in for the seeded directions (RATES_DEMO_FORMULAS=0 leaves them hand-set)
-python deploy/local/demo_formulas.py
+python -m services.rates.demo
 if [ -d sandbox/migrations ] && [ -f sandbox/seed.py ]; then python -m sandbox.seed; fi
 python -m gateway.cli ensure-admin

@@ -1,10 +1,11 @@
 """Demo formulas for the seeded directions, so the rates of `make run` follow the stand-in's moving files
-(docs/rates.md, "The stand-in"): `python deploy/local/demo_formulas.py`, run by deploy/local/prepare.sh unless
+(docs/rates.md, "The stand-in"): `python -m services.rates.demo`, run by deploy/local/prepare.sh unless
 RATES_DEMO_FORMULAS=0 (the end-to-end tests keep the seeded rates hand-set). Idempotent: a direction that has a
 formula keeps it.
 
-A deployment tool, not a service: it reads the seeded directions of the orders schema and writes formulas through
-the rates service's store, as an admin would through the panel."""
+Part of the rates service (it writes through the service's own store, as an admin would through the panel), run
+once at install time before any service is up, so it reads the seeded directions from the orders catalogue's
+tables: the one place outside orders that does, and only for the demo's seed."""
 import sys
 
 from libs import config
