@@ -10,6 +10,9 @@ must be looked up by its key later, never sent again under a new key (that could
 """
 import collections
 
+from libs.faults import crash_point
+from libs.jsonrpc import RpcError
+
 SENT = "sent"
 FAILED = "failed"
 UNKNOWN = "unknown"
@@ -114,3 +117,33 @@ class ChainAdapter(PaymentSystemAdapter):
     def network_fee_estimate(self):
         """What one payout costs in network fees now (the chain's coin), for quotes and statistics."""
         return None
+
+    # -- paying out at most once -------------------------------------------------------------------------------
+    def send_payout(self, from_account, to_account, amount, currency, idempotency_key, reference):
+        """Sign and commit once per key, then broadcast what is committed: a retry after a crash at any point
+        sends the same bytes (the same transaction cannot pay twice), never a second payment."""
+        try:
+            txs = self.chain_store.txs_for_key(idempotency_key)
+            if not txs:
+                refused = self._sign_and_store(idempotency_key, to_account, amount)
+                if refused is not None:
+                    return refused
+                crash_point("after_sign")
+                txs = self.chain_store.txs_for_key(idempotency_key)
+            error = self._broadcast(txs[-1])
+            return self._state(txs, error)
+        except (ProviderError, RpcError) as exc:
+            return PayoutResult(UNKNOWN, None, str(exc), None)
+
+    def _sign_and_store(self, idempotency_key, to_account, amount):
+        """Build and sign the payout's transaction and commit it under the key (ChainStore); a PayoutResult if
+        the rail refuses it (a bad address, a fee above the cap), else None."""
+        raise NotImplementedError
+
+    def _broadcast(self, tx):
+        """Send a committed transaction's bytes to the node; an error text or None."""
+        raise NotImplementedError
+
+    def _state(self, txs, error=None):
+        """The PayoutResult of a key's transactions as the chain sees them now."""
+        raise NotImplementedError

@@ -25,7 +25,6 @@ import logging
 import os
 from decimal import Decimal
 
-from libs.faults import crash_point
 from libs.jsonrpc import JsonRpc, RpcError, RpcUnavailable
 from services.payments.adapters.base import (FAILED, SENT, UNKNOWN, ChainAdapter, ChainTransfer, PayoutResult,
                                              ProviderError)
@@ -167,39 +166,31 @@ class Adapter(ChainAdapter):
         max_fee = base * 2 + tip
         return max_fee, tip
 
-    def send_payout(self, from_account, to_account, amount, currency, idempotency_key, reference):
+    def _sign_and_store(self, idempotency_key, to_account, amount):
         try:
-            txs = self.chain_store.txs_for_key(idempotency_key)
-            if not txs:
-                try:
-                    from eth_utils import is_address
-                    if not is_address(to_account):
-                        return PayoutResult(FAILED, None, "%r is not an address" % to_account, None)
-                    hot = self._hot()
-                    self._chain_id = int(self._call("eth_chainId"), 16)
-                    max_fee, tip = self._fees()
-                    if Decimal(max_fee) > self.max_fee_gwei * GWEI:
-                        return PayoutResult(FAILED, None, "fee %s gwei per gas is above the cap %s" % (
-                            Decimal(max_fee) / GWEI, self.max_fee_gwei), None)
-                    chain_nonce = int(self._call("eth_getTransactionCount", hot.address, "pending"), 16)
-                    with self.chain_store.db.transaction() as cur:
-                        nonce = self.chain_store.take_nonce(cur, self.system, hot.address.lower(), chain_nonce)
-                        raw, txid = self._sign(hot, to_account, amount, nonce, max_fee, tip)
-                        row = self.chain_store.insert_tx(
-                            cur, idempotency_key, self.system, txid, raw, to_account, amount, self.currency,
-                            Decimal(max_fee * self.gas_limit) / Decimal(10 ** 18), nonce=nonce)
-                        if row is None:
-                            # Another process signed this payout first: give the nonce back (our transaction
-                            # rolls back), use theirs.
-                            cur.connection.rollback()
-                except ValueError as exc:
-                    return PayoutResult(FAILED, None, str(exc), None)
-                crash_point("after_sign")
-                txs = self.chain_store.txs_for_key(idempotency_key)
-            error = self._broadcast(txs[-1])
-            return self._state(txs, error)
-        except (ProviderError, RpcError) as exc:
-            return PayoutResult(UNKNOWN, None, str(exc), None)
+            from eth_utils import is_address
+            if not is_address(to_account):
+                return PayoutResult(FAILED, None, "%r is not an address" % to_account, None)
+            hot = self._hot()
+            self._chain_id = int(self._call("eth_chainId"), 16)
+            max_fee, tip = self._fees()
+            if Decimal(max_fee) > self.max_fee_gwei * GWEI:
+                return PayoutResult(FAILED, None, "fee %s gwei per gas is above the cap %s" % (
+                    Decimal(max_fee) / GWEI, self.max_fee_gwei), None)
+            chain_nonce = int(self._call("eth_getTransactionCount", hot.address, "pending"), 16)
+            with self.chain_store.db.transaction() as cur:
+                nonce = self.chain_store.take_nonce(cur, self.system, hot.address.lower(), chain_nonce)
+                raw, txid = self._sign(hot, to_account, amount, nonce, max_fee, tip)
+                row = self.chain_store.insert_tx(
+                    cur, idempotency_key, self.system, txid, raw, to_account, amount, self.currency,
+                    Decimal(max_fee * self.gas_limit) / Decimal(10 ** 18), nonce=nonce)
+                if row is None:
+                    # Another process signed this payout first: give the nonce back (our transaction
+                    # rolls back), use theirs.
+                    cur.connection.rollback()
+        except ValueError as exc:
+            return PayoutResult(FAILED, None, str(exc), None)
+        return None
 
     def _broadcast(self, tx):
         try:

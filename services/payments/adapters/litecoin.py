@@ -23,7 +23,6 @@ import logging
 import os
 from decimal import Decimal
 
-from libs.faults import crash_point
 from libs.jsonrpc import JsonRpc, RpcError, RpcUnavailable
 from services.payments.adapters.base import (FAILED, SENT, UNKNOWN, ChainAdapter, ChainTransfer, PayoutResult,
                                              ProviderError)
@@ -169,25 +168,17 @@ class Adapter(ChainAdapter):
             self.chain_store.note_broadcast(tx["id"], str(exc)[:500])
             raise ProviderError(str(exc)) from exc
 
-    def send_payout(self, from_account, to_account, amount, currency, idempotency_key, reference):
+    def _sign_and_store(self, idempotency_key, to_account, amount):
         try:
-            txs = self.chain_store.txs_for_key(idempotency_key)
-            if not txs:
-                try:
-                    signed = self._sign(to_account, amount)
-                except _FeeTooHigh as exc:
-                    return PayoutResult(FAILED, None, str(exc), None)
-                except RpcError as exc:
-                    if exc.code in (-5, -4, -6):  # invalid address, wallet error, insufficient funds
-                        return PayoutResult(FAILED, None, exc.message, None)
-                    return PayoutResult(UNKNOWN, None, str(exc), None)
-                self._store_signed(idempotency_key, to_account, amount, signed)
-                crash_point("after_sign")
-                txs = self.chain_store.txs_for_key(idempotency_key)
-            error = self._broadcast(txs[-1])
-            return self._state(txs, error)
-        except (ProviderError, RpcError) as exc:
+            signed = self._sign(to_account, amount)
+        except _FeeTooHigh as exc:
+            return PayoutResult(FAILED, None, str(exc), None)
+        except RpcError as exc:
+            if exc.code in (-5, -4, -6):  # invalid address, wallet error, insufficient funds
+                return PayoutResult(FAILED, None, exc.message, None)
             return PayoutResult(UNKNOWN, None, str(exc), None)
+        self._store_signed(idempotency_key, to_account, amount, signed)
+        return None
 
     def _tx_state(self, tx):
         """(confirmations, in_mempool): confirmations < 0 means a conflicting transaction is in the chain."""
