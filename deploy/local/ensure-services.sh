@@ -45,6 +45,15 @@ for db in $DATABASES; do
     psql_admin "create database $db owner $DB_USER" >/dev/null
   fi
 done
+# The suite runs a system of six services (each with its pool), and the short chaos run starts a second one
+# beside it: close to 100 connections at the peak, Debian's default max_connections. A local cluster below 300
+# is raised once (a restart: only here, where this script may start the server anyway).
+if [ "$(psql_admin "show max_connections")" -lt 300 ] && ls /etc/postgresql/*/main >/dev/null 2>&1; then
+  echo "raising PostgreSQL's max_connections to 300 (restart)..."
+  psql_admin "alter system set max_connections = 300" >/dev/null
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main restart
+  for _ in $(seq 1 30); do port_open 5432 && psql_admin "select 1" >/dev/null 2>&1 && break; sleep 1; done
+fi
 
 # --- RabbitMQ --------------------------------------------------------------------------------------------
 if ! port_open 5672; then
